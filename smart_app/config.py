@@ -1,0 +1,210 @@
+"""One typed configuration object, read from a TOML file and the environment.
+
+Bad configuration must fail at start with a message naming the key, not at 3 a.m. on the first
+launch, so every value is checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AUTH_METHODS = ("public", "client_secret_basic", "private_key_jwt")
+SCOPE_PROFILES = ("v2", "v1")
+SIGNING_ALGS = ("RS384", "ES384")
+STORE_SCHEMES = ("sqlite://", "memory://", "redis://", "rediss://")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class CodeSets:
+    """Codes a deployment adds to the defaults of risk-model.md §3–§5 ("system|code")."""
+
+    jcv_antibody: tuple[str, ...] = ()
+    jcv_index: tuple[str, ...] = ()
+    natalizumab: tuple[str, ...] = ()
+    immunosuppressants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One EHR the app is registered with; its ``iss`` is the allowlist entry."""
+
+    name: str
+    iss: str
+    client_id: str
+    auth: str = "private_key_jwt"
+    client_secret: str | None = None
+    scopes: str = "v2"  # "v2" | "v1" | an explicit space-separated scope string
+    frame_ancestors: tuple[str, ...] = ()
+    signing_alg: str = "RS384"  # private_key_jwt only: "RS384" | "ES384" (SMART T4)
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = ""
+    session_store: str = "sqlite:///instance/sessions.sqlite3"
+    risk_table: str = "berger-fox-2016"  # a bundled table id, or a path to a table file
+    keys_file: str = "instance/jwks-private.json"
+    codes: CodeSets = field(default_factory=CodeSets)
+    tenants: tuple[Tenant, ...] = ()
+    # Web app tuning; the defaults suit an EHR on the same continent.
+    session_ttl: int = 8 * 3600  # seconds a launch stays usable (an EHR shift, at most)
+    discovery_ttl: int = 3600  # seconds .well-known/smart-configuration is cached per issuer
+    fhir_timeout: float = 10.0  # seconds per FHIR request (connect and read)
+    fhir_max_pages: int = 20  # next links followed per search before giving up
+
+    def tenant_for(self, iss: str) -> Tenant | None:
+        """The tenant registered for exactly this ``iss`` (the allowlist check, S7)."""
+        wanted = iss.rstrip("/")
+        return next((t for t in self.tenants if t.iss == wanted), None)
+
+
+def _str(data: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}{key}: expected a non-empty string")
+    return value
+
+
+def _codes(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and "|" in v and v.split("|", 1)[1] for v in value
+    ):
+        raise ConfigError(f'codes.{key}: expected a list of "system|code" strings')
+    return tuple(value)
+
+
+def _code_sets(data: Any) -> CodeSets:
+    if not isinstance(data, dict):
+        raise ConfigError("codes: expected a table")
+    agents = data.get("immunosuppressants", {})
+    if not isinstance(agents, dict):
+        raise ConfigError('codes.immunosuppressants: expected a table of agent = ["system|code"]')
+    return CodeSets(
+        jcv_antibody=_codes(data, "jcv_antibody"),
+        jcv_index=_codes(data, "jcv_index"),
+        natalizumab=_codes(data, "natalizumab"),
+        immunosuppressants={
+            name: _codes(agents, name) for name in agents
+        },
+    )
+
+
+def _tenant(data: Any, n: int) -> Tenant:
+    where = f"tenants[{n}]."
+    if not isinstance(data, dict):
+        raise ConfigError(f"tenants[{n}]: expected a table")
+    auth = data.get("auth", "private_key_jwt")
+    if auth not in AUTH_METHODS:
+        raise ConfigError(f"{where}auth: expected one of {', '.join(AUTH_METHODS)}")
+    secret = data.get("client_secret")
+    if auth == "client_secret_basic" and not secret:
+        raise ConfigError(f"{where}client_secret: required when auth = client_secret_basic")
+    iss = _str(data, "iss", where).rstrip("/")
+    if not iss.startswith(("https://", "http://")):
+        raise ConfigError(f"{where}iss: expected an absolute http(s) URL")
+    origins = data.get("frame_ancestors", [])
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise ConfigError(f"{where}frame_ancestors: expected a list of origins")
+    alg = data.get("signing_alg", "RS384")
+    if alg not in SIGNING_ALGS:
+        raise ConfigError(f"{where}signing_alg: expected one of {', '.join(SIGNING_ALGS)}")
+    return Tenant(
+        name=data.get("name", iss),
+        iss=iss,
+        client_id=_str(data, "client_id", where),
+        auth=auth,
+        client_secret=secret,
+        scopes=_str(data, "scopes", where, "v2"),
+        frame_ancestors=tuple(origins),
+        signing_alg=alg,
+    )
+
+
+def _number(data: Mapping[str, Any], key: str, default: float, *, integer: bool) -> Any:
+    value = data.get(key, default)
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ConfigError(f"{key}: expected {kind}")
+    return value
+
+
+def _store_url(data: Mapping[str, Any], default: str) -> str:
+    url = _str(data, "session_store", "", default)
+    if not url.startswith(STORE_SCHEMES):
+        raise ConfigError(
+            "session_store: expected sqlite:///path, memory:// or redis://host:port/db"
+        )
+    return url
+
+
+def from_mapping(data: Mapping[str, Any]) -> Settings:
+    """Build settings from parsed TOML; environment variables ``PML_RISK_<KEY>`` win."""
+    merged = dict(data)
+    for key in ("base_url", "secret_key", "session_store", "risk_table", "keys_file"):
+        env = os.environ.get(f"PML_RISK_{key.upper()}")
+        if env:
+            merged[key] = env
+    tenants = merged.get("tenants", [])
+    if not isinstance(tenants, list):
+        raise ConfigError("tenants: expected an array of tables ([[tenants]])")
+    defaults = Settings()
+    return Settings(
+        base_url=_str(merged, "base_url", "", defaults.base_url).rstrip("/"),
+        secret_key=str(merged.get("secret_key", "")),
+        session_store=_store_url(merged, defaults.session_store),
+        risk_table=_str(merged, "risk_table", "", defaults.risk_table),
+        keys_file=_str(merged, "keys_file", "", defaults.keys_file),
+        codes=_code_sets(merged.get("codes", {})),
+        tenants=_unique(tuple(_tenant(t, n) for n, t in enumerate(tenants))),
+        session_ttl=_number(merged, "session_ttl", defaults.session_ttl, integer=True),
+        discovery_ttl=_number(merged, "discovery_ttl", defaults.discovery_ttl, integer=True),
+        fhir_timeout=float(_number(merged, "fhir_timeout", defaults.fhir_timeout, integer=False)),
+        fhir_max_pages=_number(merged, "fhir_max_pages", defaults.fhir_max_pages, integer=True),
+    )
+
+
+def _unique(tenants: tuple[Tenant, ...]) -> tuple[Tenant, ...]:
+    seen: set[str] = set()
+    for n, tenant in enumerate(tenants):
+        if tenant.iss in seen:
+            raise ConfigError(f"tenants[{n}].iss: {tenant.iss} is registered twice")
+        seen.add(tenant.iss)
+    return tenants
+
+
+def require_web(settings: Settings) -> None:
+    """Checks that only matter when serving HTTP (the CLI's ``assess`` needs none of them)."""
+    if len(settings.secret_key) < 32:
+        raise ConfigError("secret_key: expected at least 32 characters (it signs the cookie "
+                          "and derives the key that encrypts tokens at rest)")
+    if not settings.base_url.startswith(("https://", "http://")):
+        raise ConfigError("base_url: expected an absolute http(s) URL")
+    if not settings.tenants:
+        raise ConfigError("tenants: at least one [[tenants]] entry is required to serve")
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read ``path``, else ``$PML_RISK_CONFIG``, else defaults (environment still applies)."""
+    path = path or os.environ.get("PML_RISK_CONFIG")
+    if not path:
+        return from_mapping({})
+    try:
+        with Path(path).open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return from_mapping(data)

@@ -1,0 +1,145 @@
+"""Assessment → what people read: the JSON the page and API show, and the CLI's text summary.
+
+Both show every input with the resource it came from, and every finding; neither recomputes.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from ..risk.records import LabResult, MedicationEvidence
+from ..risk.result import Assessment, Finding
+
+
+def _num(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value.normalize():f}"
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _lab(r: LabResult) -> dict[str, Any]:
+    return {
+        "source": r.source,
+        "date": _day(r.effective),
+        "status": r.status,
+        "result": r.qualitative.value if r.qualitative else None,
+        "index": _num(r.index),
+        "label": r.label,
+        "matchedByName": r.matched_by_text,
+    }
+
+
+def _med(m: MedicationEvidence) -> dict[str, Any]:
+    return {"source": m.source, "agent": m.agent, "date": _day(m.when), "status": m.status,
+            "label": m.label}
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    return {"code": f.code.value, "severity": f.severity.value, "message": f.message,
+            "sources": list(f.sources)}
+
+
+def assessment_json(a: Assessment) -> dict[str, Any]:
+    ab, ex, pi = a.antibody, a.exposure, a.prior_immunosuppressant
+    result = None
+    if a.cell is not None:
+        result = {
+            "per1000": _num(a.cell.per_1000),
+            "oneIn": a.one_in,
+            "qualitative": a.qualitative,
+            "cell": {"row": a.cell.row, "band": a.cell.band, "words": a.cell.words},
+        }
+    return {
+        "result": result,
+        "table": {"id": a.table_id, "title": a.table_title, "version": a.table_version},
+        "assessedOn": a.assessed_on.isoformat(),
+        "inputs": {
+            "patient": a.patient,
+            "antibody": {
+                "status": ab.status.value,
+                "index": _num(ab.index),
+                "testedOn": _day(ab.tested_on),
+                "sources": list(ab.sources),
+                "overridden": ab.overridden,
+                "history": [_lab(r) for r in ab.history],
+                "notUsed": [_lab(r) for r in ab.not_used],
+            },
+            "exposure": {
+                "infusions": ex.infusions,
+                "firstInfusion": _day(ex.first),
+                "lastInfusion": _day(ex.last),
+                "calendarMonths": ex.calendar_months,
+                "meanIntervalDays": _num(ex.mean_interval_days),
+                "extendedInterval": ex.extended_interval,
+                "overridden": ex.overridden,
+                "sources": [i.source for i in ex.counted],
+            },
+            "priorImmunosuppressant": {
+                "value": pi.value,
+                "onRecord": pi.on_record,
+                "overridden": pi.overridden,
+                "evidence": [_med(m) for m in pi.evidence],
+                "concomitant": [_med(m) for m in pi.concomitant],
+                "otherTherapies": [_med(m) for m in pi.other_therapies],
+            },
+        },
+        "monitoring": {
+            "mri": a.monitoring.mri,
+            "antibodyRetest": a.monitoring.antibody_retest,
+            "antibodyRetestDue": _day(a.monitoring.antibody_retest_due),
+        },
+        "warnings": [finding_json(f) for f in a.findings],
+        "basis": list(a.basis),
+    }
+
+
+def text_summary(a: Assessment) -> str:
+    """A plain summary a clinician can read or paste into a note."""
+    ab, ex, pi = a.antibody, a.exposure, a.prior_immunosuppressant
+    lines = [f"PML risk (natalizumab) for {a.patient}, assessed {a.assessed_on.isoformat()}"]
+    if a.cell is not None:
+        lines += [
+            f"Risk: {_num(a.cell.per_1000)} per 1,000 (about 1 in {a.one_in:,}) for the exposure "
+            f"period; category {a.qualitative}",
+            f"Table cell: {a.cell.words} [{a.table_id}]",
+        ]
+    else:
+        lines.append("Risk: NO ESTIMATE — " + "; ".join(f.message for f in a.missing))
+    index = f", index {_num(ab.index)}" if ab.index is not None else ", no index"
+    tested = f" (tested {_day(ab.tested_on)}" + (
+        f"; {', '.join(ab.sources)})" if ab.sources else ")"
+    ) if ab.tested_on else ""
+    first_last = (
+        f" (first {_day(ex.first)}, last {_day(ex.last)})" if ex.first and ex.last else ""
+    )
+    interval = (
+        f"; mean interval {_num(ex.mean_interval_days)} days"
+        + (" (extended-interval dosing)" if ex.extended_interval else "")
+        if ex.mean_interval_days is not None
+        else ""
+    )
+    if pi.evidence:
+        prior = "yes (" + ", ".join(f"{m.agent} {_day(m.when) or 'undated'} [{m.source}]"
+                                    for m in pi.evidence) + ")"
+    else:
+        prior = "yes" if pi.value else "no (none on record)"
+    mark = " [overridden by clinician]"
+    lines += [
+        "Inputs:",
+        f"  Anti-JCV antibody: {ab.status.value}{index}{tested}"
+        + (mark if ab.overridden else ""),
+        f"  Natalizumab infusions: {ex.infusions}{first_last}{interval}"
+        + (mark if ex.overridden else ""),
+        f"  Prior immunosuppressant: {prior}" + (mark if pi.overridden else ""),
+        "Monitoring:",
+        f"  {a.monitoring.mri}",
+        f"  {a.monitoring.antibody_retest}",
+    ]
+    if a.findings:
+        lines.append("Warnings:")
+        lines += [f"  [{f.severity.value}] {f.message}" for f in a.findings]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,144 @@
+"""What the engine hands back: the estimate, the cell it came from, and every caveat.
+
+Adapters render this (HTML, text, FHIR RiskAssessment); none of them recomputes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from .records import Antibody, Infusion, LabResult, MedicationEvidence, Overrides
+
+
+class Severity(StrEnum):
+    MISSING = "missing"  # blocks the estimate
+    WARNING = "warning"  # the estimate stands, but read it with this in mind
+    INFO = "info"  # context for the clinician
+
+
+class Code(StrEnum):
+    """Stable finding codes: tests, the UI and the RiskAssessment notes key on these."""
+
+    ANTIBODY_MISSING = "antibody-missing"
+    ANTIBODY_INDETERMINATE = "antibody-indeterminate"
+    ANTIBODY_PRELIMINARY = "antibody-preliminary"
+    ANTIBODY_STALE = "antibody-stale"
+    ANTIBODY_SEROREVERSION = "antibody-seroreversion"
+    ANTIBODY_LOCAL_CODE = "antibody-local-code"
+    ANTIBODY_DISCORDANT = "antibody-discordant"
+    ANTIBODY_UNDATED = "antibody-undated"
+    INDEX_MISSING = "index-missing"
+    INDEX_NEAR_CUTOFF = "index-near-cutoff"
+    INDEX_RISING = "index-rising"
+    INDEX_NOT_USED = "index-not-used"
+    EXPOSURE_NONE = "exposure-none"
+    EXPOSURE_BEYOND_TABLE = "exposure-beyond-table"
+    EXPOSURE_UNDERCOUNT = "exposure-undercount"
+    EXPOSURE_EXTENDED_INTERVAL = "exposure-extended-interval"
+    EXPOSURE_UNDATED = "exposure-undated"
+    PRIOR_IS_NONE_ON_RECORD = "prior-is-none-on-record"
+    PRIOR_IS_CONCOMITANT = "prior-is-concomitant"
+    PRIOR_IS_UNDATED = "prior-is-undated"
+    OTHER_MS_THERAPY = "other-ms-therapy"
+    TABLE_CELL_FLAGGED = "table-cell-flagged"
+    OVERRIDE = "override"
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: Code
+    severity: Severity
+    message: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AntibodySummary:
+    status: Antibody
+    index: Decimal | None
+    tested_on: date | None
+    sources: tuple[str, ...]  # the results of the latest test
+    history: tuple[LabResult, ...]  # usable results, oldest first (for the index chart)
+    not_used: tuple[LabResult, ...]  # preliminary and other results shown but not used
+    overridden: bool = False
+
+
+@dataclass(frozen=True)
+class ExposureSummary:
+    infusions: int
+    counted: tuple[Infusion, ...]  # completed infusions, oldest first
+    first: date | None
+    last: date | None
+    calendar_months: int | None
+    mean_interval_days: Decimal | None
+    extended_interval: bool
+    overridden: bool = False
+
+
+@dataclass(frozen=True)
+class PriorImmunosuppressant:
+    value: bool
+    on_record: bool  # False: "no (none on record)" or an override without evidence
+    evidence: tuple[MedicationEvidence, ...]
+    concomitant: tuple[MedicationEvidence, ...]
+    other_therapies: tuple[MedicationEvidence, ...]
+    overridden: bool = False
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: str  # e.g. "antibody positive, no prior IS, index > 1.5"
+    band: str  # e.g. "25–48 infusions"
+    per_1000: Decimal
+    flag: str = ""
+
+    @property
+    def words(self) -> str:
+        return f"{self.row}, {self.band}"
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    mri: str
+    antibody_retest: str
+    antibody_retest_due: date | None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    patient: str
+    assessed_on: date
+    table_id: str
+    table_title: str
+    table_version: str
+    antibody: AntibodySummary
+    exposure: ExposureSummary
+    prior_immunosuppressant: PriorImmunosuppressant
+    cell: Cell | None
+    qualitative: str | None  # risk-probability code: low | moderate | high
+    monitoring: Monitoring
+    findings: tuple[Finding, ...]
+    basis: tuple[str, ...]  # every resource the estimate rests on
+    overrides: Overrides
+
+    @property
+    def complete(self) -> bool:
+        return self.cell is not None
+
+    @property
+    def per_1000(self) -> Decimal | None:
+        return self.cell.per_1000 if self.cell else None
+
+    @property
+    def one_in(self) -> int | None:
+        """"About 1 in N", rounded to a whole patient."""
+        if self.cell is None or self.cell.per_1000 <= 0:
+            return None
+        return int((Decimal(1000) / self.cell.per_1000).to_integral_value())
+
+    @property
+    def missing(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.MISSING)

@@ -1,0 +1,74 @@
+"""One call from a patient's FHIR resources to everything the views and the CLI show.
+
+This is the seam between the adapters (FHIR JSON in, RiskAssessment out) and the pure engine;
+the web views, the CLI and the benchmarks all go through it, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from .config import Settings
+from .fhir.extract import extract_inputs
+from .fhir.present import assessment_json
+from .fhir.riskassessment import build_risk_assessment
+from .risk.engine import assess
+from .risk.records import Overrides
+from .risk.result import Assessment
+from .risk.table import RiskTable
+from .tables import load_table
+
+
+@dataclass(frozen=True)
+class ChartAssessment:
+    assessment: Assessment
+    risk_assessment: dict[str, Any] | None  # validated FHIR R4 RiskAssessment, or None
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.assessment.complete else "incomplete"
+
+    def api_json(self) -> dict[str, Any]:
+        """The body of ``GET /launches/<id>/assessment``."""
+        return {
+            "status": self.status,
+            "riskAssessment": self.risk_assessment,
+            **assessment_json(self.assessment),
+        }
+
+
+def assess_chart(
+    resources: Iterable[Mapping[str, Any]],
+    patient_id: str,
+    *,
+    at: date,
+    settings: Settings,
+    overrides: Overrides | None = None,
+    table: RiskTable | None = None,
+    encounter: str | None = None,
+    performer: str | None = None,
+    full_urls: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ChartAssessment:
+    """Assess one patient's resources (already checked to belong to ``patient_id``).
+
+    Raises ``smart_app.fhir.extract.ForeignResourceError`` when a resource belongs to another
+    patient: mixing two charts must never produce a number.
+    """
+    inputs = extract_inputs(
+        resources, patient_id, code_sets=settings.codes, full_urls=full_urls
+    )
+    if overrides is not None:
+        inputs = inputs.with_overrides(overrides)
+    table = table or load_table(settings.risk_table)
+    result = assess(inputs, table, at)
+    ra = (
+        build_risk_assessment(
+            result, encounter=encounter, performer=performer, versions=dict(inputs.versions)
+        )
+        if result.complete
+        else None
+    )
+    return ChartAssessment(result, ra)
