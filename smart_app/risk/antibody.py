@@ -120,15 +120,22 @@ def summarise(
             )
         )
 
-    for r in shown:
-        when = r.effective.isoformat() if r.effective else "undated"
+    # A preliminary result older than the latest usable test is history, not news: list it,
+    # but warn only about results that could change the picture.
+    pending = [r for r in shown if latest is None or not r.effective or r.effective >= latest.on]
+    by_day: dict[date | None, list[LabResult]] = defaultdict(list)
+    for r in pending:
+        by_day[r.effective].append(r)
+    for day, group in by_day.items():
+        when = day.isoformat() if day else "undated"
+        statuses = " / ".join(sorted({r.status for r in group}))
         findings.append(
             Finding(
                 Code.ANTIBODY_PRELIMINARY,
                 Severity.WARNING,
-                f"A {r.status} anti-JCV result ({when}) is shown but not used; only final, "
+                f"A {statuses} anti-JCV result ({when}) is shown but not used; only final, "
                 "amended or corrected results count. Recheck when it is final.",
-                (r.source,),
+                tuple(r.source for r in group),
             )
         )
     if undated:

@@ -7,7 +7,7 @@ not pushed into a later band by elapsed time (reference.md §1.5, example 12).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from .dates import add_months, months_between
@@ -17,6 +17,13 @@ from .result import Code, ExposureSummary, Finding, Severity
 EXTENDED_INTERVAL_DAYS = Decimal(35)
 INTERVAL_WINDOW_MONTHS = 18  # TOUCH primary analysis: dosing pattern over the last 18 months
 MIN_INFUSIONS_FOR_INTERVAL = 3
+ORDER_GRACE = timedelta(days=42)
+
+
+def _grace(evidence: MedicationEvidence) -> timedelta:
+    """An order is normally written a few weeks before the first infusion: only an order
+    older than that, or a statement of use before it, suggests treatment began elsewhere."""
+    return ORDER_GRACE if evidence.resource_type == "MedicationRequest" else timedelta(0)
 
 
 def _mean_interval(dates: Sequence[date]) -> Decimal | None:
@@ -84,7 +91,7 @@ def summarise(
         for m in medications
         if m.agent_class is AgentClass.NATALIZUMAB
         and m.when is not None
-        and (first is None or m.when < first)
+        and (first is None or m.when < first - _grace(m))
     ]
     if earlier:
         oldest = min(m.when for m in earlier if m.when is not None)

@@ -72,6 +72,10 @@ class MedicationEvidence:
     status: str
     label: str = ""
 
+    @property
+    def resource_type(self) -> str:
+        return self.source.split("/", 1)[0]
+
 
 @dataclass(frozen=True)
 class Overrides:
