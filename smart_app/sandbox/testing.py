@@ -1,0 +1,48 @@
+"""Run a WSGI app on a loopback port in a background thread, for tests and demos.
+
+Real HTTP (not Flask's test client) is what exercises redirects, ``requests`` retries and
+client-side OAuth libraries the way production does, so both the sandbox tests and the app's
+integration tests use this helper.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from werkzeug.exceptions import NotFound
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import make_server
+
+
+@contextmanager
+def serve_in_thread(wsgi_app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``wsgi_app`` (threaded) and yield its base URL, e.g. ``http://127.0.0.1:51234``.
+
+    The server is shut down and its socket closed when the block exits.
+    """
+    server = make_server(host, port, wsgi_app, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll interval
+        name="sandbox-server",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def mounted(sandbox: Any, app: Any = None) -> Any:
+    """Mount ``sandbox`` at ``/sandbox`` over ``app`` (default: a 404 for everything else).
+
+    This is the URL layout of the demo, so a test using it sees the same URLs
+    (``{root}/sandbox/fhir`` ...) as the combined deployment.
+    """
+    return DispatcherMiddleware(app if app is not None else NotFound(), {"/sandbox": sandbox})
