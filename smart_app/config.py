@@ -60,7 +60,11 @@ class Settings:
     session_ttl: int = 8 * 3600  # seconds a launch stays usable (an EHR shift, at most)
     discovery_ttl: int = 3600  # seconds .well-known/smart-configuration is cached per issuer
     fhir_timeout: float = 10.0  # seconds per FHIR request (connect and read)
-    fhir_max_pages: int = 20  # next links followed per search before giving up
+    fhir_max_pages: int = 20  # pages read per search before giving up (never under-count)
+    fhir_page_size: int = 1000  # _count sent with every search
+    # Observation search narrowing: a category code ("" = all of the patient's Observations).
+    # Not by code, so unmapped local JCV codes can still be recognised by their text.
+    observation_category: str = "laboratory"
 
     def tenant_for(self, iss: str) -> Tenant | None:
         """The tenant registered for exactly this ``iss`` (the allowlist check, S7)."""
@@ -120,7 +124,7 @@ def _tenant(data: Any, n: int) -> Tenant:
     if alg not in SIGNING_ALGS:
         raise ConfigError(f"{where}signing_alg: expected one of {', '.join(SIGNING_ALGS)}")
     return Tenant(
-        name=data.get("name", iss),
+        name=_str(data, "name", where, iss),
         iss=iss,
         client_id=_str(data, "client_id", where),
         auth=auth,
@@ -133,8 +137,8 @@ def _tenant(data: Any, n: int) -> Tenant:
 
 def _number(data: Mapping[str, Any], key: str, default: float, *, integer: bool) -> Any:
     value = data.get(key, default)
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or value <= 0:
         kind = "a positive integer" if integer else "a positive number"
         raise ConfigError(f"{key}: expected {kind}")
     return value
@@ -172,7 +176,15 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
         discovery_ttl=_number(merged, "discovery_ttl", defaults.discovery_ttl, integer=True),
         fhir_timeout=float(_number(merged, "fhir_timeout", defaults.fhir_timeout, integer=False)),
         fhir_max_pages=_number(merged, "fhir_max_pages", defaults.fhir_max_pages, integer=True),
+        fhir_page_size=_number(merged, "fhir_page_size", defaults.fhir_page_size, integer=True),
+        observation_category=_category(merged.get("observation_category", "laboratory")),
     )
+
+
+def _category(value: Any) -> str:
+    if not isinstance(value, str) or " " in value or "," in value:
+        raise ConfigError('observation_category: expected one category code, or "" for all')
+    return value
 
 
 def _unique(tenants: tuple[Tenant, ...]) -> tuple[Tenant, ...]:

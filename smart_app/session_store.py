@@ -1,0 +1,241 @@
+"""Server-side storage for pending authorizations and launches (tokens never reach the browser).
+
+SMART T7 and python-deps.md §5: the browser holds only an opaque id in a signed cookie; the
+state, the PKCE verifier, the tokens and the launch context stay here. Every value is encrypted
+with a key derived from ``secret_key`` (Fernet), and every key is an HMAC of the caller's key, so
+a copy of the database or a Redis dump yields neither tokens nor usable state/launch ids.
+
+Backends share one tiny key-value interface with expiry, so the semantics that matter (single-use
+``take`` for ``state``, exclusive ``add`` for the refresh lock) are atomic in each of them:
+
+* ``sqlite:///path``: the embedded default, safe across gunicorn workers on one host;
+* ``redis://host:port/db``: several instances behind a load balancer;
+* ``memory://``: one process (tests, the demo).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+
+class KeyValue(Protocol):
+    """The primitive operations a backend must make atomic."""
+
+    def set(self, key: str, value: bytes, ttl: int) -> None: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def take(self, key: str) -> bytes | None:
+        """Return the value and delete it in one step: the second caller gets None."""
+        ...
+
+    def add(self, key: str, value: bytes, ttl: int) -> bool:
+        """Set only if absent (or expired); True for the one caller that set it."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryKV:
+    """A dict with expiry behind a lock: one process only."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._data: dict[str, tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def _live(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            del self._data[key]
+            return None
+        return item[0]
+
+    def set(self, key: str, value: bytes, ttl: int) -> None:
+        with self._lock:
+            self._data[key] = (value, self._clock() + ttl)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._live(key)
+
+    def take(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self._live(key)
+            self._data.pop(key, None)
+            return value
+
+    def add(self, key: str, value: bytes, ttl: int) -> bool:
+        with self._lock:
+            if self._live(key) is not None:
+                return False
+            self._data[key] = (value, self._clock() + ttl)
+            return True
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+
+class SQLiteKV:
+    """One table in a local SQLite file; WAL mode so gunicorn workers can share it."""
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS kv "
+                "(k TEXT PRIMARY KEY, v BLOB NOT NULL, exp REAL NOT NULL)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        # A connection per operation: cheap for SQLite, and no connection crosses threads.
+        return sqlite3.connect(self._path, timeout=10, isolation_level=None)
+
+    def set(self, key: str, value: bytes, ttl: int) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO kv (k, v, exp) VALUES (?, ?, ?) "
+                "ON CONFLICT(k) DO UPDATE SET v = excluded.v, exp = excluded.exp",
+                (key, value, self._clock() + ttl),
+            )
+            db.execute("DELETE FROM kv WHERE exp <= ?", (self._clock(),))
+
+    def get(self, key: str) -> bytes | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT v FROM kv WHERE k = ? AND exp > ?", (key, self._clock())
+            ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def take(self, key: str) -> bytes | None:
+        with self._connect() as db:
+            row = db.execute(
+                "DELETE FROM kv WHERE k = ? RETURNING v, exp", (key,)
+            ).fetchone()
+        if row is None or row[1] <= self._clock():
+            return None
+        return bytes(row[0])
+
+    def add(self, key: str, value: bytes, ttl: int) -> bool:
+        now = self._clock()
+        with self._connect() as db:
+            cur = db.execute(
+                "INSERT INTO kv (k, v, exp) VALUES (?, ?, ?) "
+                "ON CONFLICT(k) DO UPDATE SET v = excluded.v, exp = excluded.exp "
+                "WHERE kv.exp <= ?",
+                (key, value, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+    def delete(self, key: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM kv WHERE k = ?", (key,))
+
+
+class RedisKV:
+    """Redis ≥ 6.2 (GETDEL); expiry is Redis's own."""
+
+    def __init__(self, url: str) -> None:
+        import redis  # imported here: only deployments that use Redis need a server
+
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._prefix = "pml-risk:"
+
+    def set(self, key: str, value: bytes, ttl: int) -> None:
+        self._redis.set(self._prefix + key, value, ex=ttl)
+
+    def get(self, key: str) -> bytes | None:
+        value = self._redis.get(self._prefix + key)
+        return bytes(value) if value is not None else None
+
+    def take(self, key: str) -> bytes | None:
+        value = self._redis.getdel(self._prefix + key)
+        return bytes(value) if value is not None else None
+
+    def add(self, key: str, value: bytes, ttl: int) -> bool:
+        return bool(self._redis.set(self._prefix + key, value, ex=ttl, nx=True))
+
+    def delete(self, key: str) -> None:
+        self._redis.delete(self._prefix + key)
+
+
+def open_kv(url: str) -> KeyValue:
+    if url.startswith("memory://"):
+        return MemoryKV()
+    if url.startswith("sqlite:///"):
+        return SQLiteKV(url.removeprefix("sqlite:///"))
+    if url.startswith(("redis://", "rediss://")):
+        return RedisKV(url)
+    raise ValueError(f"session_store: unsupported URL scheme in {url.split(':', 1)[0]!r}")
+
+
+def derive_key(secret_key: str, purpose: str) -> bytes:
+    """Independent 32-byte keys from one configured secret (HKDF-SHA256)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+    return hkdf.derive(secret_key.encode())
+
+
+class SessionStore:
+    """Encrypted JSON records under namespaced, HMAC-ed keys."""
+
+    def __init__(self, kv: KeyValue, secret_key: str) -> None:
+        self._kv = kv
+        self._fernet = Fernet(base64.urlsafe_b64encode(derive_key(secret_key, "store-encrypt")))
+        self._mac_key = derive_key(secret_key, "store-keys")
+
+    def _key(self, kind: str, name: str) -> str:
+        digest = hmac.new(self._mac_key, f"{kind}:{name}".encode(), hashlib.sha256).hexdigest()
+        return f"{kind}:{digest}"
+
+    def _seal(self, record: dict[str, Any]) -> bytes:
+        return self._fernet.encrypt(json.dumps(record, separators=(",", ":")).encode())
+
+    def _open(self, blob: bytes | None) -> dict[str, Any] | None:
+        if blob is None:
+            return None
+        try:
+            data = json.loads(self._fernet.decrypt(blob))
+        except (InvalidToken, ValueError):
+            return None  # another secret_key wrote it, or it was tampered with: treat as absent
+        return data if isinstance(data, dict) else None
+
+    def put(self, kind: str, name: str, record: dict[str, Any], ttl: int) -> None:
+        self._kv.set(self._key(kind, name), self._seal(record), ttl)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self._open(self._kv.get(self._key(kind, name)))
+
+    def take(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self._open(self._kv.take(self._key(kind, name)))
+
+    def delete(self, kind: str, name: str) -> None:
+        self._kv.delete(self._key(kind, name))
+
+    def try_lock(self, name: str, ttl: int) -> bool:
+        return self._kv.add(self._key("lock", name), b"1", ttl)
+
+    def unlock(self, name: str) -> None:
+        self._kv.delete(self._key("lock", name))
+
+
+def open_store(url: str, secret_key: str) -> SessionStore:
+    return SessionStore(open_kv(url), secret_key)

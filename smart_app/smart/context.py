@@ -1,0 +1,98 @@
+"""Launch context from the token response (C1–C7), parsed leniently but typed.
+
+The token response is untrusted input: unknown parameters are ignored (C7), malformed optional
+ones are dropped, and only ``patient`` is required: without it there is no chart to assess, so
+the launch fails closed (L4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class MissingPatientContext(ValueError):
+    """The EHR established no patient; the app must not guess one."""
+
+
+@dataclass(frozen=True)
+class FhirContextItem:
+    """C6: one ``fhirContext`` entry; items without ``role`` mean role "launch"."""
+
+    reference: str | None = None
+    canonical: str | None = None
+    identifier: str | None = None  # "system|value"
+    type: str | None = None
+    role: str = "launch"
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    patient: str
+    encounter: str | None = None
+    need_patient_banner: bool = True
+    smart_style_url: str | None = None
+    intent: str | None = None
+    tenant: str | None = None
+    fhir_context: tuple[FhirContextItem, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LaunchContext:
+        items = tuple(FhirContextItem(**item) for item in data.get("fhir_context", ()))
+        return cls(**{**data, "fhir_context": items})
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _fhir_context(value: Any) -> tuple[FhirContextItem, ...]:
+    if not isinstance(value, list):
+        return ()
+    items = []
+    for raw in value:
+        if not isinstance(raw, dict):
+            continue
+        ident = raw.get("identifier")
+        identifier = None
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            identifier = f"{ident.get('system', '')}|{ident['value']}"
+        item = FhirContextItem(
+            reference=_opt_str(raw.get("reference")),
+            canonical=_opt_str(raw.get("canonical")),
+            identifier=identifier,
+            type=_opt_str(raw.get("type")),
+            role=_opt_str(raw.get("role")) or "launch",
+        )
+        if item.reference or item.canonical or item.identifier:
+            items.append(item)
+    return tuple(items)
+
+
+def _patient_id(value: Any) -> str | None:
+    text = _opt_str(value)
+    if text is None:
+        return None
+    text = text.removeprefix("Patient/")
+    return text if "/" not in text and len(text) <= 64 else None
+
+
+def parse(token_response: Mapping[str, Any]) -> LaunchContext:
+    patient = _patient_id(token_response.get("patient"))
+    if patient is None:
+        raise MissingPatientContext("the EHR did not send a patient in the launch context")
+    banner = token_response.get("need_patient_banner", True)
+    encounter = _opt_str(token_response.get("encounter"))
+    return LaunchContext(
+        patient=patient,
+        encounter=encounter.removeprefix("Encounter/") if encounter else None,
+        need_patient_banner=banner if isinstance(banner, bool) else True,
+        smart_style_url=_opt_str(token_response.get("smart_style_url")),
+        intent=_opt_str(token_response.get("intent")),
+        tenant=_opt_str(token_response.get("tenant")),
+        fhir_context=_fhir_context(token_response.get("fhirContext")),
+    )

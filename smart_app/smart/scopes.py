@@ -1,0 +1,121 @@
+"""What the app asks for (requirements §1.3) and what it may do with what it got (T6).
+
+The granted ``scope`` may differ from the request, so the app never assumes: it parses the grant
+(v1 ``.read``/``.write``/``.*`` and v2 ``.cruds`` alike) and degrades, e.g. to read-only when
+RiskAssessment create was not granted, or to "data may be incomplete" when a read was withheld.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..config import Tenant
+
+#: The resource types the risk engine reads, in the order the FHIR client searches them.
+READ_TYPES = (
+    "Patient",
+    "Observation",
+    "MedicationAdministration",
+    "MedicationStatement",
+    "MedicationRequest",
+    "Medication",
+)
+
+_V2_READS = {"Patient": "r"}  # everything else is searched, so it needs "rs"
+_IDENTITY = ("openid", "fhirUser", "online_access")
+
+_V1_PERMS = {"read": "rs", "write": "cud", "*": "cruds"}
+_SCOPE = re.compile(
+    r"^(?P<ctx>patient|user|system)/(?P<type>[A-Za-z]+|\*)\.(?P<perm>[a-z*]+)(?:\?(?P<q>.*))?$"
+)
+
+
+def _resource_scopes(profile: str) -> list[str]:
+    if profile == "v1":
+        reads = [f"patient/{t}.read" for t in READ_TYPES]
+        return [*reads, "patient/RiskAssessment.read", "patient/RiskAssessment.write"]
+    reads = [f"patient/{t}.{_V2_READS.get(t, 'rs')}" for t in READ_TYPES]
+    return [*reads, "patient/RiskAssessment.cs"]
+
+
+def scope_profile(tenant: Tenant, capabilities: tuple[str, ...]) -> str:
+    """v2 unless the tenant says v1, or the server advertises v1 permissions and not v2 (D4)."""
+    v1_only = "permission-v1" in capabilities and "permission-v2" not in capabilities
+    return "v1" if tenant.scopes == "v2" and v1_only else tenant.scopes
+
+
+def requested_scopes(tenant: Tenant, *, ehr_launch: bool, profile: str | None = None) -> str:
+    """L2/L4/L5: ``launch`` (EHR) or ``launch/patient`` (standalone), identity, and reads.
+
+    ``profile`` ("v1"/"v2") overrides the tenant's profile; explicit scope strings are kept.
+    """
+    if tenant.scopes in ("v1", "v2"):
+        profile = profile or tenant.scopes
+        context = ["launch", "launch/patient"] if ehr_launch else ["launch/patient"]
+        return " ".join([*context, *_IDENTITY, *_resource_scopes(profile)])
+    scopes = tenant.scopes.split()
+    if ehr_launch and "launch" not in scopes:
+        scopes.insert(0, "launch")  # L2 is a SHALL: the launch handle is useless without it
+    if not ehr_launch:
+        scopes = [s for s in scopes if s != "launch"]  # no launch handle to go with it
+    return " ".join(scopes)
+
+
+@dataclass(frozen=True)
+class ResourceGrant:
+    context: str  # patient | user | system
+    resource: str  # a type or "*"
+    perms: str  # a subset of "cruds"
+    restricted: bool  # a v2 "?param=value" constraint narrows it
+
+
+def _parse_one(token: str) -> ResourceGrant | None:
+    match = _SCOPE.match(token)
+    if match is None:
+        return None
+    perm = match["perm"]
+    if perm in _V1_PERMS:
+        perms = _V1_PERMS[perm]
+    elif re.fullmatch(r"c?r?u?d?s?", perm) and perm:
+        perms = perm
+    else:
+        return None  # out-of-order or unknown suffix: grants nothing
+    return ResourceGrant(match["ctx"], match["type"], perms, match["q"] is not None)
+
+
+@dataclass(frozen=True)
+class GrantedScopes:
+    raw: tuple[str, ...]
+    resources: tuple[ResourceGrant, ...]
+
+    @classmethod
+    def parse(cls, scope: str) -> GrantedScopes:
+        tokens = tuple(scope.split())
+        grants = tuple(g for g in (_parse_one(t) for t in tokens) if g is not None)
+        return cls(tokens, grants)
+
+    def has(self, scope: str) -> bool:
+        return scope in self.raw
+
+    def allows(self, resource: str, perm: str) -> bool:
+        """True when some patient- or user-level grant covers ``perm`` on ``resource``."""
+        return any(
+            g.context in ("patient", "user")
+            and g.resource in (resource, "*")
+            and all(p in g.perms for p in perm)
+            for g in self.resources
+        )
+
+    def can_search(self, resource: str) -> bool:
+        return self.allows(resource, "s") or (resource == "Patient" and self.allows(resource, "r"))
+
+    def can_create(self, resource: str) -> bool:
+        return self.allows(resource, "c")
+
+    def missing_reads(self) -> tuple[str, ...]:
+        return tuple(t for t in READ_TYPES if not self.can_search(t))
+
+    @property
+    def read_only(self) -> bool:
+        return not self.can_create("RiskAssessment")

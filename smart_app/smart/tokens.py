@@ -1,0 +1,144 @@
+"""Access and refresh tokens: what is kept, and the proactive, rotating refresh (RF1–RF4).
+
+Refresh happens *before* expiry (no failed FHIR call first), under a lock that spans processes
+(the session store's exclusive ``add``), so two requests of one launch never send the same
+refresh token. A refresh token is used at most once: it is dropped from the record before the
+response is known, and replaced only by the one the server returns (RF3/RF4). A server that does
+not rotate therefore gets one refresh per launch, then a relaunch; that is the price of never
+replaying a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from requests import RequestException
+
+if TYPE_CHECKING:
+    from ..launches import Launch, LaunchRepository
+
+log = logging.getLogger(__name__)
+
+REFRESH_MARGIN = 60  # seconds before expiry when the app refreshes proactively
+LOCK_TTL = 30
+
+
+class TokenExpired(RuntimeError):
+    """The access token is (nearly) expired and cannot be refreshed: relaunch from the EHR."""
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    access_token: str
+    token_type: str
+    scope: str
+    expires_at: float | None
+    refresh_token: str | None = None
+    id_token: str | None = None
+    issued_at: float = 0.0
+
+    @classmethod
+    def from_response(
+        cls, data: Mapping[str, Any], requested_scope: str, now: float | None = None
+    ) -> TokenSet:
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise ValueError("the token response has no access_token")
+        token_type = str(data.get("token_type", ""))
+        if token_type.lower() != "bearer":
+            raise ValueError("the token response is not a Bearer token")
+        expires_in = data.get("expires_in")
+        at = now if now is not None else time.time()
+        scope = data.get("scope")
+        refresh = data.get("refresh_token")
+        id_token = data.get("id_token")
+        return cls(
+            access_token=access,
+            token_type="Bearer",  # noqa: S106 - the scheme name, not a secret
+            # RFC 6749 §5.1: an omitted scope means "as requested".
+            scope=scope if isinstance(scope, str) else requested_scope,
+            expires_at=at + float(expires_in) if isinstance(expires_in, int | float) else None,
+            refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+            id_token=id_token if isinstance(id_token, str) and id_token else None,
+            issued_at=at,
+        )
+
+    def expires_soon(self, now: float | None = None) -> bool:
+        """Within a minute of expiry, or past half its life for tokens shorter than two."""
+        if self.expires_at is None:
+            return False
+        margin = min(REFRESH_MARGIN, (self.expires_at - self.issued_at) / 2)
+        return (now if now is not None else time.time()) >= self.expires_at - margin
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TokenSet:
+        return cls(**data)
+
+
+#: Performs one refresh-token grant and returns the raw token response.
+RefreshCall = Callable[[str], Mapping[str, Any]]
+
+
+def fresh_launch(
+    launch: Launch,
+    repo: LaunchRepository,
+    do_refresh: RefreshCall,
+    *,
+    force: bool = False,
+    clock: Callable[[], float] = time.time,
+    wait: float = 10.0,
+) -> Launch:
+    """The launch with a usable access token, refreshing it first when it expires soon.
+
+    ``force`` refreshes even if the clock says the token is still good (the server said 401).
+    """
+    if not force and not launch.tokens.expires_soon(clock()):
+        return launch
+    deadline = time.monotonic() + wait
+    while not repo.store.try_lock(f"refresh:{launch.id}", LOCK_TTL):
+        if time.monotonic() > deadline:
+            raise TokenExpired("another request is refreshing this launch's token")
+        time.sleep(0.05)
+        current = repo.get(launch.id)
+        if current is None:
+            raise TokenExpired("the launch has ended")
+        if current.tokens.access_token != launch.tokens.access_token:
+            return current  # someone else refreshed while we waited
+    try:
+        current = repo.get(launch.id)
+        if current is None:
+            raise TokenExpired("the launch has ended")
+        if current.tokens.access_token != launch.tokens.access_token:
+            return current
+        if not force and not current.tokens.expires_soon(clock()):
+            return current
+        refresh_token = current.tokens.refresh_token
+        if refresh_token is None:
+            raise TokenExpired("the access token expired and there is no refresh token")
+        # RF4: forget the refresh token before sending it, so nothing can ever send it twice.
+        repo.put(current.with_tokens(_without_refresh(current.tokens)))
+        try:
+            response = do_refresh(refresh_token)
+            tokens = TokenSet.from_response(response, current.tokens.scope, now=clock())
+        except (OAuthError, OAuth2Error, RequestException, ValueError) as exc:
+            log.warning("token refresh failed: %s", type(exc).__name__)
+            raise TokenExpired("the EHR refused to refresh the access token") from exc
+        updated = current.with_tokens(tokens)
+        repo.put(updated)
+        log.info("access token refreshed (rotated refresh token: %s)", bool(tokens.refresh_token))
+        return updated
+    finally:
+        repo.store.unlock(f"refresh:{launch.id}")
+
+
+def _without_refresh(tokens: TokenSet) -> TokenSet:
+    return replace(tokens, refresh_token=None)

@@ -1,0 +1,248 @@
+"""``/launch`` (EHR launch), ``/standalone`` (standalone launch) and ``/callback``.
+
+The order of checks is the security argument:
+
+* ``iss`` is matched against the configured tenants *before any outbound request* (S7), so a
+  forged launch cannot make the app fetch attacker metadata or post its credentials there;
+* ``state`` (256 bits, CSPRNG) and the PKCE verifier stay server-side; ``state`` is taken from
+  the store (single use, ten minutes) and must belong to this browser's session (A2);
+* the callback's own ``iss`` (RFC 9207) is compared with the discovered issuer, never used to
+  choose a server (S8); the FHIR server is always the one the flow started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from flask import Blueprint, g, redirect, render_template, request, url_for
+from requests import RequestException
+from werkzeug.wrappers import Response
+
+from ..config import Tenant
+from ..launches import Launch, PendingAuth
+from ..smart import context as launch_context
+from ..smart.client_auth import oauth_session
+from ..smart.id_token import IdTokenError, validate
+from ..smart.scopes import requested_scopes, scope_profile
+from ..smart.tokens import TokenSet
+from .errors import AppError
+from .services import browser_sid, services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("launch", __name__)
+
+MAX_AUTHORIZE_URL = 2000  # longer URLs are truncated by some proxies and embedded browsers
+
+
+def _tenant_or_reject(iss: str) -> Tenant:
+    tenant = services().settings.tenant_for(iss)
+    if tenant is None:
+        log.warning("launch refused: unregistered iss")
+        raise AppError(
+            400,
+            "This EHR is not registered with the app",
+            "The launch came from a FHIR server this app is not configured for, so nothing "
+            "was contacted. Ask your administrator to register it.",
+            "unknown-iss",
+        )
+    return tenant
+
+
+def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Response:
+    svc = services()
+    config = svc.smart_config(tenant)
+    if "S256" not in config.code_challenge_methods_supported:
+        # A3: PKCE is sent anyway; servers that support it without saying so exist.
+        log.info("the EHR does not advertise S256; sending PKCE regardless")
+    sid = browser_sid(create=True)
+    assert sid is not None
+    state = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
+    verifier = secrets.token_urlsafe(64)  # 86 characters, within RFC 7636's 43–128
+    if tenant.scopes in ("v1", "v2"):
+        profile = profile or scope_profile(tenant, config.capabilities)
+    scope = requested_scopes(tenant, ehr_launch=launch is not None, profile=profile)
+    client = oauth_session(
+        tenant,
+        token_endpoint=config.token_endpoint,
+        keys=svc.keys,
+        redirect_uri=svc.redirect_uri,
+        scope=scope,
+    )
+    extra = {"aud": tenant.iss}  # L3: the FHIR base, after the allowlist check
+    if launch is not None:
+        extra["launch"] = launch
+    url, _ = client.create_authorization_url(
+        config.authorization_endpoint, state=state, code_verifier=verifier, **extra
+    )
+    svc.repo.put_pending(
+        state,
+        PendingAuth(
+            sid=sid,
+            iss=tenant.iss,
+            launch=launch,
+            code_verifier=verifier,
+            redirect_uri=svc.redirect_uri,
+            scope=scope,
+            created_at=time.time(),
+            profile=profile or "",
+        ),
+    )
+    log.info("authorize request (%s launch, tenant %s)", "EHR" if launch else "standalone",
+             tenant.name)
+    if len(url) > MAX_AUTHORIZE_URL and config.supports("authorize-post"):
+        return _post_form(url)  # A5: long scope strings go in a form body
+    return redirect(url, code=302)
+
+
+def _post_form(url: str) -> Response:
+    """An auto-submitting form to the authorize endpoint (same window, as Cerner requires)."""
+    parts = urlsplit(url)
+    action = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    g.form_action = f"{parts.scheme}://{parts.netloc}"
+    g.script_nonce = secrets.token_urlsafe(16)
+    html = render_template(
+        "authorize_post.html", action=action, fields=parse_qsl(parts.query),
+        nonce=g.script_nonce,
+    )
+    return Response(html, mimetype="text/html")
+
+
+@bp.get("/launch")
+def ehr_launch() -> Response:
+    """L1: both ``iss`` and ``launch`` are required; the check on ``iss`` comes first."""
+    iss = request.args.get("iss", "")
+    launch = request.args.get("launch", "")
+    if not iss or not launch:
+        raise AppError(
+            400,
+            "Incomplete launch",
+            "An EHR launch needs both iss and launch parameters. Start the app from the EHR.",
+            "bad-launch",
+        )
+    return _start(_tenant_or_reject(iss), launch)
+
+
+@bp.get("/standalone")
+def standalone_launch() -> Response:
+    """L5: no launch handle; the EHR shows its own patient picker (``launch/patient``)."""
+    iss = request.args.get("iss", "")
+    if not iss:
+        raise AppError(400, "No EHR chosen", "Choose an EHR to sign in to.", "bad-launch")
+    return _start(_tenant_or_reject(iss), None)
+
+
+def _pending() -> PendingAuth:
+    state = request.args.get("state", "")
+    pending = services().repo.take_pending(state) if state else None
+    if pending is None:
+        raise AppError(
+            400,
+            "This sign-in link is no longer valid",
+            "The sign-in was already completed, has expired (10 minutes), or did not come "
+            "from this app. Launch the app again from the EHR.",
+            "bad-state",
+        )
+    if pending.sid != browser_sid():
+        raise AppError(
+            400,
+            "This sign-in belongs to another browser session",
+            "The sign-in was started in a different browser or the app's cookie was blocked. "
+            "Launch the app again from the EHR.",
+            "state-session-mismatch",
+        )
+    return pending
+
+
+@bp.get("/callback")
+def callback() -> Response:
+    pending = _pending()  # consumes the state, whatever happens next
+    svc = services()
+    if request.args.get("error") == "invalid_scope" and pending.profile == "v2":
+        # requirements §1.3: some servers claim v2 and reject it; ask again, once, in v1.
+        tenant = _tenant_or_reject(pending.iss)
+        log.info("v2 scopes refused; retrying the authorization with v1 scopes")
+        return _start(tenant, pending.launch, profile="v1")
+    if "error" in request.args:  # T1
+        error = request.args.get("error", "")[:64]
+        log.info("authorization refused by the EHR: %s", error)
+        raise AppError(
+            403,
+            "Access was not granted",
+            "The EHR did not authorize the app"
+            + (" (access denied)." if error == "access_denied" else f" ({error}).")
+            + " Nothing was read from the chart.",
+            "authorization-denied",
+        )
+    tenant = _tenant_or_reject(pending.iss)
+    config = svc.smart_config(tenant)
+    callback_iss = request.args.get("iss")
+    if callback_iss and config.issuer and callback_iss != config.issuer:  # S8, RFC 9207
+        raise AppError(400, "Sign-in came back from the wrong server",
+                       "The authorization response names another issuer.", "issuer-mismatch")
+    code = request.args.get("code", "")
+    if not code:
+        raise AppError(400, "Incomplete sign-in", "The EHR sent no authorization code.",
+                       "bad-callback")
+    client = oauth_session(
+        tenant,
+        token_endpoint=config.token_endpoint,
+        keys=svc.keys,
+        redirect_uri=pending.redirect_uri,
+    )
+    try:
+        response = dict(
+            client.fetch_token(
+                config.token_endpoint,
+                grant_type="authorization_code",
+                code=code,
+                code_verifier=pending.code_verifier,
+                redirect_uri=pending.redirect_uri,
+                timeout=svc.settings.fhir_timeout,
+            )
+        )
+        tokens = TokenSet.from_response(response, pending.scope)
+    except (OAuthError, OAuth2Error, RequestException, ValueError) as exc:
+        log.warning("token exchange failed: %s", type(exc).__name__)
+        raise AppError(502, "The EHR did not issue an access token",
+                       "The sign-in could not be completed. Launch the app again.",
+                       "token-exchange") from exc
+    try:
+        ctx = launch_context.parse(response)
+    except launch_context.MissingPatientContext as exc:
+        raise AppError(400, "No patient selected",
+                       "The EHR launched the app without a patient. Open a patient's chart "
+                       "first, then launch the app.", "no-patient") from exc
+    fhir_user = None
+    if tokens.id_token is not None:
+        try:
+            identity = validate(tokens.id_token, http=svc.http, config=config,
+                                client_id=tenant.client_id, jwks=svc.jwks,
+                                timeout=svc.settings.fhir_timeout)
+        except IdTokenError as exc:
+            log.warning("id_token rejected: %s", exc)
+            raise AppError(502, "The EHR's identity token is not valid",
+                           "The app could not verify who is signed in.", "id-token") from exc
+        fhir_user = identity.fhir_user
+    elif "openid" in pending.scope.split():
+        log.info("no id_token although openid was requested; user unknown")
+    launch = Launch(
+        id=secrets.token_urlsafe(18),
+        sid=pending.sid,
+        iss=tenant.iss,
+        tenant=tenant.name,
+        context=ctx,
+        tokens=tokens,
+        requested_scope=pending.scope,
+        fhir_user=fhir_user,
+        created_at=time.time(),
+    )
+    svc.repo.put(launch)
+    log.info("launch established (tenant %s, refresh token: %s)", tenant.name,
+             tokens.refresh_token is not None)
+    return redirect(url_for("views.launch_page", launch_id=launch.id), code=303)

@@ -1,0 +1,114 @@
+"""The per-app objects the blueprints share, hung on ``app.extensions`` (no module globals).
+
+Two apps in one process (two tests, or the demo next to a test) therefore never share a cache,
+a session store or an HTTP connection pool.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from flask import current_app, session
+from requests.adapters import HTTPAdapter
+
+from ..config import Settings, Tenant
+from ..keys import SigningKeys
+from ..launches import LaunchRepository
+from ..smart.client_auth import oauth_session
+from ..smart.discovery import DiscoveryCache, DiscoveryError, SmartConfiguration
+from ..smart.id_token import JwksCache
+from .errors import AppError
+from .style import StyleCache
+
+EXTENSION = "pml_risk"
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    http: requests.Session
+    repo: LaunchRepository
+    discovery: DiscoveryCache
+    jwks: JwksCache
+    keys: SigningKeys | None
+    styles: StyleCache
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.settings.base_url}/callback"
+
+    def smart_config(self, tenant: Tenant) -> SmartConfiguration:
+        try:
+            return self.discovery.get(self.http, tenant.iss, self.settings.fhir_timeout)
+        except DiscoveryError as exc:
+            raise AppError(
+                502,
+                "The EHR's SMART configuration could not be read",
+                "The app could not discover where to sign in. Try again; if it persists, "
+                "tell your EHR support team.",
+            ) from exc
+
+    def refresh_call(self, tenant: Tenant) -> Callable[[str], dict[str, Any]]:
+        """A ``RefreshCall`` for this tenant that returns the *raw* token response.
+
+        authlib copies the old refresh token into its result when the server sends none,
+        which would make the app reuse it (RF4), so the raw response is captured instead.
+        Discovery is looked up only when a refresh actually happens.
+        """
+
+        def call(refresh_token: str) -> dict[str, Any]:
+            config = self.smart_config(tenant)
+            raw: dict[str, Any] = {}
+
+            def capture(resp: requests.Response) -> requests.Response:
+                raw.update(resp.json())
+                return resp
+
+            client = oauth_session(
+                tenant,
+                token_endpoint=config.token_endpoint,
+                keys=self.keys,
+                redirect_uri=self.redirect_uri,
+            )
+            client.register_compliance_hook("refresh_token_response", capture)
+            client.refresh_token(
+                config.token_endpoint,
+                refresh_token=refresh_token,
+                timeout=self.settings.fhir_timeout,
+            )
+            return raw
+
+        return call
+
+
+def make_http(pool: int = 16) -> requests.Session:
+    """One pooled HTTP session per app; environment proxies ignored (talk to EHRs directly)."""
+    http = requests.Session()
+    http.trust_env = False
+    adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+    http.mount("http://", adapter)
+    http.mount("https://", adapter)
+    return http
+
+
+def services() -> Services:
+    found: Services = current_app.extensions[EXTENSION]
+    return found
+
+
+def browser_sid(create: bool = False) -> str | None:
+    """The opaque id in the signed cookie; nothing else is ever put in the cookie."""
+    sid = session.get("sid")
+    if isinstance(sid, str) and sid:
+        return sid
+    if not create:
+        return None
+    sid = secrets.token_urlsafe(32)
+    session.clear()
+    session["sid"] = sid
+    session.permanent = True
+    return sid
