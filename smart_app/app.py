@@ -27,6 +27,7 @@ from .web.services import EXTENSION, Services, make_http
 from .web.style import StyleCache
 
 log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent.parent / "static"  # assets live beside the package
 
 
 def _keys(settings: Settings) -> SigningKeys | None:
@@ -42,9 +43,10 @@ def _content_security_policy(
 ) -> str:
     ancestors = " ".join(("'self'", *frame_ancestors))
     forms = " ".join(("'self'", *([form_action] if form_action else [])))
-    script = f"; script-src 'nonce-{script_nonce}'" if script_nonce else ""
+    nonce = f" 'nonce-{script_nonce}'" if script_nonce else ""
+    script = f"; script-src 'self'{nonce}"
     return (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         f"form-action {forms}; base-uri 'none'; frame-ancestors {ancestors}{script}"
     )
 
@@ -52,7 +54,7 @@ def _content_security_policy(
 def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
     """Build the app; bad configuration raises ``ConfigError`` naming the key."""
     require_web(settings)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     secure = settings.base_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,
