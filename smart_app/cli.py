@@ -25,13 +25,6 @@ from .risk.table import TableError
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NO_ESTIMATE = 0, 2, 3
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from exc
-
-
 def _emit(payload: dict[str, Any]) -> None:
     json.dump(payload, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
@@ -52,16 +45,22 @@ def assess_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail("invalid", f"cannot read {args.bundle}: {exc.strerror}")
     try:
+        at = date.fromisoformat(args.at) if args.at else date.today()
+    except ValueError:
+        return _fail("invalid", f"--at: expected a date YYYY-MM-DD, got {args.at!r}")
+    try:
         data = json.loads(raw, parse_float=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return _fail("structure", f"{args.bundle} is not JSON: {exc}")
+    except RecursionError:
+        return _fail("structure", f"{args.bundle} is not usable JSON: nested too deeply")
     try:
         settings = config.load(args.config)
         bundle = read_bundle(data)
         chart = assess_chart(
             bundle.resources,
             bundle.patient_id,
-            at=args.at or date.today(),
+            at=at,
             settings=settings,
             full_urls=bundle.full_urls,
         )
@@ -100,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "'incomplete' names what is missing), 2 bad input.",
     )
     assess.add_argument("bundle", help="a FHIR R4 Bundle (JSON) of one patient's resources")
-    assess.add_argument("--at", type=_date, help="assessment date YYYY-MM-DD (default: today)")
+    assess.add_argument("--at", help="assessment date YYYY-MM-DD (default: today)")
     assess.add_argument("--format", choices=("json", "text"), default="json")
     assess.add_argument("--config", help="configuration TOML (risk table, extra codes)")
     assess.set_defaults(func=assess_command)
@@ -115,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except BrokenPipeError:  # e.g. piped into `head`: not an error worth a traceback
+        sys.stderr.close()
+        return EXIT_OK
     return code
 
 

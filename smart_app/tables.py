@@ -38,7 +38,10 @@ def load_table(name_or_path: str = DEFAULT_TABLE) -> RiskTable:
             raise TableError(f"unknown risk table {name_or_path!r} (bundled: {known})")
         text = file.read_text(encoding="utf-8")
     if name_or_path.endswith(".json"):
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TableError(f"risk table {name_or_path}: not valid JSON: {exc}") from exc
     else:
         try:
             data = tomllib.loads(text)

@@ -53,6 +53,11 @@ def read_bundle(data: Any) -> PatientBundle:
             continue  # e.g. a batch-response entry with only a response
         if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
             raise BundleError(f"Bundle.entry[{n}].resource has no resourceType", "structure")
+        for key in ("subject", "patient"):
+            if key in resource and not isinstance(resource[key], Mapping):
+                raise BundleError(
+                    f"Bundle.entry[{n}].resource.{key} must be a Reference object", "structure"
+                )
         if resource["resourceType"] == "OperationOutcome":
             continue  # searchset warnings from the server, not clinical data
         resources.append(resource)
@@ -70,7 +75,8 @@ def read_bundle(data: Any) -> PatientBundle:
     for r in resources:
         owner = subject_patient(r)
         if owner is None:
-            ref = (r.get("subject") or r.get("patient") or {}).get("reference")
+            subject = r.get("subject") or r.get("patient")
+            ref = subject.get("reference") if isinstance(subject, Mapping) else None
             owner = urn_patients.get(ref) if isinstance(ref, str) else None
         if owner:
             owners.setdefault(owner, ref_of(r))

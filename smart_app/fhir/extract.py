@@ -263,7 +263,8 @@ def extract_inputs(
                     ref_of(resource), agent_class, agent, when, status, codes.label(concept)
                 )
                 evidence.append(record)
-        version = (resource.get("meta") or {}).get("versionId")
+        meta = resource.get("meta")
+        version = meta.get("versionId") if isinstance(meta, Mapping) else None
         if record is not None and isinstance(version, str):
             versions[ref_of(resource)] = version
 

@@ -89,6 +89,12 @@ def summarise(
     index = latest.index if latest else None
     if overrides.antibody is not None:
         status = overrides.antibody
+        if status is Antibody.POSITIVE and latest is not None and latest.status is not status:
+            index = None  # the chart's index belongs to a non-positive test: not this result's
+    elif overrides.index is not None:
+        # An index entered without a status is a result like any other: §3 reads the status
+        # from it, so 2.0 can never sit silently beside a negative.
+        status = status_from_index(overrides.index)
     if overrides.index is not None:
         index = overrides.index
     elif overrides.clear_index:

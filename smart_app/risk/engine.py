@@ -6,6 +6,7 @@ cell and the same inputs always give the same RiskAssessment identifier.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -58,8 +59,34 @@ def _override_findings(o: Overrides) -> list[Finding]:
     ]
 
 
+def _as_of(inputs: Inputs, at: date) -> tuple[Inputs, list[Finding]]:
+    """Records dated after the assessment date are not yet known on that date."""
+    later = [
+        *(r.source for r in inputs.lab_results if r.effective and r.effective > at),
+        *(i.source for i in inputs.infusions if i.when and i.when > at),
+        *(m.source for m in inputs.medications if m.when and m.when > at),
+    ]
+    if not later:
+        return inputs, []
+    kept = replace(
+        inputs,
+        lab_results=tuple(r for r in inputs.lab_results if not (r.effective and r.effective > at)),
+        infusions=tuple(i for i in inputs.infusions if not (i.when and i.when > at)),
+        medications=tuple(m for m in inputs.medications if not (m.when and m.when > at)),
+    )
+    note = Finding(
+        Code.AFTER_ASSESSMENT_DATE,
+        Severity.INFO,
+        f"{len(later)} record(s) dated after the assessment date {at.isoformat()} are not used.",
+        tuple(later),
+    )
+    return kept, [note]
+
+
 def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
+    inputs, dated_later = _as_of(inputs, at)
     ab, findings = antibody_rules.summarise(inputs.lab_results, at, inputs.overrides)
+    findings += dated_later
     exp, more = exposure_rules.summarise(inputs.infusions, inputs.medications, inputs.overrides)
     findings += more
     prior, more = immunosuppressant_rules.summarise(
@@ -96,6 +123,8 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
             if band.flag:
                 findings.append(Finding(Code.TABLE_CELL_FLAGGED, Severity.WARNING, band.flag))
             if prior.value and ab.status is Antibody.POSITIVE and ab.index is not None:
+                # The index does not pick the row, so "near the cut-off" would mislead.
+                findings = [f for f in findings if f.code is not Code.INDEX_NEAR_CUTOFF]
                 findings.append(
                     Finding(
                         Code.INDEX_NOT_USED,

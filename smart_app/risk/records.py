@@ -88,6 +88,12 @@ class Overrides:
     infusion_count: int | None = None
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        if self.infusion_count is not None and self.infusion_count < 0:
+            raise ValueError("an infusion count cannot be negative")
+        if self.index is not None and (not self.index.is_finite() or self.index < 0):
+            raise ValueError("an antibody index must be a number ≥ 0")
+
     def any(self) -> bool:
         return (
             self.prior_immunosuppressant is not None

@@ -45,6 +45,7 @@ class Code(StrEnum):
     OTHER_MS_THERAPY = "other-ms-therapy"
     TABLE_CELL_FLAGGED = "table-cell-flagged"
     OVERRIDE = "override"
+    AFTER_ASSESSMENT_DATE = "after-assessment-date"
 
 
 @dataclass(frozen=True)

@@ -119,9 +119,16 @@ def _decimal(value: Any, where: str) -> Decimal:
         number = Decimal(str(value))
     except InvalidOperation as exc:
         raise TableError(f"risk table: {where} is not a number: {value!r}") from exc
-    if not number.is_finite() or number < 0:
-        raise TableError(f"risk table: {where} must be a finite number ≥ 0")
+    if not number.is_finite() or number <= 0:
+        # A zero would read as "no risk", which no source states: refuse it at load.
+        raise TableError(f"risk table: {where} must be a finite number > 0 (zero claims no risk)")
     return number
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TableError(f"risk table: {where} must be a whole number of infusions ≥ 0")
+    return value
 
 
 def _index_rule(value: Any, where: str) -> IndexRule:
@@ -139,19 +146,23 @@ def _index_rule(value: Any, where: str) -> IndexRule:
 
 def _row(data: Mapping[str, Any], n: int) -> Row:
     where = f"rows[{n}]"
-    try:
-        antibody = Antibody(data["antibody"])
-    except ValueError as exc:
-        raise TableError(f"risk table: {where}.antibody must be positive or negative") from exc
+    if data.get("antibody") not in (Antibody.POSITIVE.value, Antibody.NEGATIVE.value):
+        raise TableError(f"risk table: {where}.antibody must be positive or negative")
+    antibody = Antibody(data["antibody"])
+    if not isinstance(data.get("prior_immunosuppressant"), bool):
+        raise TableError(f"risk table: {where}.prior_immunosuppressant must be true or false")
     bands = tuple(
         Band(
-            min=int(c["min"]),
-            max=int(c["max"]) if "max" in c else None,
+            min=_count(c["min"], f"{where}.cells[{k}].min"),
+            max=_count(c["max"], f"{where}.cells[{k}].max") if "max" in c else None,
             per_1000=_decimal(c["per_1000"], f"{where}.cells[{k}].per_1000"),
             flag=str(c.get("flag", "")),
         )
         for k, c in enumerate(data["cells"])
     )
+    for k, band in enumerate(bands):
+        if band.max is not None and band.max < band.min:
+            raise TableError(f"risk table: {where}.cells[{k}] ends before it starts")
     if not bands or bands[0].min != 0:
         raise TableError(f"risk table: {where}.cells must start at 0 infusions")
     for before, after in zip(bands, bands[1:], strict=False):
@@ -162,7 +173,7 @@ def _row(data: Mapping[str, Any], n: int) -> Row:
     return Row(
         label=_text(data, "label"),
         antibody=antibody,
-        prior_immunosuppressant=bool(data["prior_immunosuppressant"]),
+        prior_immunosuppressant=data["prior_immunosuppressant"],
         index=_index_rule(data.get("index"), f"{where}.index"),
         bands=bands,
     )

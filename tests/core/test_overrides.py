@@ -1,0 +1,133 @@
+"""Clinician overrides (records.Overrides): each changes the result, is marked, and is written."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from smart_app.fhir.riskassessment import build_risk_assessment
+from smart_app.risk import Antibody, Assessment, Overrides
+from smart_app.risk.records import LabResult
+
+from .builders import (
+    BEFORE_NATALIZUMAB,
+    antibody_test,
+    codes,
+    finding,
+    infusions,
+    inputs,
+    medication,
+    run,
+)
+
+CHART = antibody_test(Antibody.POSITIVE, "0.9")  # positive, index ≤ 1.5
+
+
+def chart(
+    overrides: Overrides | None = None,
+    *,
+    n: int = 30,
+    prior_is: bool = False,
+    labs: tuple[LabResult, ...] = CHART,
+) -> Assessment:
+    meds = [medication("azathioprine", BEFORE_NATALIZUMAB)] if prior_is else []
+    return run(inputs(labs, infusions(n), meds, overrides))
+
+
+# override → (chart options, per_1000 without, per_1000 with, words in the finding)
+OVERRIDES: dict[str, tuple[Overrides, dict[str, object], str, str, str]] = {
+    "prior IS yes": (Overrides(prior_immunosuppressant=True), {}, "1.1", "12",
+                     "prior immunosuppressant use set to yes"),
+    "prior IS no": (Overrides(prior_immunosuppressant=False), {"prior_is": True}, "12", "1.1",
+                    "prior immunosuppressant use set to no"),
+    "antibody negative": (Overrides(antibody=Antibody.NEGATIVE), {}, "1.1", "0.2",
+                          "antibody status set to negative"),
+    "antibody positive": (Overrides(antibody=Antibody.POSITIVE), {"labs": ()}, "-", "3",
+                          "antibody status set to positive"),
+    "index": (Overrides(index=Decimal("2.0")), {}, "1.1", "8.8", "index set to 2"),
+    "clear index": (Overrides(clear_index=True), {}, "1.1", "3",
+                    "index treated as not available"),
+    "infusion count": (Overrides(infusion_count=60), {}, "1.1", "1.4",
+                       "infusion count set to 60"),
+}
+
+
+@pytest.mark.parametrize("name", list(OVERRIDES))
+def test_each_override_changes_the_result_and_is_recorded(name: str) -> None:
+    override, options, before, after, said = OVERRIDES[name]
+    plain = chart(**options)  # type: ignore[arg-type]
+    a = chart(override, **options)  # type: ignore[arg-type]
+
+    assert (str(plain.per_1000) if plain.complete else "-") == before
+    assert a.per_1000 == Decimal(after)
+    assert "override" not in codes(plain)
+    assert said in finding(a, "override").message
+    assert override.any()
+
+    ra = build_risk_assessment(a)
+    notes = " ".join(n["text"] for n in ra["note"])
+    assert said in notes
+
+
+def test_override_reason_is_kept() -> None:
+    a = chart(Overrides(prior_immunosuppressant=True, reason="azathioprine 2009, outside records"))
+    message = finding(a, "override").message
+    assert "Reason: azathioprine 2009, outside records" in message
+    notes = [n["text"] for n in build_risk_assessment(a)["note"]]
+    assert any("azathioprine 2009, outside records" in text for text in notes)
+
+
+def test_overridden_inputs_are_marked_in_the_summaries() -> None:
+    a = chart(Overrides(antibody=Antibody.POSITIVE, infusion_count=40,
+                        prior_immunosuppressant=True))
+    assert a.antibody.overridden and a.exposure.overridden and a.prior_immunosuppressant.overridden
+    b = chart()
+    assert not (b.antibody.overridden or b.exposure.overridden
+                or b.prior_immunosuppressant.overridden)
+
+
+def test_several_overrides_are_listed_in_one_finding() -> None:
+    a = chart(Overrides(index=Decimal("1.7"), infusion_count=80))
+    message = finding(a, "override").message
+    assert "index set to 1.7" in message and "infusion count set to 80" in message
+    assert a.per_1000 == Decimal("10.1")
+    assert "exposure-beyond-table" in codes(a)
+
+
+def test_infusion_count_override_of_zero_says_no_exposure() -> None:
+    a = chart(Overrides(infusion_count=0))
+    assert a.per_1000 == Decimal("0.2")
+    assert "exposure-none" in codes(a)
+
+
+def test_empty_overrides_are_no_override() -> None:
+    assert not Overrides().any()
+    assert not Overrides(reason="just looking").any()
+    assert "override" not in codes(chart(Overrides(reason="just looking")))
+
+
+def test_antibody_override_to_indeterminate_blocks_the_estimate() -> None:
+    a = chart(Overrides(antibody=Antibody.INDETERMINATE))
+    assert not a.complete
+    assert "antibody-indeterminate" in codes(a)
+
+
+def test_negative_infusion_count_override_never_gives_a_number() -> None:
+    with pytest.raises(ValueError, match="cannot be negative"):
+        chart(Overrides(infusion_count=-1))
+
+
+def test_index_override_above_the_positive_cut_off_is_not_silently_negative() -> None:
+    a = chart(Overrides(index=Decimal("2.0")), labs=antibody_test(Antibody.NEGATIVE, "0.11"))
+    silently_negative = (
+        a.complete and a.antibody.status is Antibody.NEGATIVE
+        and "antibody-discordant" not in codes(a)
+    )
+    assert not silently_negative, f"{a.per_1000} per 1,000 ({a.qualitative})"
+
+
+def test_index_override_without_a_chart_result_gives_the_status_from_the_index() -> None:
+    a = chart(Overrides(index=Decimal("2.0")), labs=())
+    assert a.antibody.status is Antibody.POSITIVE
+    assert a.per_1000 == Decimal("8.8")
