@@ -4,6 +4,8 @@ Everything stateful (session store, discovery and JWKS caches, HTTP pool, keys) 
 and hung on ``app.extensions``; nothing lives in module globals, so several apps can share a
 process. Cookie settings follow requirements §3.4 item 7: over HTTPS the session cookie is
 ``Secure; HttpOnly; SameSite=None; Partitioned`` so the app works inside the EHR's iframe.
+Response headers (CSP, HSTS...) and proxy trust live in ``web/security.py``, the health
+probes in ``web/health.py``; logging is configured by the process (``pml-risk serve``), not here.
 """
 
 from __future__ import annotations
@@ -12,17 +14,15 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, g
-from werkzeug.wrappers import Response
+from flask import Flask
 
 from .config import Settings, require_web
-from .keys import SigningKeys
-from .keys import load as load_keys
+from .keys import KeyRing, SigningKeys
 from .launches import LaunchRepository
 from .session_store import open_store
 from .smart.discovery import DiscoveryCache
 from .smart.id_token import JwksCache
-from .web import errors, jwks, launch, views
+from .web import errors, health, jwks, launch, security, views
 from .web.services import EXTENSION, Services, make_http
 from .web.style import StyleCache
 
@@ -30,25 +30,14 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"  # assets live beside the package
 
 
-def _keys(settings: Settings) -> SigningKeys | None:
+def _key_ring(settings: Settings, fixed: SigningKeys | None) -> KeyRing:
     """Required when a tenant uses private_key_jwt; otherwise served if present."""
+    if fixed is not None:
+        return KeyRing(fixed=fixed)
     needed = any(t.auth == "private_key_jwt" for t in settings.tenants)
     if needed or Path(settings.keys_file).exists():
-        return load_keys(settings.keys_file)
-    return None
-
-
-def _content_security_policy(
-    frame_ancestors: tuple[str, ...], form_action: str | None, script_nonce: str | None
-) -> str:
-    ancestors = " ".join(("'self'", *frame_ancestors))
-    forms = " ".join(("'self'", *([form_action] if form_action else [])))
-    nonce = f" 'nonce-{script_nonce}'" if script_nonce else ""
-    script = f"; script-src 'self'{nonce}"
-    return (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        f"form-action {forms}; base-uri 'none'; frame-ancestors {ancestors}{script}"
-    )
+        return KeyRing(path=settings.keys_file)
+    return KeyRing()
 
 
 def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
@@ -70,31 +59,21 @@ def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
     store = open_store(settings.session_store, settings.secret_key)
     app.extensions[EXTENSION] = Services(
         settings=settings,
-        http=make_http(),
+        # Each request thread reads up to six FHIR searches in parallel: a pool smaller than
+        # that discards connections under load and pays a new TCP (TLS) handshake each time.
+        http=make_http(pool=max(16, settings.server.threads * 6)),
         repo=LaunchRepository(store, settings.session_ttl),
         discovery=DiscoveryCache(settings.discovery_ttl),
         jwks=JwksCache(),
-        keys=keys if keys is not None else _keys(settings),
+        key_ring=_key_ring(settings, keys),
         styles=StyleCache(),
     )
-    all_ancestors = tuple(dict.fromkeys(o for t in settings.tenants for o in t.frame_ancestors))
-
-    @app.after_request
-    def _security_headers(resp: Response) -> Response:
-        ancestors = g.get("frame_ancestors", all_ancestors)
-        csp = _content_security_policy(
-            ancestors, g.get("form_action"), g.get("script_nonce")
-        )
-        resp.headers.setdefault("Content-Security-Policy", csp)
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Cache-Control", "no-store")
-        return resp
-
+    security.install(app, settings)
     errors.register(app)
     app.register_blueprint(launch.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(jwks.bp)
+    app.register_blueprint(health.bp)
     log.info("app ready: %d tenant(s), session store %s", len(settings.tenants),
              settings.session_store.split(":", 1)[0])
     return app

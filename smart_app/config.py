@@ -6,7 +6,9 @@ launch, so every value is checked here.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ AUTH_METHODS = ("public", "client_secret_basic", "private_key_jwt")
 SCOPE_PROFILES = ("v2", "v1")
 SIGNING_ALGS = ("RS384", "ES384")
 STORE_SCHEMES = ("sqlite://", "memory://", "redis://", "rediss://")
+ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ConfigError(ValueError):
@@ -48,6 +51,35 @@ class Tenant:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """``[server]``: how ``pml-risk serve`` runs gunicorn (flags override each value)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2  # processes; 2 per core is gunicorn's advice for I/O-bound apps
+    threads: int = 8  # per worker: most of a request is waiting on the EHR
+    timeout: int = 60  # seconds a silent worker may live before gunicorn replaces it
+    graceful_timeout: int = 20  # seconds in-flight requests get to finish on SIGTERM/SIGHUP
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """``[proxy]``: which ``X-Forwarded-*`` headers to believe. Default: none (no proxy)."""
+
+    trusted_hops: int = 0  # proxies in front of the app that set X-Forwarded-For/Proto/Host
+    # Peers allowed to send those headers (the TLS-terminating proxy's addresses/networks);
+    # a request from anywhere else has its X-Forwarded-* headers ignored.
+    trusted_addresses: tuple[str, ...] = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """``[audit]``: where the JSON-lines audit trail goes ("" = standard error)."""
+
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = ""
@@ -65,6 +97,9 @@ class Settings:
     # Observation search narrowing: a category code ("" = all of the patient's Observations).
     # Not by code, so unmapped local JCV codes can still be recognised by their text.
     observation_category: str = "laboratory"
+    server: ServerSettings = field(default_factory=ServerSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     def tenant_for(self, iss: str) -> Tenant | None:
         """The tenant registered for exactly this ``iss`` (the allowlist check, S7)."""
@@ -91,6 +126,8 @@ def _codes(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
 def _code_sets(data: Any) -> CodeSets:
     if not isinstance(data, dict):
         raise ConfigError("codes: expected a table")
+    _known(data, frozenset({"jcv_antibody", "jcv_index", "natalizumab", "immunosuppressants"}),
+           "codes.")
     agents = data.get("immunosuppressants", {})
     if not isinstance(agents, dict):
         raise ConfigError('codes.immunosuppressants: expected a table of agent = ["system|code"]')
@@ -104,10 +141,84 @@ def _code_sets(data: Any) -> CodeSets:
     )
 
 
+TOP_KEYS = frozenset({
+    "base_url", "secret_key", "session_store", "risk_table", "keys_file", "codes", "tenants",
+    "session_ttl", "discovery_ttl", "fhir_timeout", "fhir_max_pages", "fhir_page_size",
+    "observation_category", "server", "proxy", "audit",
+})
+TENANT_KEYS = frozenset({
+    "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
+    "signing_alg",
+})
+SERVER_KEYS = frozenset({"host", "port", "workers", "threads", "timeout", "graceful_timeout"})
+PROXY_KEYS = frozenset({"trusted_hops", "trusted_addresses"})
+AUDIT_KEYS = frozenset({"path"})
+
+
+def _known(data: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    """A misspelt key would otherwise be ignored silently and its default used."""
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{where}{key}: unknown key (expected one of "
+                              f"{', '.join(sorted(allowed))})")
+
+
+def _table(data: Mapping[str, Any], key: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a table ([{key}])")
+    _known(value, allowed, f"{key}.")
+    return value
+
+
+def _server(data: Mapping[str, Any]) -> ServerSettings:
+    table = _table(data, "server", SERVER_KEYS)
+    d = ServerSettings()
+    port = _number(table, "port", d.port, integer=True, where="server.")
+    if port > 65535:
+        raise ConfigError("server.port: expected a TCP port (1-65535)")
+    return ServerSettings(
+        host=_str(table, "host", "server.", d.host),
+        port=port,
+        workers=_number(table, "workers", d.workers, integer=True, where="server."),
+        threads=_number(table, "threads", d.threads, integer=True, where="server."),
+        timeout=_number(table, "timeout", d.timeout, integer=True, where="server."),
+        graceful_timeout=_number(table, "graceful_timeout", d.graceful_timeout, integer=True,
+                                 where="server."),
+    )
+
+
+def _proxy(data: Mapping[str, Any]) -> ProxySettings:
+    table = _table(data, "proxy", PROXY_KEYS)
+    hops = table.get("trusted_hops", 0)
+    if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 5:
+        raise ConfigError("proxy.trusted_hops: expected an integer from 0 (no proxy) to 5")
+    addresses = table.get("trusted_addresses", list(ProxySettings().trusted_addresses))
+    if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+        raise ConfigError("proxy.trusted_addresses: expected a list of IP addresses or networks")
+    for address in addresses:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"proxy.trusted_addresses: {address!r} is not an IP address or network"
+            ) from exc
+    return ProxySettings(trusted_hops=hops, trusted_addresses=tuple(addresses))
+
+
+def _audit(data: Mapping[str, Any]) -> AuditSettings:
+    table = _table(data, "audit", AUDIT_KEYS)
+    path = table.get("path", "")
+    if not isinstance(path, str):
+        raise ConfigError('audit.path: expected a file path, or "" for standard error')
+    return AuditSettings(path=path)
+
+
 def _tenant(data: Any, n: int) -> Tenant:
     where = f"tenants[{n}]."
     if not isinstance(data, dict):
         raise ConfigError(f"tenants[{n}]: expected a table")
+    _known(data, TENANT_KEYS, where)
     auth = data.get("auth", "private_key_jwt")
     if auth not in AUTH_METHODS:
         raise ConfigError(f"{where}auth: expected one of {', '.join(AUTH_METHODS)}")
@@ -120,6 +231,10 @@ def _tenant(data: Any, n: int) -> Tenant:
     origins = data.get("frame_ancestors", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise ConfigError(f"{where}frame_ancestors: expected a list of origins")
+    for origin in origins:  # they go verbatim into the CSP header: nothing but an origin
+        if not ORIGIN.fullmatch(origin):
+            raise ConfigError(f"{where}frame_ancestors: {origin!r} is not an origin "
+                              "(https://host or https://host:port, optionally *.host)")
     alg = data.get("signing_alg", "RS384")
     if alg not in SIGNING_ALGS:
         raise ConfigError(f"{where}signing_alg: expected one of {', '.join(SIGNING_ALGS)}")
@@ -135,12 +250,14 @@ def _tenant(data: Any, n: int) -> Tenant:
     )
 
 
-def _number(data: Mapping[str, Any], key: str, default: float, *, integer: bool) -> Any:
+def _number(
+    data: Mapping[str, Any], key: str, default: float, *, integer: bool, where: str = ""
+) -> Any:
     value = data.get(key, default)
     ok = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not ok or value <= 0:
         kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"{key}: expected {kind}")
+        raise ConfigError(f"{where}{key}: expected {kind}")
     return value
 
 
@@ -156,6 +273,7 @@ def _store_url(data: Mapping[str, Any], default: str) -> str:
 def from_mapping(data: Mapping[str, Any]) -> Settings:
     """Build settings from parsed TOML; environment variables ``PML_RISK_<KEY>`` win."""
     merged = dict(data)
+    _known(merged, TOP_KEYS, "")
     for key in ("base_url", "secret_key", "session_store", "risk_table", "keys_file"):
         env = os.environ.get(f"PML_RISK_{key.upper()}")
         if env:
@@ -166,7 +284,7 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
     defaults = Settings()
     return Settings(
         base_url=_str(merged, "base_url", "", defaults.base_url).rstrip("/"),
-        secret_key=str(merged.get("secret_key", "")),
+        secret_key=_secret(merged.get("secret_key", "")),
         session_store=_store_url(merged, defaults.session_store),
         risk_table=_str(merged, "risk_table", "", defaults.risk_table),
         keys_file=_str(merged, "keys_file", "", defaults.keys_file),
@@ -178,7 +296,16 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
         fhir_max_pages=_number(merged, "fhir_max_pages", defaults.fhir_max_pages, integer=True),
         fhir_page_size=_number(merged, "fhir_page_size", defaults.fhir_page_size, integer=True),
         observation_category=_category(merged.get("observation_category", "laboratory")),
+        server=_server(merged),
+        proxy=_proxy(merged),
+        audit=_audit(merged),
     )
+
+
+def _secret(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError("secret_key: expected a string")
+    return value
 
 
 def _category(value: Any) -> str:

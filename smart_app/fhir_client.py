@@ -13,6 +13,10 @@ Every request has a timeout; 429 (Retry-After) and 503 are retried a bounded num
 a 401 triggers one forced token refresh; a 403 on a search marks that type as withheld (F3).
 Every resource returned must be in the launch patient's compartment, or the whole read fails:
 mixing two charts must never produce a number. Logs carry resource types and counts only.
+
+The first wave also fetches the app's own earlier RiskAssessments (history; its failure only
+hides the history), and ``create`` writes one back (conditional create, bounded retries on
+5xx/timeouts with the same body; requirements §4.3).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
 MAX_RETRIES = 2
 MAX_RETRY_AFTER = 5.0  # seconds; a longer Retry-After is an outage, not a hiccup
+WRITE_RETRIES = 2  # a create is retried on 5xx/timeouts only, always with the same identifier
+HISTORY = "RiskAssessment"
+HISTORY_COUNT = 20
 MEDICATION_IDS_PER_SEARCH = 100
 PATIENT_TYPES = (
     "Observation",
@@ -73,6 +80,10 @@ class ChartData:
     requests: int  # HTTP requests, retries included
     withheld: tuple[str, ...] = ()  # types the app may not read (scope) or was refused (403)
     outcomes: tuple[str, ...] = ()  # OperationOutcome diagnostics returned inside searches
+    #: This app's earlier RiskAssessments for the patient (newest first), read in the same wave.
+    history: tuple[dict[str, Any], ...] = ()
+    #: "ok" | "not-requested" | "not-granted" | "unsupported" (4xx) | "failed" (5xx)
+    history_status: str = "not-requested"
 
 
 @dataclass
@@ -96,6 +107,40 @@ class _Collected:
     withheld: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
     requested_medications: set[str] = field(default_factory=set)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    history_status: str = "not-requested"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What the EHR answered to a create; ``status`` 0 means no answer (timeout, network)."""
+
+    status: int
+    resource: dict[str, Any] | None  # the body, when it is the resource itself
+    location: str | None
+    attempts: int
+    diagnostics: str = ""  # OperationOutcome text of a refusal (shown to the clinician)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (200, 201)
+
+    @property
+    def created(self) -> bool:
+        return self.status == 201
+
+    @property
+    def resource_id(self) -> str | None:
+        """The logical id, from the body or else from ``Location`` (a 201 may have no body)."""
+        if self.resource is not None and isinstance(self.resource.get("id"), str):
+            return str(self.resource["id"])
+        if self.location:
+            parts = self.location.rstrip("/").split("/")
+            if "_history" in parts:
+                parts = parts[: parts.index("_history")]
+            if len(parts) >= 2 and parts[-1]:
+                return parts[-1]
+        return None
 
 
 def _retry_delay(resp: requests.Response, attempt: int) -> float | None:
@@ -121,7 +166,7 @@ def in_compartment(resource: Mapping[str, Any], patient_id: str, base: str) -> b
     rtype = resource.get("resourceType")
     if rtype == "Patient":
         return resource.get("id") == patient_id
-    if rtype in PATIENT_TYPES:
+    if rtype in PATIENT_TYPES or rtype == HISTORY:
         subject = resource.get("subject")
         ref = subject.get("reference") if isinstance(subject, dict) else None
         return ref in (f"Patient/{patient_id}", f"{base}/Patient/{patient_id}")
@@ -206,7 +251,11 @@ class FhirClient:
         return f"{self._base}/{path}" + (f"?{query}" if query else "")
 
     def initial_jobs(
-        self, patient_id: str, granted: GrantedScopes, observation_params: Sequence[tuple[str, str]]
+        self,
+        patient_id: str,
+        granted: GrantedScopes,
+        observation_params: Sequence[tuple[str, str]],
+        history_system: str | None = None,
     ) -> tuple[list[_Job], list[str]]:
         jobs: list[_Job] = []
         withheld: list[str] = []
@@ -225,6 +274,11 @@ class FhirClient:
                 params.append(("_include", _INCLUDES[rtype]))
             params.append(("_count", str(self._page_size)))
             jobs.append(_Job(rtype, self._url(rtype, params)))
+        if history_system and granted.can_search(HISTORY):
+            # In the same wave as the chart: the history costs no extra round trip.
+            params = [("patient", patient_id), ("identifier", f"{history_system}|"),
+                      ("_sort", "-date"), ("_count", str(HISTORY_COUNT))]
+            jobs.append(_Job(HISTORY, self._url(HISTORY, params)))
         return jobs, withheld
 
     def read_chart(
@@ -232,9 +286,13 @@ class FhirClient:
         patient_id: str,
         granted: GrantedScopes,
         observation_params: Sequence[tuple[str, str]] = (),
+        history_system: str | None = None,
     ) -> ChartData:
-        jobs, withheld = self.initial_jobs(patient_id, granted, observation_params)
+        """The chart, plus (``history_system`` given) the app's earlier RiskAssessments."""
+        jobs, withheld = self.initial_jobs(patient_id, granted, observation_params, history_system)
         got = _Collected(withheld=withheld)
+        if history_system:
+            got.history_status = "ok" if granted.can_search(HISTORY) else "not-granted"
         waves = 0
         sent = 0
         with ThreadPoolExecutor(max_workers=6, thread_name_prefix="fhir") as pool:
@@ -258,10 +316,15 @@ class FhirClient:
             requests=sent,
             withheld=tuple(dict.fromkeys(got.withheld)),
             outcomes=tuple(got.outcomes),
+            history=tuple(got.history),
+            history_status=got.history_status,
         )
 
     def _absorb(self, result: _Result, patient_id: str, got: _Collected) -> _Job | None:
         job = result.job
+        if job.label == HISTORY:
+            self._absorb_history(result, patient_id, got)
+            return None
         if result.status == 403:
             got.withheld.append(job.label)  # F3: the user's rights may be narrower than scopes
             return None
@@ -286,6 +349,105 @@ class FhirClient:
                 continue
             self._keep(resource, patient_id, got)
         return self._next(body, job)
+
+    def _absorb_history(self, result: _Result, patient_id: str, got: _Collected) -> None:
+        """The history is a nicety: an EHR without RiskAssessment must not block the estimate."""
+        if result.status == 401:
+            raise FhirError("the EHR no longer accepts this session; relaunch the app", 401)
+        if result.status != 200 or result.body is None:
+            got.history_status = "failed" if result.status >= 500 else "unsupported"
+            log.info("FHIR RiskAssessment history: %s", result.status)
+            return
+        for entry in result.body.get("entry", []) or []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict) or resource.get("resourceType") != HISTORY:
+                continue
+            if not in_compartment(resource, patient_id, self._base):
+                log.warning("FHIR: a RiskAssessment outside the launch patient's compartment")
+                raise ForeignResource(
+                    "the EHR returned data of another patient; nothing is shown for safety"
+                )
+            got.history.append(resource)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def create(
+        self,
+        resource: Mapping[str, Any],
+        *,
+        if_none_exist: str | None,
+        retries: int = WRITE_RETRIES,
+    ) -> WriteResult:
+        """POST a resource, conditionally when ``if_none_exist`` is given (requirements §4.3).
+
+        Retried only on 5xx, 429 and timeouts/network errors, with the same body: safe because
+        the identifier is deterministic and the create is conditional. A 401 refreshes the
+        token once. Never raises for an HTTP answer; the caller decides what to tell the user.
+        """
+        rtype = str(resource.get("resourceType", ""))
+        url = self._url(rtype)
+        token = self._token(None)
+        forced = False
+        attempts = 0
+        last = WriteResult(0, None, None, 0, "no answer")
+        while attempts <= retries:
+            headers = {
+                "Accept": "application/fhir+json",
+                "Content-Type": "application/fhir+json",
+                "Authorization": f"Bearer {token}",
+                "Prefer": "return=representation",
+            }
+            if if_none_exist:
+                headers["If-None-Exist"] = if_none_exist
+            attempts += 1
+            try:
+                resp = self._http.post(url, json=dict(resource), headers=headers,
+                                       timeout=self._timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                kind = "timeout" if isinstance(exc, requests.Timeout) else "network"
+                log.info("FHIR create %s: %s (attempt %d)", rtype, kind, attempts)
+                last = WriteResult(0, None, None, attempts, f"no answer ({kind})")
+                self._sleep(0.25 * attempts)
+                continue
+            if resp.status_code == 401 and not forced:
+                forced = True
+                attempts -= 1
+                token = self._token(token)
+                continue
+            last = self._write_result(resp, rtype, attempts)
+            if resp.status_code >= 500 or resp.status_code == 429:
+                log.info("FHIR create %s: %s (attempt %d)", rtype, resp.status_code, attempts)
+                self._sleep(min(0.25 * attempts, MAX_RETRY_AFTER))
+                continue
+            return last
+        return last
+
+    @staticmethod
+    def _write_result(resp: requests.Response, rtype: str, attempts: int) -> WriteResult:
+        body: Any = None
+        if resp.content:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+        resource = body if isinstance(body, dict) and body.get("resourceType") == rtype else None
+        diagnostics = ""
+        if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+            diagnostics = "; ".join(FhirClient._diagnostics(body))[:300]
+        return WriteResult(resp.status_code, resource, resp.headers.get("Location"), attempts,
+                           diagnostics)
+
+    def search_one(self, rtype: str, params: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """One page of a search (no paging); raises ``FhirError`` unless the EHR answers 200."""
+        result = self._get(_Job(rtype, self._url(rtype, params)))
+        if result.status != 200 or result.body is None:
+            raise FhirError(f"the EHR answered {result.status} ({rtype})", result.status)
+        found = []
+        for entry in result.body.get("entry", []) or []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == rtype:
+                found.append(resource)
+        return found
 
     def _keep(self, resource: dict[str, Any], patient_id: str, got: _Collected) -> None:
         rtype, rid = resource.get("resourceType"), resource.get("id")

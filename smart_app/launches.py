@@ -89,3 +89,11 @@ class LaunchRepository:
 
     def delete(self, launch_id: str) -> None:
         self.store.delete("launch", launch_id)
+
+    def put_shown(self, launch_id: str, identifier: str, record: dict[str, Any]) -> None:
+        """What a launch page showed (the RiskAssessment and its text summary), so "Save to
+        chart" writes exactly what the clinician reviewed, without reading the chart again."""
+        self.store.put("shown", f"{launch_id}:{identifier}", record, self._ttl)
+
+    def get_shown(self, launch_id: str, identifier: str) -> dict[str, Any] | None:
+        return self.store.get("shown", f"{launch_id}:{identifier}")

@@ -31,6 +31,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
+class StoreUnavailable(RuntimeError):
+    """The backend cannot be reached; ``__cause__`` is the driver's exception."""
+
+
 class KeyValue(Protocol):
     """The primitive operations a backend must make atomic."""
 
@@ -47,6 +51,10 @@ class KeyValue(Protocol):
         ...
 
     def delete(self, key: str) -> None: ...
+
+    def ping(self) -> None:
+        """Raise if the backend cannot serve requests now (``/readyz``)."""
+        ...
 
 
 class MemoryKV:
@@ -90,6 +98,9 @@ class MemoryKV:
     def delete(self, key: str) -> None:
         with self._lock:
             self._data.pop(key, None)
+
+    def ping(self) -> None:
+        return None
 
 
 class SQLiteKV:
@@ -150,32 +161,60 @@ class SQLiteKV:
         with self._connect() as db:
             db.execute("DELETE FROM kv WHERE k = ?", (key,))
 
+    def ping(self) -> None:
+        with self._connect() as db:
+            db.execute("SELECT count(*) FROM kv WHERE 0").fetchone()
+
 
 class RedisKV:
-    """Redis ≥ 6.2 (GETDEL); expiry is Redis's own."""
+    """Redis ≥ 6.2 (GETDEL); expiry is Redis's own.
+
+    redis-py's errors become :class:`StoreUnavailable`, so the web layer can answer "try
+    again shortly" (503) without knowing which backend is configured.
+    """
 
     def __init__(self, url: str) -> None:
         import redis  # imported here: only deployments that use Redis need a server
+        from redis.backoff import ExponentialWithJitterBackoff
+        from redis.retry import Retry
 
-        self._redis: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        # redis-py's default is ten retries (seconds of backoff) per command; a request, and
+        # /readyz, should rather fail fast and let the load balancer act. Two quick retries
+        # still ride over a failover or a dropped pooled connection.
+        self._redis: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
+        )
+        self._errors: type[Exception] = redis.exceptions.RedisError
         self._prefix = "pml-risk:"
 
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._redis, method)(*args, **kwargs)
+        except self._errors as exc:
+            raise StoreUnavailable(f"redis {method}: {type(exc).__name__}") from exc
+
     def set(self, key: str, value: bytes, ttl: int) -> None:
-        self._redis.set(self._prefix + key, value, ex=ttl)
+        self._call("set", self._prefix + key, value, ex=ttl)
 
     def get(self, key: str) -> bytes | None:
-        value = self._redis.get(self._prefix + key)
+        value = self._call("get", self._prefix + key)
         return bytes(value) if value is not None else None
 
     def take(self, key: str) -> bytes | None:
-        value = self._redis.getdel(self._prefix + key)
+        value = self._call("getdel", self._prefix + key)
         return bytes(value) if value is not None else None
 
     def add(self, key: str, value: bytes, ttl: int) -> bool:
-        return bool(self._redis.set(self._prefix + key, value, ex=ttl, nx=True))
+        return bool(self._call("set", self._prefix + key, value, ex=ttl, nx=True))
 
     def delete(self, key: str) -> None:
-        self._redis.delete(self._prefix + key)
+        self._call("delete", self._prefix + key)
+
+    def ping(self) -> None:
+        self._call("ping")
 
 
 def open_kv(url: str) -> KeyValue:
@@ -235,6 +274,9 @@ class SessionStore:
 
     def unlock(self, name: str) -> None:
         self._kv.delete(self._key("lock", name))
+
+    def ping(self) -> None:
+        self._kv.ping()
 
 
 def open_store(url: str, secret_key: str) -> SessionStore:

@@ -107,7 +107,14 @@ def validate(
     jwks: JwksCache,
     timeout: float,
     now: float | None = None,
+    nonce: str | None = None,
 ) -> Identity:
+    """Signature, ``iss``, ``aud``, ``exp``/``iat``, ``sub``, and ``nonce`` when one was sent.
+
+    A ``nonce`` claim that differs from the one sent is rejected (an id_token from another
+    sign-in). One that is absent is tolerated: ``state`` and PKCE already bind the response to
+    this browser, and some EHR servers do not echo it.
+    """
     issuer, jwks_uri = _oidc_metadata(http, config, timeout)
     keys = jwks.get(http, jwks_uri, timeout, fresh=False)
     try:
@@ -130,6 +137,8 @@ def validate(
         raise IdTokenError("id_token has expired")
     if not isinstance(iat, int | float) or iat - LEEWAY > at:
         raise IdTokenError("id_token is issued in the future")
+    if nonce is not None and "nonce" in claims and claims["nonce"] != nonce:
+        raise IdTokenError("id_token nonce does not match this sign-in")
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise IdTokenError("id_token has no subject")

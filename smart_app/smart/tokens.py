@@ -20,6 +20,8 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from requests import RequestException
 
+from .. import audit
+
 if TYPE_CHECKING:
     from ..launches import Launch, LaunchRepository
 
@@ -131,13 +133,21 @@ def fresh_launch(
             tokens = TokenSet.from_response(response, current.tokens.scope, now=clock())
         except (OAuthError, OAuth2Error, RequestException, ValueError) as exc:
             log.warning("token refresh failed: %s", type(exc).__name__)
+            _audit_refresh(current, "failed", type(exc).__name__)
             raise TokenExpired("the EHR refused to refresh the access token") from exc
         updated = current.with_tokens(tokens)
         repo.put(updated)
         log.info("access token refreshed (rotated refresh token: %s)", bool(tokens.refresh_token))
+        _audit_refresh(updated, "ok", None)
         return updated
     finally:
         repo.store.unlock(f"refresh:{launch.id}")
+
+
+def _audit_refresh(launch: Launch, status: str, error: str | None) -> None:
+    audit.event("token.refresh", tenant=launch.tenant, launch=launch.id,
+                patient=launch.context.patient, user=launch.fhir_user, status=status,
+                error=error, scopes=launch.tokens.scope if status == "ok" else None)
 
 
 def _without_refresh(tokens: TokenSet) -> TokenSet:

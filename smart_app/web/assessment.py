@@ -1,7 +1,7 @@
 """From a stored launch to the assessment JSON: fresh token, chart read, engine, extras.
 
-Kept apart from the views so the page and ``/launches/<id>/assessment`` cannot disagree: both
-call ``assess_launch``.
+Kept apart from the views so the page, its what-if updates, ``/launches/<id>/assessment`` and
+the save cannot disagree: all of them call ``assess_launch`` (with the clinician's overrides).
 """
 
 from __future__ import annotations
@@ -12,12 +12,20 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import audit
 from ..fhir.extract import ForeignResourceError
+from ..fhir.present import text_summary
+from ..fhir.riskassessment import IDENTIFIER_SYSTEM
 from ..fhir_client import ChartData, FhirClient, FhirError
 from ..launches import Launch
+from ..risk.records import Overrides
+from ..risk.table import RiskTable
 from ..service import ChartAssessment, assess_chart
 from ..smart.scopes import GrantedScopes
 from ..smart.tokens import TokenExpired, fresh_launch
+from ..tables import load_table
+from . import capability, charts, history
+from . import overrides as override_params
 from .errors import AppError
 from .services import Services
 
@@ -32,6 +40,25 @@ class LaunchAssessment:
     data: ChartData
     granted: GrantedScopes
     launch: Launch
+    overrides: Overrides
+    table: RiskTable
+    save: capability.SaveState
+
+    @property
+    def identifier(self) -> str | None:
+        ra = self.chart.risk_assessment
+        return str(ra["identifier"][0]["value"]) if ra else None
+
+    @property
+    def summary(self) -> str:
+        return text_summary(self.chart.assessment)
+
+    def history(self) -> list[dict[str, Any]]:
+        return history.items(self.data.history, self.identifier)
+
+    def charts(self) -> dict[str, Any]:
+        a = self.chart.assessment
+        return {"strata": charts.strata_chart(self.table, a), "index": charts.index_chart(a)}
 
     @property
     def patient(self) -> Mapping[str, Any] | None:
@@ -64,6 +91,16 @@ class LaunchAssessment:
                 ],
             },
             "fhir": {"roundTrips": self.data.round_trips, "requests": self.data.requests},
+            "overrides": override_params.to_params(self.overrides),
+            "save": {
+                "enabled": self.save.enabled,
+                "reason": self.save.code,
+                "message": self.save.reason or None,
+                "identifier": self.identifier,
+                "identifierSystem": IDENTIFIER_SYSTEM,
+            },
+            "history": {"status": self.data.history_status, "items": self.history()},
+            "charts": self.charts(),
         }
 
 
@@ -73,7 +110,19 @@ def observation_params(svc: Services) -> list[tuple[str, str]]:
     return [("category", category)] if category else []
 
 
-def assess_launch(svc: Services, launch: Launch) -> LaunchAssessment:
+@dataclass
+class LaunchClient:
+    """A FHIR client for one launch; ``launch`` follows token refreshes made while it works."""
+
+    client: FhirClient
+    current: list[Launch]
+
+    @property
+    def launch(self) -> Launch:
+        return self.current[0]
+
+
+def launch_client(svc: Services, launch: Launch) -> LaunchClient:
     tenant = svc.settings.tenant_for(launch.iss)
     if tenant is None:
         raise AppError(403, "This EHR is no longer registered",
@@ -88,7 +137,6 @@ def assess_launch(svc: Services, launch: Launch) -> LaunchAssessment:
         current[0] = fresh_launch(now, svc.repo, refresh, force=rejected is not None)
         return current[0].tokens.access_token
 
-    granted = GrantedScopes.parse(launch.tokens.scope)
     client = FhirClient(
         svc.http,
         launch.iss,
@@ -97,24 +145,41 @@ def assess_launch(svc: Services, launch: Launch) -> LaunchAssessment:
         max_pages=svc.settings.fhir_max_pages,
         page_size=svc.settings.fhir_page_size,
     )
+    return LaunchClient(client, current)
+
+
+def session_ended() -> AppError:
+    return AppError(401, "Your session with the EHR has ended",
+                    "Launch the app again from the EHR.", "session-expired")
+
+
+def assess_launch(
+    svc: Services, launch: Launch, overrides: Overrides | None = None
+) -> LaunchAssessment:
+    """Read the chart (and the app's earlier RiskAssessments, same wave) and assess it."""
+    lc = launch_client(svc, launch)
+    granted = GrantedScopes.parse(launch.tokens.scope)
+    overrides = overrides or Overrides()
     try:
-        data = client.read_chart(launch.context.patient, granted, observation_params(svc))
+        data = lc.client.read_chart(launch.context.patient, granted, observation_params(svc),
+                                    history_system=IDENTIFIER_SYSTEM)
     except TokenExpired as exc:
-        raise AppError(401, "Your session with the EHR has ended",
-                       "Launch the app again from the EHR.", "session-expired") from exc
+        raise session_ended() from exc
     except FhirError as exc:
         if exc.status == 401:
-            raise AppError(401, "Your session with the EHR has ended",
-                           "Launch the app again from the EHR.", "session-expired") from exc
+            raise session_ended() from exc
         raise AppError(502, "The chart could not be read", exc.message, "fhir") from exc
     performer = launch.fhir_user if (launch.fhir_user or "").startswith(PERFORMER_TYPES) else None
     encounter = f"Encounter/{launch.context.encounter}" if launch.context.encounter else None
+    table = load_table(svc.settings.risk_table)
     try:
         chart = assess_chart(
             data.resources,
             launch.context.patient,
             at=datetime.now(UTC).date(),
             settings=svc.settings,
+            overrides=overrides if overrides.any() else None,
+            table=table,
             encounter=encounter,
             performer=performer,
         )
@@ -122,4 +187,22 @@ def assess_launch(svc: Services, launch: Launch) -> LaunchAssessment:
         raise AppError(502, "The chart could not be read",
                        "The EHR returned data of another patient; nothing is shown for safety.",
                        "foreign-resource") from exc
-    return LaunchAssessment(chart=chart, data=data, granted=granted, launch=current[0])
+    support = capability.cache().get(svc.http, launch.iss, svc.settings.fhir_timeout)
+    save = capability.save_state(granted, support, chart.assessment.complete)
+    done = lc.launch
+    audit.event(
+        "assessment.computed",
+        tenant=done.tenant, iss=done.iss, user=done.fhir_user, patient=done.context.patient,
+        launch=done.id, table=chart.assessment.table_id, status=chart.status,
+        round_trips=data.round_trips, resource_types=_type_counts(data),
+    )
+    return LaunchAssessment(chart=chart, data=data, granted=granted, launch=done,
+                            overrides=overrides, table=table, save=save)
+
+
+def _type_counts(data: ChartData) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for resource in data.resources:
+        rtype = str(resource.get("resourceType"))
+        counts[rtype] = counts.get(rtype, 0) + 1
+    return counts

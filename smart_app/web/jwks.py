@@ -2,6 +2,8 @@
 
 EHRs fetch it on every token request or cache it; ``Cache-Control`` lets them cache for an hour,
 short enough that a rotation (publish new, then retire old) takes effect within a working day.
+During a rotation it serves the current pair, a staged next pair and the previous pair
+(``keys.SigningKeys.public_jwks``); the file is re-read when ``pml-risk keys`` changes it.
 """
 
 from __future__ import annotations

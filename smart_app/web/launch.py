@@ -12,6 +12,9 @@ The order of checks is the security argument:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -23,8 +26,10 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 from requests import RequestException
 from werkzeug.wrappers import Response
 
+from .. import audit
 from ..config import Tenant
 from ..launches import Launch, PendingAuth
+from ..session_store import derive_key
 from ..smart import context as launch_context
 from ..smart.client_auth import oauth_session
 from ..smart.id_token import IdTokenError, validate
@@ -44,6 +49,7 @@ def _tenant_or_reject(iss: str) -> Tenant:
     tenant = services().settings.tenant_for(iss)
     if tenant is None:
         log.warning("launch refused: unregistered iss")
+        audit.event("launch.refused", iss=iss[:200], error="unknown-iss")
         raise AppError(
             400,
             "This EHR is not registered with the app",
@@ -75,6 +81,8 @@ def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Re
         scope=scope,
     )
     extra = {"aud": tenant.iss}  # L3: the FHIR base, after the allowlist check
+    if "openid" in scope.split():
+        extra["nonce"] = oidc_nonce(svc.settings.secret_key, state)
     if launch is not None:
         extra["launch"] = launch
     url, _ = client.create_authorization_url(
@@ -95,7 +103,11 @@ def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Re
     )
     log.info("authorize request (%s launch, tenant %s)", "EHR" if launch else "standalone",
              tenant.name)
-    if len(url) > MAX_AUTHORIZE_URL and config.supports("authorize-post"):
+    post = len(url) > MAX_AUTHORIZE_URL and config.supports("authorize-post")
+    audit.event("authorize.redirect", tenant=tenant.name, iss=tenant.iss,
+                launch_type="ehr" if launch else "standalone", requested_scopes=scope,
+                status="post-form" if post else "redirect")
+    if post:
         return _post_form(url)  # A5: long scope strings go in a form body
     return redirect(url, code=302)
 
@@ -113,6 +125,27 @@ def _post_form(url: str) -> Response:
     return Response(html, mimetype="text/html")
 
 
+def oidc_nonce(secret_key: str, state: str) -> str:
+    """The OpenID ``nonce`` for a sign-in: an HMAC of its ``state``, so nothing more needs
+    storing (the state itself is single-use and bound to the browser session)."""
+    mac = hmac.new(derive_key(secret_key, "oidc-nonce"), state.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def _kid(tenant: Tenant) -> str | None:
+    """Which key signs this tenant's client assertions (rotation shows up in the trail)."""
+    keys = services().keys
+    if tenant.auth != "private_key_jwt" or keys is None:
+        return None
+    return str(keys.for_alg(tenant.signing_alg).kid)
+
+
+def _oauth_error(exc: Exception) -> str:
+    """The OAuth error code (``invalid_client``...) or the exception type; never its text."""
+    code = getattr(exc, "error", None)
+    return f"{type(exc).__name__}:{code}" if isinstance(code, str) else type(exc).__name__
+
+
 @bp.get("/launch")
 def ehr_launch() -> Response:
     """L1: both ``iss`` and ``launch`` are required; the check on ``iss`` comes first."""
@@ -125,7 +158,14 @@ def ehr_launch() -> Response:
             "An EHR launch needs both iss and launch parameters. Start the app from the EHR.",
             "bad-launch",
         )
-    return _start(_tenant_or_reject(iss), launch)
+    tenant = _tenant_or_reject(iss)
+    _received(tenant, "ehr")
+    return _start(tenant, launch)
+
+
+def _received(tenant: Tenant, launch_type: str) -> None:
+    audit.bind(tenant=tenant.name, iss=tenant.iss)
+    audit.event("launch.received", launch_type=launch_type)
 
 
 @bp.get("/standalone")
@@ -134,7 +174,9 @@ def standalone_launch() -> Response:
     iss = request.args.get("iss", "")
     if not iss:
         raise AppError(400, "No EHR chosen", "Choose an EHR to sign in to.", "bad-launch")
-    return _start(_tenant_or_reject(iss), None)
+    tenant = _tenant_or_reject(iss)
+    _received(tenant, "standalone")
+    return _start(tenant, None)
 
 
 def _pending() -> PendingAuth:
@@ -163,10 +205,13 @@ def _pending() -> PendingAuth:
 def callback() -> Response:
     pending = _pending()  # consumes the state, whatever happens next
     svc = services()
+    known = svc.settings.tenant_for(pending.iss)
+    audit.bind(iss=pending.iss, tenant=known.name if known else None)
     if request.args.get("error") == "invalid_scope" and pending.profile == "v2":
         # requirements §1.3: some servers claim v2 and reject it; ask again, once, in v1.
         tenant = _tenant_or_reject(pending.iss)
         log.info("v2 scopes refused; retrying the authorization with v1 scopes")
+        audit.event("authorize.retry", tenant=tenant.name, error="invalid_scope")
         return _start(tenant, pending.launch, profile="v1")
     if "error" in request.args:  # T1
         error = request.args.get("error", "")[:64]
@@ -209,9 +254,13 @@ def callback() -> Response:
         tokens = TokenSet.from_response(response, pending.scope)
     except (OAuthError, OAuth2Error, RequestException, ValueError) as exc:
         log.warning("token exchange failed: %s", type(exc).__name__)
+        audit.event("token.exchange", status="failed", client_auth=tenant.auth,
+                    kid=_kid(tenant), error=_oauth_error(exc))
         raise AppError(502, "The EHR did not issue an access token",
                        "The sign-in could not be completed. Launch the app again.",
                        "token-exchange") from exc
+    audit.event("token.exchange", status="ok", client_auth=tenant.auth, kid=_kid(tenant),
+                scopes=tokens.scope)
     try:
         ctx = launch_context.parse(response)
     except launch_context.MissingPatientContext as exc:
@@ -223,12 +272,16 @@ def callback() -> Response:
         try:
             identity = validate(tokens.id_token, http=svc.http, config=config,
                                 client_id=tenant.client_id, jwks=svc.jwks,
-                                timeout=svc.settings.fhir_timeout)
+                                timeout=svc.settings.fhir_timeout,
+                                nonce=oidc_nonce(svc.settings.secret_key,
+                                                 request.args.get("state", "")))
         except IdTokenError as exc:
             log.warning("id_token rejected: %s", exc)
+            audit.event("id_token.rejected", error=type(exc).__name__)
             raise AppError(502, "The EHR's identity token is not valid",
                            "The app could not verify who is signed in.", "id-token") from exc
         fhir_user = identity.fhir_user
+        audit.event("id_token.validated", user=fhir_user)
     elif "openid" in pending.scope.split():
         log.info("no id_token although openid was requested; user unknown")
     launch = Launch(
@@ -245,4 +298,7 @@ def callback() -> Response:
     svc.repo.put(launch)
     log.info("launch established (tenant %s, refresh token: %s)", tenant.name,
              tokens.refresh_token is not None)
+    audit.bind(launch=launch.id, patient=ctx.patient, user=fhir_user)
+    audit.event("launch.established", scopes=tokens.scope,
+                status="refresh-token" if tokens.refresh_token else "no-refresh-token")
     return redirect(url_for("views.launch_page", launch_id=launch.id), code=303)

@@ -16,7 +16,7 @@ from flask import current_app, session
 from requests.adapters import HTTPAdapter
 
 from ..config import Settings, Tenant
-from ..keys import SigningKeys
+from ..keys import KeyRing, SigningKeys
 from ..launches import LaunchRepository
 from ..smart.client_auth import oauth_session
 from ..smart.discovery import DiscoveryCache, DiscoveryError, SmartConfiguration
@@ -34,8 +34,13 @@ class Services:
     repo: LaunchRepository
     discovery: DiscoveryCache
     jwks: JwksCache
-    keys: SigningKeys | None
+    key_ring: KeyRing
     styles: StyleCache
+
+    @property
+    def keys(self) -> SigningKeys | None:
+        """The current signing keys (re-read after a ``pml-risk keys rotate``)."""
+        return self.key_ring.get()
 
     @property
     def redirect_uri(self) -> str:

@@ -3,7 +3,8 @@
 The document is fetched without a token and only from the launch's own origin (F2), cached per
 URL for the life of the process (SMART: the URL changes when the style changes), and every value
 is checked against a strict pattern before it reaches the page, since it is untrusted input
-placed inside a ``<style>`` element.
+written into CSS: the per-launch stylesheet ``/launches/<id>/style.css`` (``style-src 'self'``
+allows no inline styles).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import requests
 
 log = logging.getLogger(__name__)
 
-#: SMART style property -> CSS custom property used by ``base.html``.
+#: SMART style property -> CSS custom property used by ``static/app.css``.
 PROPERTIES = {
     "color_background": "--smart-background",
     "color_text": "--smart-text",

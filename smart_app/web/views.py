@@ -1,18 +1,33 @@
-"""The pages a clinician sees: the start page, the launch page, and its assessment as JSON.
+"""The pages a clinician sees: the start page, the launch page, its updates and its save.
 
-Every launch page is scoped by the launch id in its URL *and* by the browser session that
+Every launch route is scoped by the launch id in its URL *and* by the browser session that
 completed the launch, so two tabs with two patients never mix and a copied URL opens nothing.
+
+Routes under ``/launches/<id>``:
+
+* ``GET  ``                    the page (what-if parameters in the query work without script);
+* ``GET  /results``            the page's changing regions as HTML, for the what-if updates;
+* ``GET  /assessment``         the assessment as JSON (same what-if parameters);
+* ``POST /assessment``         save the RiskAssessment (``X-CSRF-Token`` required);
+* ``GET  /riskassessment.json`` the RiskAssessment to download (when the EHR cannot take it);
+* ``GET  /summary.txt``        the plain-text summary to paste into a note;
+* ``GET  /style.css``          the EHR's ``smart_style_url`` colours as CSS (no inline styles).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, g, jsonify, render_template
+from flask import Blueprint, g, jsonify, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from ..launches import Launch
+from ..risk.records import Overrides
+from . import csrf, overrides, page, writeback
 from .assessment import LaunchAssessment, assess_launch
 from .errors import AppError
 from .services import browser_sid, services
@@ -20,6 +35,7 @@ from .services import browser_sid, services
 bp = Blueprint("views", __name__)
 
 INTENTS = ("pml-summary", "pml-detail")  # C4: anything else shows the default view
+patient_name = page.patient_name  # kept importable from here
 
 
 def _launch(launch_id: str) -> Launch:
@@ -39,48 +55,25 @@ def _launch(launch_id: str) -> Launch:
     return launch
 
 
-def patient_name(patient: Mapping[str, Any] | None) -> str | None:
-    """A display name for the banner; the template escapes it."""
-    if not patient:
-        return None
-    for name in patient.get("name", []) or []:
-        if not isinstance(name, dict):
-            continue
-        if isinstance(name.get("text"), str) and name["text"]:
-            return str(name["text"])
-        given = " ".join(x for x in name.get("given", []) or [] if isinstance(x, str))
-        family = name.get("family") if isinstance(name.get("family"), str) else ""
-        text = f"{given} {family}".strip()
-        if text:
-            return text
-    return None
+def _assess(launch: Launch, values: Mapping[str, Any]) -> LaunchAssessment:
+    return assess_launch(services(), launch, overrides.parse(values))
 
 
-def headline(payload: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The risk headline from the RiskAssessment in the assessment JSON (R4 element names)."""
-    ra = payload.get("riskAssessment")
-    if not isinstance(ra, dict):
-        return None
-    predictions = ra.get("prediction") or [{}]
-    first = predictions[0] if isinstance(predictions[0], dict) else {}
-    qualitative = first.get("qualitativeRisk") or {}
-    coding = (qualitative.get("coding") or [{}])[0]
-    percent = first.get("probabilityDecimal")
+def _page_context(launch: Launch, la: LaunchAssessment) -> dict[str, Any]:
+    svc = services()
+    ctx = launch.context
+    style = svc.styles.css_variables(
+        svc.http, ctx.smart_style_url, launch.iss, svc.settings.fhir_timeout
+    )
     return {
-        "code": coding.get("code"),
-        "qualitative": coding.get("display") or coding.get("code") or qualitative.get("text"),
-        "per_1000": round(float(percent) * 10, 2) if isinstance(percent, int | float) else None,
-        "rationale": first.get("rationale"),
-        "mitigation": ra.get("mitigation"),
+        **page.context(svc, la),
+        "launch": launch,
+        "patient": page.banner(la.patient),
+        "show_banner": ctx.need_patient_banner,
+        "detail": ctx.intent == "pml-detail",
+        "smart_style": bool(style),
+        "csrf_token": csrf.token(svc.settings.secret_key, launch.id),
     }
-
-
-def warning_text(item: Any) -> str:
-    if isinstance(item, dict):
-        for key in ("message", "text", "detail"):
-            if isinstance(item.get(key), str):
-                return str(item[key])
-    return str(item)
 
 
 @bp.get("/")
@@ -92,27 +85,137 @@ def index() -> str:
 @bp.get("/launches/<launch_id>")
 def launch_page(launch_id: str) -> str:
     launch = _launch(launch_id)
-    svc = services()
-    result: LaunchAssessment = assess_launch(svc, launch)
-    payload = result.api_json()
-    ctx = launch.context
-    style = svc.styles.css_variables(
-        svc.http, ctx.smart_style_url, launch.iss, svc.settings.fhir_timeout
-    )
-    return render_template(
-        "launch.html",
-        launch=launch,
-        payload=payload,
-        headline=headline(payload),
-        warnings=[warning_text(w) for w in payload.get("warnings", []) or []],
-        patient_name=patient_name(result.patient),
-        show_banner=ctx.need_patient_banner,
-        detail=ctx.intent == "pml-detail",
-        smart_style=style,
-    )
+    la = _assess(launch, request.args)
+    return render_template("launch.html", **_page_context(launch, la))
+
+
+@bp.get("/launches/<launch_id>/results")
+def results(launch_id: str) -> str:
+    """The regions the what-if form changes, rendered by the same templates as the page."""
+    launch = _launch(launch_id)
+    la = _assess(launch, request.args)
+    return render_template("_regions.html", **_page_context(launch, la))
 
 
 @bp.get("/launches/<launch_id>/assessment")
 def assessment(launch_id: str) -> Response:
     launch = _launch(launch_id)
-    return jsonify(assess_launch(services(), launch).api_json())
+    la = _assess(launch, request.args)
+    page.remember_shown(services(), la)
+    return jsonify(la.api_json())
+
+
+@bp.post("/launches/<launch_id>/assessment")
+def save(launch_id: str) -> tuple[Response, int]:
+    """Save to chart. Body (JSON, optional): ``{"identifier": "...", "overrides": {...}}``."""
+    launch = _launch(launch_id)
+    svc = services()
+    if not csrf.valid(svc.settings.secret_key, launch.id, request.headers.get(csrf.HEADER)):
+        return jsonify({
+            "saved": False, "error": "csrf", "title": "Not allowed",
+            "message": "The request did not carry this page's security token; reload the page "
+                       "and save again.",
+        }), 403
+    body = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(body, dict):
+        return _bad_request("The request body must be a JSON object.")
+    values = body.get("overrides", {})
+    identifier = body.get("identifier")
+    if not isinstance(values, dict) or not (identifier is None or isinstance(identifier, str)):
+        return _bad_request("overrides must be an object and identifier a string.")
+    try:
+        chosen: Overrides = overrides.parse(values)
+    except AppError as exc:
+        return _bad_request(exc.detail)
+    try:
+        result = writeback.save(svc, launch, identifier=identifier, overrides=chosen)
+    except AppError as exc:  # e.g. the chart could not be read, the session ended
+        return jsonify({"saved": False, "error": exc.code, "title": exc.title,
+                        "message": exc.detail, "retryable": exc.status >= 500}), exc.status
+    return jsonify(result.body), result.status
+
+
+def _bad_request(message: str) -> tuple[Response, int]:
+    return jsonify({"saved": False, "error": "bad-request", "title": "Bad request",
+                    "message": message}), 400
+
+
+def _shown_or_assess(launch: Launch) -> dict[str, Any]:
+    """The record of what the page showed (by ``identifier``), else a fresh assessment."""
+    identifier = request.args.get("identifier")
+    if identifier:
+        shown = services().repo.get_shown(launch.id, identifier)
+        if shown is not None:
+            return shown
+    la = _assess(launch, request.args)
+    if la.chart.risk_assessment is None:
+        raise AppError(404, "No RiskAssessment", "There is no estimate, so there is no "
+                       "RiskAssessment; the summary names what is missing.", "no-estimate")
+    page.remember_shown(services(), la)
+    return page.shown_record(la)
+
+
+@bp.get("/launches/<launch_id>/riskassessment.json")
+def riskassessment_json(launch_id: str) -> Response:
+    launch = _launch(launch_id)
+    record = _shown_or_assess(launch)
+    resp = jsonify(record["resource"])
+    resp.mimetype = "application/fhir+json"
+    day = str(record["resource"].get("occurrenceDateTime", ""))[:10]
+    name = re.sub(r"[^A-Za-z0-9.-]", "_", f"pml-risk-{launch.context.patient}-{day}")[:120]
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}.json"'
+    return resp
+
+
+@bp.get("/launches/<launch_id>/summary.txt")
+def summary_txt(launch_id: str) -> Response:
+    launch = _launch(launch_id)
+    identifier = request.args.get("identifier")
+    shown = services().repo.get_shown(launch.id, identifier) if identifier else None
+    text = shown["summary"] if shown else _assess(launch, request.args).summary
+    return Response(str(text), mimetype="text/plain")
+
+
+@bp.get("/launches/<launch_id>/style.css")
+def smart_style(launch_id: str) -> Response:
+    """The EHR's style as CSS custom properties; every value passed ``style._SAFE``."""
+    launch = _launch(launch_id)
+    svc = services()
+    found = svc.styles.css_variables(
+        svc.http, launch.context.smart_style_url, launch.iss, svc.settings.fhir_timeout
+    )
+    body = ":root {\n" + "".join(f"  {k}: {v};\n" for k, v in found.items()) + "}\n"
+    resp = Response(body, mimetype="text/css")
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp
+
+
+# -- static assets: versioned URLs, cached by the browser ------------------------------------
+
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+_versions: dict[str, str] = {}
+
+
+def asset_url(filename: str) -> str:
+    """``/static/<file>?v=<content hash>``: a new file is a new URL, so the browser may keep
+    the old one for a year (Chart.js is 200 KB; an EHR launches the app many times a day)."""
+    version = _versions.get(filename)
+    if version is None:
+        try:
+            digest = hashlib.sha256((STATIC_DIR / filename).read_bytes()).hexdigest()[:12]
+        except OSError:
+            digest = "0"
+        version = _versions.setdefault(filename, digest)
+    return url_for("static", filename=filename, v=version)
+
+
+@bp.app_context_processor
+def _assets() -> dict[str, Any]:
+    return {"asset_url": asset_url}
+
+
+@bp.after_app_request
+def _cache_versioned_assets(resp: Response) -> Response:
+    if request.path.startswith("/static/") and request.args.get("v") and resp.status_code == 200:
+        resp.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return resp

@@ -295,7 +295,7 @@ def test_long_scope_strings_use_a_post_form(make_stack: StackFactory) -> None:
     form = browser.get(launch.headers["Location"], allow_redirects=False, timeout=10)
     assert form.status_code == 200
     csp = form.headers["Content-Security-Policy"]
-    assert f"form-action 'self' {stack.base}" in csp and "script-src 'nonce-" in csp
+    assert f"form-action 'self' {stack.base}" in csp and "script-src 'self' 'nonce-" in csp
     import html as html_lib
     import re
 
@@ -315,8 +315,13 @@ def test_smart_style_is_applied_safely(stack: Stack) -> None:
     browser = stack.browser()
     page = stack.launch(browser, "ex01-negative-30")
     html = browser.get(page, timeout=30).text
-    assert "--smart-background: #edeae3;" in html
-    assert "--smart-font-heading: HelveticaNeue-Light, Helvetica, Arial" in html
+    assert "<style" not in html and "style=" not in html  # CSP: style-src 'self', no inline
+    css = browser.get(page + "/style.css", timeout=30)
+    assert f'href="/launches/{page.rsplit("/", 1)[1]}/style.css"' in html
+    assert css.headers["Content-Type"].startswith("text/css")
+    assert "--smart-background: #edeae3;" in css.text
+    assert "--smart-font-heading: HelveticaNeue-Light, Helvetica, Arial" in css.text
+    assert stack.browser().get(page + "/style.css", timeout=30).status_code == 404  # bound
 
 
 def test_incomplete_assessment_page(stack: Stack) -> None:

@@ -1,0 +1,73 @@
+"""Application logging for ``pml-risk serve``: plain lines on standard error, no PHI, no tokens.
+
+The code logs identifiers and type names, never chart data; that is the rule. This module is the
+net under it: every line (tracebacks included, and gunicorn's own lines) passes through
+:func:`redact`, which blanks bearer tokens, JWTs and the OAuth parameters that grant access
+(``code``, ``state``, ``*_token``, ``client_assertion``, ``launch``...) wherever they appear, e.g.
+in a URL quoted by an exception. The access log stays off: callback URLs carry codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+from . import audit
+
+# Names of parameters whose values are secrets (not secrets themselves).
+_SECRET_PARAMS = "|".join((
+    "access_token", "refresh_token", "id_token", "code", "code_verifier", "state",
+    "client_assertion", "client_secret", "launch", "password", "token",
+))
+_PATTERNS = (
+    # query strings and form bodies: code=abc&state=def
+    (re.compile(rf"(?i)\b({_SECRET_PARAMS})=([^&\s\"']+)"), r"\1=[redacted]"),
+    # JSON: "access_token": "..."
+    (re.compile(rf'(?i)"({_SECRET_PARAMS})"\s*:\s*"[^"]*"'), r'"\1": "[redacted]"'),
+    (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer [redacted]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "[jwt redacted]"),
+    # /launches/<id>: the id alone opens nothing (it is bound to a cookie) but is kept out
+    # of the application log anyway; the audit trail is where launch ids belong.
+    (re.compile(r"/launches/[A-Za-z0-9_-]{8,}"), "/launches/[id]"),
+)
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats with ``inner`` (or the default format), then redacts the whole line."""
+
+    def __init__(self, inner: logging.Formatter | None = None,
+                 fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> None:
+        super().__init__(fmt)
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record) if self._inner else super().format(record)
+        return redact(text)
+
+
+def protect(handler: logging.Handler) -> None:
+    """Wrap a handler's formatter (gunicorn's, say) so its lines are redacted too."""
+    if not isinstance(handler.formatter, RedactingFormatter):
+        handler.setFormatter(RedactingFormatter(handler.formatter))
+
+
+def configure(audit_path: str = "", level: int = logging.INFO) -> None:
+    """Root logger to standard error through the redactor; the audit trail to its own sink."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The development server's and urllib3's per-request lines would print URLs.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    audit.configure(audit_path)

@@ -1,0 +1,128 @@
+"""The clinician's "what if": overrides read from a query string or a JSON body, strictly.
+
+The same parameters drive the page (``/launches/<id>?prior_is=yes``), its update fragment, the
+assessment JSON and the save request, so what is saved is what was on screen. A bad value is a
+clear 400, never silently ignored: an override the clinician believes applied but did not would
+show a wrong number.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlencode
+
+from ..risk.records import Antibody, Overrides
+from .errors import AppError
+
+#: The accepted parameters, in the order they appear in URLs.
+PARAMS = ("prior_is", "antibody", "index", "infusions", "reason")
+MAX_INDEX = Decimal("20")
+MAX_INFUSIONS = 500
+MAX_REASON = 200
+_INDEX = re.compile(r"^\d{1,2}(\.\d{1,3})?$")
+
+
+def _bad(detail: str) -> AppError:
+    return AppError(400, "The what-if value is not valid", detail, "bad-override")
+
+
+def _text(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _bad(f"{name}: expected a text value.")
+    return str(value).strip()
+
+
+def _prior(value: str) -> bool | None:
+    if value == "":
+        return None
+    if value in ("yes", "no"):
+        return value == "yes"
+    raise _bad("prior_is: expected yes or no (or empty for the chart's value).")
+
+
+def _antibody(value: str) -> Antibody | None:
+    if value == "":
+        return None
+    if value in ("positive", "negative"):
+        return Antibody(value)
+    raise _bad("antibody: expected positive or negative (or empty for the chart's value).")
+
+
+def _index(value: str) -> tuple[Decimal | None, bool]:
+    """(index, clear_index); "none" means "positive, index not available"."""
+    if value == "":
+        return None, False
+    if value.lower() == "none":
+        return None, True
+    if not _INDEX.match(value):
+        raise _bad("index: expected a number between 0 and 20 with up to 3 decimals (e.g. 1.2),"
+                   " or none.")
+    try:
+        number = Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern already guarantees it
+        raise _bad("index: expected a number.") from exc
+    if number > MAX_INDEX:
+        raise _bad("index: expected a number between 0 and 20.")
+    return number, False
+
+
+def _infusions(value: str) -> int | None:
+    if value == "":
+        return None
+    if not value.isdigit() or int(value) > MAX_INFUSIONS:
+        raise _bad(f"infusions: expected a whole number from 0 to {MAX_INFUSIONS}.")
+    return int(value)
+
+
+def _reason(value: str) -> str:
+    text = "".join(ch for ch in value if unicodedata.category(ch)[0] != "C")
+    if len(text) > MAX_REASON:
+        raise _bad(f"reason: at most {MAX_REASON} characters.")
+    return " ".join(text.split())
+
+
+def parse(values: Mapping[str, Any]) -> Overrides:
+    """Overrides from request args or a JSON object; empty values mean "the chart's value"."""
+    raw = {name: _text(values.get(name), name) for name in PARAMS}
+    index, clear = _index(raw["index"])
+    overrides = Overrides(
+        prior_immunosuppressant=_prior(raw["prior_is"]),
+        antibody=_antibody(raw["antibody"]),
+        index=index,
+        clear_index=clear,
+        infusion_count=_infusions(raw["infusions"]),
+        reason=_reason(raw["reason"]),
+    )
+    if overrides.reason and not overrides.any():
+        return Overrides()  # a reason alone changes nothing; do not mark the result overridden
+    return overrides
+
+
+def to_params(o: Overrides) -> dict[str, str]:
+    """The canonical parameters of ``o`` (only the ones set), for URLs and the save body."""
+    params: dict[str, str] = {}
+    if o.prior_immunosuppressant is not None:
+        params["prior_is"] = "yes" if o.prior_immunosuppressant else "no"
+    if o.antibody is not None:
+        params["antibody"] = o.antibody.value
+    if o.index is not None:
+        params["index"] = f"{o.index.normalize():f}"
+    elif o.clear_index:
+        params["index"] = "none"
+    if o.infusion_count is not None:
+        params["infusions"] = str(o.infusion_count)
+    if o.reason and o.any():
+        params["reason"] = o.reason
+    return params
+
+
+def query(o: Overrides) -> str:
+    """``?prior_is=yes&...`` or ``""``."""
+    params = to_params(o)
+    return "?" + urlencode(params) if params else ""

@@ -1,0 +1,146 @@
+"""What the launch page's templates read: the assessment JSON, regrouped for a clinician.
+
+No figure is computed here: numbers come from the engine's JSON (``present.assessment_json``)
+and the table; this module only groups findings by the input they concern, formats counts and
+dates for reading, and records what was shown so "Save to chart" writes exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from ..risk.dates import months_between
+from .assessment import LaunchAssessment
+from .overrides import to_params
+from .services import Services
+
+#: Which input a finding belongs to, by code prefix (codes: ``smart_app.risk.result.Code``).
+SECTIONS = (
+    ("antibody-", "antibody"),
+    ("index-", "antibody"),
+    ("exposure-", "exposure"),
+    ("prior-is-", "prior"),
+    ("other-ms-therapy", "prior"),
+)
+#: risk-model.md §6: "high" is the EMA/PRAC "higher risk" groups.
+QUALITATIVE = {"low": "Low risk", "moderate": "Moderate risk",
+               "high": "High risk (EMA/PRAC higher-risk group)"}
+
+
+def section_of(code: str) -> str:
+    return next((name for prefix, name in SECTIONS if code.startswith(prefix)), "result")
+
+
+def cell_parts(row: str, band: str) -> list[str]:
+    """The table cell in words, one part per dimension ("antibody positive", "25–48 …")."""
+    words = row.replace("prior IS", "prior immunosuppressant").split(", ")
+    return [*words, band]
+
+
+def ago(day: str | None, today: str) -> str | None:
+    """"8 months ago", "13 days ago" or "today" for an ISO date; None without a date."""
+    if not day:
+        return None
+    months = months_between(date.fromisoformat(day), date.fromisoformat(today))
+    if months >= 1:
+        return f"{months} month{'s' if months != 1 else ''} ago"
+    days = (date.fromisoformat(today) - date.fromisoformat(day)).days
+    return f"{days} day{'s' if days != 1 else ''} ago" if days > 0 else "today"
+
+
+def one_in(value: int | None) -> str | None:
+    return f"{value:,}" if value else None
+
+
+def context(svc: Services, la: LaunchAssessment) -> dict[str, Any]:
+    """The template variables of ``launch.html`` and ``_regions.html``."""
+    payload = la.api_json()
+    by_section: dict[str, list[dict[str, Any]]] = {}
+    for finding in payload["warnings"]:
+        by_section.setdefault(section_of(finding["code"]), []).append(finding)
+    result = payload["result"]
+    params = to_params(la.overrides)
+    remember_shown(svc, la)
+    return {
+        "a": payload,
+        "la": la,
+        "result": result,
+        "qualitative_label": QUALITATIVE.get(result["qualitative"], "") if result else "",
+        "cell_parts": cell_parts(result["cell"]["row"], result["cell"]["band"]) if result else [],
+        "one_in": one_in(result["oneIn"]) if result else None,
+        "missing": [w for w in payload["warnings"] if w["severity"] == "missing"],
+        "attention": [w for w in payload["warnings"] if w["severity"] == "warning"],
+        "info": [w for w in payload["warnings"] if w["severity"] == "info"],
+        "by_section": by_section,
+        "table": la.table,
+        "history": payload["history"],
+        "charts": payload["charts"],
+        "save": la.save,
+        "overrides": params,
+        "overrides_json": json.dumps(params, separators=(",", ":")),
+        "override_query": urlencode(params),
+        "ago": lambda day: ago(day, payload["assessedOn"]),
+        "chart_json": lambda chart: json.dumps(chart, separators=(",", ":")),
+    }
+
+
+def remember_shown(svc: Services, la: LaunchAssessment) -> None:
+    """Keep what this page shows (encrypted, for the launch's lifetime) for the save."""
+    ra, identifier = la.chart.risk_assessment, la.identifier
+    if ra is None or identifier is None:
+        return
+    svc.repo.put_shown(la.launch.id, identifier, shown_record(la))
+
+
+def shown_record(la: LaunchAssessment) -> dict[str, Any]:
+    return {
+        "resource": la.chart.risk_assessment,
+        "summary": la.summary,
+        "patient": la.launch.context.patient,
+        "overrides": to_params(la.overrides),
+    }
+
+
+def patient_name(patient: Mapping[str, Any] | None) -> str | None:
+    """A display name for the banner; the template escapes it."""
+    if not patient:
+        return None
+    for name in patient.get("name", []) or []:
+        if not isinstance(name, dict):
+            continue
+        if isinstance(name.get("text"), str) and name["text"]:
+            return str(name["text"])
+        given = " ".join(x for x in name.get("given", []) or [] if isinstance(x, str))
+        family = name.get("family") if isinstance(name.get("family"), str) else ""
+        text = f"{given} {family}".strip()
+        if text:
+            return text
+    return None
+
+
+def banner(patient: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """Name, birth date, sex and MRN for the patient banner (untrusted: the template escapes)."""
+    if not patient:
+        return {"name": None, "birthDate": None, "sex": None, "mrn": None}
+    mrn = None
+    for ident in patient.get("identifier", []) or []:
+        if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
+            continue
+        kind = ident.get("type")
+        codings = kind.get("coding") or [] if isinstance(kind, dict) else []
+        if any(isinstance(c, dict) and c.get("code") == "MR" for c in codings):
+            mrn = ident["value"]
+            break
+        mrn = mrn or ident["value"]
+    birth = patient.get("birthDate")
+    sex = patient.get("gender")
+    return {
+        "name": patient_name(patient),
+        "birthDate": birth if isinstance(birth, str) else None,
+        "sex": sex if isinstance(sex, str) else None,
+        "mrn": mrn,
+    }
