@@ -190,12 +190,12 @@ def assess_launch(
     support = capability.cache().get(svc.http, launch.iss, svc.settings.fhir_timeout)
     save = capability.save_state(granted, support, chart.assessment.complete)
     done = lc.launch
-    audit.event(
-        "assessment.computed",
-        tenant=done.tenant, iss=done.iss, user=done.fhir_user, patient=done.context.patient,
-        launch=done.id, table=chart.assessment.table_id, status=chart.status,
-        round_trips=data.round_trips, resource_types=_type_counts(data),
-    )
+    who = {"tenant": done.tenant, "iss": done.iss, "user": done.fhir_user,
+           "patient": done.context.patient, "launch": done.id}
+    audit.event("fhir.read", **who, round_trips=data.round_trips,
+                resource_types=_type_counts(data))
+    audit.event("assessment.computed", **who, table=chart.assessment.table_id,
+                status=chart.status)
     return LaunchAssessment(chart=chart, data=data, granted=granted, launch=done,
                             overrides=overrides, table=table, save=save)
 

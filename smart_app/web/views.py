@@ -25,6 +25,7 @@ from typing import Any
 from flask import Blueprint, g, jsonify, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from .. import audit
 from ..launches import Launch
 from ..risk.records import Overrides
 from . import csrf, overrides, page, writeback
@@ -52,6 +53,9 @@ def _launch(launch_id: str) -> Launch:
         )
     tenant = svc.settings.tenant_for(launch.iss)
     g.frame_ancestors = tenant.frame_ancestors if tenant else ()
+    # Every audit line of this request (write-back, errors) names who, where and for whom.
+    audit.bind(tenant=launch.tenant, iss=launch.iss, user=launch.fhir_user,
+               patient=launch.context.patient, launch=launch.id)
     return launch
 
 
