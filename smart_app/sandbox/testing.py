@@ -46,3 +46,17 @@ def mounted(sandbox: Any, app: Any = None) -> Any:
     (``{root}/sandbox/fhir`` ...) as the combined deployment.
     """
     return DispatcherMiddleware(app if app is not None else NotFound(), {"/sandbox": sandbox})
+
+
+class LateApp:
+    """A WSGI callable whose target is set after the server has a port.
+
+    The app and the sandbox must know each other's URLs before they are built, and a test
+    server on port 0 only learns its port once it listens: serve this, then set ``target``.
+    """
+
+    def __init__(self) -> None:
+        self.target: Any = None
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return self.target(environ, start_response)

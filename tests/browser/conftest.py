@@ -28,7 +28,7 @@ from smart_app.app import create_app
 from smart_app.config import from_mapping
 from smart_app.fhir.riskassessment import IDENTIFIER_SYSTEM
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
-from smart_app.sandbox.testing import serve_in_thread
+from smart_app.sandbox.testing import LateApp, serve_in_thread
 from smart_app.web.services import EXTENSION, Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,14 +69,6 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
     return {**browser_context_args, "viewport": {"width": 1024, "height": 768}}
-
-
-class LateApp:
-    def __init__(self) -> None:
-        self.target: Any = None
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        return self.target(environ, start_response)
 
 
 @dataclass

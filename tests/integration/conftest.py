@@ -23,7 +23,7 @@ from smart_app import keys
 from smart_app.app import create_app
 from smart_app.config import Settings, from_mapping
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
-from smart_app.sandbox.testing import serve_in_thread
+from smart_app.sandbox.testing import LateApp, serve_in_thread
 from smart_app.web.services import EXTENSION, Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,16 +32,6 @@ CLIENT_ID = "pml-risk-test"
 SECRET = "s3cret-" + "x" * 24
 
 pytestmark = pytest.mark.integration
-
-
-class LateApp:
-    """A WSGI callable whose target is set after the server has a port."""
-
-    def __init__(self) -> None:
-        self.target: Any = None
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        return self.target(environ, start_response)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import requests
 from werkzeug.wrappers import Request, Response
 
 from smart_app.fhir_client import FhirClient, FhirError, ForeignResource
-from smart_app.sandbox.testing import serve_in_thread
+from smart_app.sandbox.testing import LateApp, serve_in_thread
 from smart_app.smart.discovery import OAUTH_URIS, fetch
 from smart_app.smart.scopes import GrantedScopes
 
@@ -207,7 +207,6 @@ def test_v2_scopes_refused_falls_back_to_v1_once(ehr: tuple[str, Script], tmp_pa
     from smart_app.app import create_app
     from smart_app.config import from_mapping
 
-    from .conftest import LateApp
 
     base, script = ehr
     script.routes["/fhir/.well-known/smart-configuration"] = lambda _req: fhir({
