@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 AUTH_METHODS = ("public", "client_secret_basic", "private_key_jwt")
 SCOPE_PROFILES = ("v2", "v1")
@@ -97,6 +98,9 @@ class Settings:
     # Observation search narrowing: a category code ("" = all of the patient's Observations).
     # Not by code, so unmapped local JCV codes can still be recognised by their text.
     observation_category: str = "laboratory"
+    # The clinic's time zone: "today" for an assessment is the clinic's calendar day, since chart
+    # dates are compared as written (a UTC date drops today's infusion east of Greenwich).
+    timezone: str = "UTC"
     server: ServerSettings = field(default_factory=ServerSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
@@ -144,7 +148,7 @@ def _code_sets(data: Any) -> CodeSets:
 TOP_KEYS = frozenset({
     "base_url", "secret_key", "session_store", "risk_table", "keys_file", "codes", "tenants",
     "session_ttl", "discovery_ttl", "fhir_timeout", "fhir_max_pages", "fhir_page_size",
-    "observation_category", "server", "proxy", "audit",
+    "observation_category", "timezone", "server", "proxy", "audit",
 })
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
@@ -296,6 +300,7 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
         fhir_max_pages=_number(merged, "fhir_max_pages", defaults.fhir_max_pages, integer=True),
         fhir_page_size=_number(merged, "fhir_page_size", defaults.fhir_page_size, integer=True),
         observation_category=_category(merged.get("observation_category", "laboratory")),
+        timezone=_timezone(merged.get("timezone", defaults.timezone)),
         server=_server(merged),
         proxy=_proxy(merged),
         audit=_audit(merged),
@@ -306,6 +311,14 @@ def _secret(value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError("secret_key: expected a string")
     return value
+
+
+def _timezone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"timezone: unknown time zone {value!r} (e.g. America/Chicago)") from exc
+    return str(value)
 
 
 def _category(value: Any) -> str:

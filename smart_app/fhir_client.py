@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from .fhir.extract import unversioned
 from .smart.scopes import GrantedScopes
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,9 @@ def in_compartment(resource: Mapping[str, Any], patient_id: str, base: str) -> b
     if rtype in PATIENT_TYPES or rtype == HISTORY:
         subject = resource.get("subject")
         ref = subject.get("reference") if isinstance(subject, dict) else None
+        if not isinstance(ref, str):
+            return False
+        ref = unversioned(ref)  # Patient/p1/_history/2 is still Patient/p1
         return ref in (f"Patient/{patient_id}", f"{base}/Patient/{patient_id}")
     return rtype == "Medication"
 
@@ -178,7 +182,7 @@ def _medication_refs(resource: Mapping[str, Any], base: str) -> Iterable[str]:
     target = ref.get("reference") if isinstance(ref, dict) else None
     if not isinstance(target, str) or target.startswith("#"):
         return ()  # contained, or a CodeableConcept: nothing to fetch
-    target = target.removeprefix(base + "/")
+    target = unversioned(target.removeprefix(base + "/"))
     parts = target.split("/")
     if len(parts) == 2 and parts[0] == "Medication" and parts[1]:
         return (parts[1],)

@@ -28,6 +28,12 @@ SNOMED_RESULTS = {
     "10828004": Antibody.POSITIVE,
     "260385009": Antibody.NEGATIVE,
     "82334004": Antibody.INDETERMINATE,
+    "52101004": Antibody.POSITIVE,  # Present
+    "2667000": Antibody.NEGATIVE,  # Absent
+    "11214006": Antibody.POSITIVE,  # Reactive
+    "131194007": Antibody.NEGATIVE,  # Non-reactive
+    "260373001": Antibody.POSITIVE,  # Detected
+    "260415000": Antibody.NEGATIVE,  # Not detected
 }
 INTERPRETATIONS = {
     "POS": Antibody.POSITIVE,

@@ -7,6 +7,7 @@ reference of the resource it came from. A resource of another patient is an erro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import date
@@ -14,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..config import CodeSets
+from ..risk.antibody import INDEX_CUTOFF, NEGATIVE_BELOW, POSITIVE_ABOVE
 from ..risk.records import (
     AgentClass,
     Antibody,
@@ -71,6 +73,11 @@ def ref_of(resource: Resource) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
+def unversioned(reference: str) -> str:
+    """``Medication/1/_history/3`` → ``Medication/1`` (versioned references are legal FHIR)."""
+    return reference.split("/_history/", 1)[0]
+
+
 def patient_of(reference: Any) -> str | None:
     """The patient id in a subject/patient Reference ("Patient/1", absolute, or versioned)."""
     if not isinstance(reference, Mapping):
@@ -117,13 +124,22 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+_WORDS_NEGATIVE = re.compile(
+    r"\b(not\s+detected|negative|neg|non-?reactive|absent|undetected)\b", re.IGNORECASE
+)
+_WORDS_INDETERMINATE = re.compile(
+    r"\b(indeterminate|equivocal|inconclusive|borderline|ind)\b", re.IGNORECASE
+)
+_WORDS_POSITIVE = re.compile(r"\b(positive|pos|detected|reactive|present)\b", re.IGNORECASE)
+_NUMBER = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")
+
+
 def _qualitative_text(text: str) -> Antibody | None:
-    lowered = text.lower()
-    if "not detected" in lowered or "negative" in lowered:
+    if _WORDS_NEGATIVE.search(text):  # first: "not detected" and "non-reactive" contain a positive
         return Antibody.NEGATIVE
-    if "indeterminate" in lowered or "equivocal" in lowered or "inconclusive" in lowered:
+    if _WORDS_INDETERMINATE.search(text):
         return Antibody.INDETERMINATE
-    if "positive" in lowered or "detected" in lowered:
+    if _WORDS_POSITIVE.search(text):
         return Antibody.POSITIVE
     return None
 
@@ -138,7 +154,7 @@ def _qualitative(obs: Resource) -> Antibody | None:
         found = _qualitative_text(codes.words(concept))
         if found:
             return found
-    if isinstance(obs.get("valueString"), str):
+    if isinstance(obs.get("valueString"), str) and not _NUMBER.match(obs["valueString"]):
         found = _qualitative_text(obs["valueString"])
         if found:
             return found
@@ -150,24 +166,58 @@ def _qualitative(obs: Resource) -> Antibody | None:
     return None
 
 
+def _numeric(obs: Resource) -> tuple[str | None, Decimal | None]:
+    """(comparator, value) of a valueQuantity, or of a valueString such as "2.35" or "<0.20"."""
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, Mapping):
+        comparator = quantity.get("comparator")
+        return (comparator if isinstance(comparator, str) else None), _decimal(
+            quantity.get("value")
+        )
+    text = obs.get("valueString")
+    match = _NUMBER.match(text) if isinstance(text, str) else None
+    if match:
+        return match.group(1), _decimal(match.group(2))
+    return None, None
+
+
+def _bounded(
+    comparator: str, value: Decimal, qualitative: Antibody | None
+) -> tuple[Antibody | None, Decimal | None, str]:
+    """Read an index reported as a bound ("<0.20", ">5.0"): keep only what the bound proves."""
+    said = f"index reported as {comparator}{value.normalize():f}"
+    if comparator in ("<", "<="):
+        if value < NEGATIVE_BELOW or (comparator == "<" and value == NEGATIVE_BELOW):
+            return qualitative or Antibody.NEGATIVE, None, ""
+        return qualitative, None, said  # below a bound above 0.20: the status stays open
+    # ">x": the index is above x; it is a usable index only if every value above x shares a band.
+    if value >= INDEX_CUTOFF:
+        return qualitative or Antibody.POSITIVE, value, said
+    if value >= POSITIVE_ABOVE:
+        return qualitative or Antibody.POSITIVE, None, said
+    return qualitative, None, said
+
+
 def _lab_result(obs: Resource, vocab: Vocabulary) -> LabResult | None:
     kind = codes.jcv_kind(obs.get("code"), vocab)
     if kind is None:
         return None
+    if "dataAbsentReason" in obs and not any(k.startswith("value") for k in obs):
+        return None  # no result was produced (e.g. a cancelled or unsatisfactory specimen)
     qualitative = _qualitative(obs)
+    comparator, value = _numeric(obs)
     index: Decimal | None = None
-    quantity = obs.get("valueQuantity")
-    if isinstance(quantity, Mapping):
-        value = _decimal(quantity.get("value"))
-        comparator = quantity.get("comparator")
-        if value is not None and comparator in ("<", "<="):
-            # "<0.20" is a negative screen, not an index to place in a band.
-            if qualitative is None and value <= Decimal("0.20"):
-                qualitative = Antibody.NEGATIVE
-        else:
-            index = value
+    note = ""
+    unreadable = False
+    if value is not None and comparator:
+        qualitative, index, note = _bounded(comparator, value, qualitative)
+    elif value is not None:
+        index = value
     if qualitative is None and index is None:
-        return None
+        # A JCV result we cannot read must stand out, never vanish: an older result would
+        # silently take its place. Alone, it makes its test indeterminate.
+        note = note or f"value {_shown_value(obs)!r} could not be read"
+        qualitative, unreadable = Antibody.INDETERMINATE, True
     status = str(obs.get("status", "unknown"))
     return LabResult(
         source=ref_of(obs),
@@ -178,7 +228,35 @@ def _lab_result(obs: Resource, vocab: Vocabulary) -> LabResult | None:
         index=index,
         matched_by_text=kind[1],
         label=codes.label(obs.get("code")),
+        note=note,
+        unreadable=unreadable,
     )
+
+
+def _shown_value(obs: Resource) -> str:
+    for key, value in obs.items():
+        if key.startswith("value"):
+            if isinstance(value, Mapping):
+                return codes.words(value) or str(value.get("value", ""))[:40] or key
+            return str(value)[:40]
+    return "no value"
+
+
+def _lab_results(obs: Resource, vocab: Vocabulary) -> list[LabResult]:
+    """An Observation, or its components when a lab reports result and index as components."""
+    found = _lab_result(obs, vocab)
+    if found is not None:
+        return [found]
+    results = []
+    for n, component in enumerate(obs.get("component") or ()):
+        if not isinstance(component, Mapping):
+            continue
+        part = {**obs, **component, "id": f"{obs.get('id')}"}
+        part.pop("component", None)
+        result = _lab_result(part, vocab)
+        if result is not None:
+            results.append(replace(result, label=result.label or f"component {n}"))
+    return results
 
 
 class _Medications:
@@ -206,11 +284,52 @@ class _Medications:
             elif ref in self.full_urls:
                 medication = self.full_urls[ref]
             else:
-                medication = self.by_ref.get("/".join(ref.split("/")[-2:]))
+                medication = self.by_ref.get("/".join(unversioned(ref).split("/")[-2:]))
         if medication is not None and isinstance(medication.get("code"), Mapping):
             return dict(medication["code"])
         display = reference.get("display")
         return {"text": display} if isinstance(display, str) else None
+
+
+def _version_key(resource: Resource) -> tuple[int, str]:
+    meta = resource.get("meta")
+    meta = meta if isinstance(meta, Mapping) else {}
+    version = str(meta.get("versionId", ""))
+    return (int(version) if version.isdigit() else -1, str(meta.get("lastUpdated", "")))
+
+
+def latest_versions(resources: Iterable[Resource]) -> list[Resource]:
+    """One resource per type/id: the newest version (a history Bundle holds several, and an
+    entered-in-error v2 must replace its v1)."""
+    newest: dict[str, Resource] = {}
+    order: list[str] = []
+    for resource in resources:
+        key = ref_of(resource) if resource.get("id") else f"#{len(order)}"
+        if key not in newest:
+            order.append(key)
+            newest[key] = resource
+        elif _version_key(resource) >= _version_key(newest[key]):
+            newest[key] = resource
+    return [newest[key] for key in order]
+
+
+def _medication_evidence(resource: Resource, kind: str, status: str, concept: Any,
+                         found: tuple[AgentClass, str] | None) -> MedicationEvidence:
+    period = resource.get("effectivePeriod")
+    period = period if isinstance(period, Mapping) else {}
+    if kind == "MedicationRequest":
+        when, ended, noted = parse_date(resource.get("authoredOn")), None, None
+    else:
+        # dateAsserted is when the history was written down, not when the drug was taken: it
+        # only bounds the start, it never dates the use itself.
+        when = _effective(resource)
+        ended = parse_date(period.get("end"))
+        noted = parse_date(resource.get("dateAsserted"))
+    agent_class, agent = found or (AgentClass.UNRESOLVED, "unidentified medication")
+    return MedicationEvidence(
+        ref_of(resource), agent_class, agent, when, status, codes.label(concept),
+        ended=ended, noted=noted,
+    )
 
 
 def extract_inputs(
@@ -222,7 +341,7 @@ def extract_inputs(
 ) -> Inputs:
     """Build ``Inputs`` for ``patient_id``; raises ``ForeignResourceError`` on mixed charts."""
     vocab = Vocabulary.from_config(code_sets)
-    resources = list(resources)
+    resources = latest_versions(resources)
     meds = _Medications(resources, full_urls or {})
     labs: list[LabResult] = []
     infusions: list[Infusion] = []
@@ -237,9 +356,9 @@ def extract_inputs(
         status = str(resource.get("status", "unknown"))
         record: LabResult | Infusion | MedicationEvidence | None = None
         if kind == "Observation":
-            record = _lab_result(resource, vocab)
-            if record is not None:
-                labs.append(record)
+            results = _lab_results(resource, vocab)
+            labs.extend(results)
+            record = results[0] if results else None
         elif kind in NOT_GIVEN:
             if status in NOT_GIVEN[kind] and kind != "MedicationAdministration":
                 continue
@@ -247,21 +366,17 @@ def extract_inputs(
                 continue
             concept = meds.concept(resource)
             found = codes.medication_class(concept, vocab)
-            if found is None:
-                continue
-            agent_class, agent = found
-            when = (
-                parse_date(resource.get("authoredOn"))
-                if kind == "MedicationRequest"
-                else _effective(resource, "dateAsserted")
-            )
-            if kind == "MedicationAdministration" and agent_class is AgentClass.NATALIZUMAB:
+            if found is None and concept is not None:
+                continue  # identified, and not a drug the estimate is about
+            evidence_record = _medication_evidence(resource, kind, status, concept, found)
+            if kind == "MedicationAdministration" and evidence_record.agent_class is (
+                AgentClass.NATALIZUMAB
+            ):
+                when = _effective(resource)
                 record = Infusion(ref_of(resource), when, status, codes.label(concept))
                 infusions.append(record)
             elif status not in NOT_GIVEN[kind]:
-                record = MedicationEvidence(
-                    ref_of(resource), agent_class, agent, when, status, codes.label(concept)
-                )
+                record = evidence_record
                 evidence.append(record)
         meta = resource.get("meta")
         version = meta.get("versionId") if isinstance(meta, Mapping) else None

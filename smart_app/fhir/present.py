@@ -122,11 +122,17 @@ def text_summary(a: Assessment) -> str:
         if ex.mean_interval_days is not None
         else ""
     )
-    if pi.evidence:
-        prior = "yes (" + ", ".join(f"{m.agent} {_day(m.when) or 'undated'} [{m.source}]"
-                                    for m in pi.evidence) + ")"
+    on_record = ", ".join(
+        f"{m.agent} {_day(m.when) or 'undated'} [{m.source}]" for m in pi.evidence
+    )
+    if pi.overridden:
+        prior = ("yes" if pi.value else "no") + (
+            f" (chart: {on_record})" if on_record else " (chart: none on record)"
+        )
+    elif pi.evidence:
+        prior = f"yes ({on_record})"
     else:
-        prior = "yes" if pi.value else "no (none on record)"
+        prior = "no (none on record)"
     mark = " [overridden by clinician]"
     lines += [
         "Inputs:",

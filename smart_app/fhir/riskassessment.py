@@ -57,6 +57,7 @@ def identifier_value(a: Assessment, versions: dict[str, str] | None = None) -> s
             o.clear_index,
             o.infusion_count,
             o.prior_immunosuppressant,
+            o.reason,  # a new reason is a new note: it must not fold into the earlier save
         ],
         "basis": sorted(f"{ref}|{versions.get(ref, '')}" for ref in a.basis),
     }

@@ -23,6 +23,7 @@ POSITIVE_ABOVE = Decimal("0.40")
 INDEX_CUTOFF = Decimal("1.5")
 NEAR_CUTOFF = Decimal("0.1")
 RETEST_MONTHS = 6
+PAIR_DAYS = 3
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ def status_from_index(index: Decimal) -> Antibody:
     return Antibody.INDETERMINATE
 
 
-def _test(on: date, results: Sequence[LabResult]) -> Test:
+def _test(on: date, members: Sequence[LabResult]) -> Test:
+    # An unreadable or inconclusive part does not spoil a readable result of the same test.
+    results = [r for r in members if not r.unreadable] or list(members)
     qualitative = {r.qualitative for r in results if r.qualitative is not None}
     indices = [r.index for r in results if r.index is not None]
     # Two index values on one day: take the higher, the conservative reading.
@@ -60,15 +63,35 @@ def _test(on: date, results: Sequence[LabResult]) -> Test:
         and status in (Antibody.POSITIVE, Antibody.NEGATIVE)
         and status_from_index(index) not in (status, Antibody.INDETERMINATE)
     )
-    return Test(on, status, index, tuple(results), discordant)
+    return Test(on, status, index, tuple(members), discordant)
+
+
+def _kind(result: LabResult) -> str:
+    return "index" if result.index is not None and result.qualitative is None else "qualitative"
 
 
 def _tests(results: Sequence[LabResult]) -> list[Test]:
-    by_day: dict[date, list[LabResult]] = defaultdict(list)
-    for result in results:
-        if result.effective is not None:
-            by_day[result.effective].append(result)
-    return [_test(day, by_day[day]) for day in sorted(by_day)]
+    """Group results into tests: same date, or the missing half of a test within a few days.
+
+    Labs often send the index days after the qualitative result (only ``issued`` set), and
+    timezones near midnight split one draw over two dates; pairing them keeps the index from
+    looking "not available".
+    """
+    groups: list[tuple[date, list[LabResult]]] = []
+    for result in sorted(
+        (r for r in results if r.effective is not None), key=lambda r: (r.effective, r.source)
+    ):
+        assert result.effective is not None
+        if groups:
+            start, members = groups[-1]
+            kinds = {_kind(m) for m in members}
+            same_day = result.effective == members[-1].effective
+            completes = _kind(result) not in kinds and len(kinds) == 1
+            if same_day or (completes and (result.effective - start).days <= PAIR_DAYS):
+                members.append(result)
+                continue
+        groups.append((result.effective, [result]))
+    return [_test(start, members) for start, members in groups]
 
 
 def _fmt(index: Decimal) -> str:
@@ -115,16 +138,33 @@ def summarise(
         )
     elif status is Antibody.INDETERMINATE:
         when = f" of {latest.on.isoformat()}" if latest else ""
+        unread = [r.note for r in latest.results if r.unreadable] if latest else []
         findings.append(
             Finding(
                 Code.ANTIBODY_INDETERMINATE,
                 Severity.MISSING,
-                f"The latest anti-JCV antibody result{when} is indeterminate: no estimate can be "
-                "made. An index of 0.20–0.40 needs the confirmatory inhibition step; order it "
-                "or retest.",
+                f"The latest anti-JCV antibody result{when} could not be read "
+                f"({'; '.join(unread)}): no estimate can be made. Check the result with the "
+                "laboratory and ask IT to map its format."
+                if unread and not overridden
+                else f"The latest anti-JCV antibody result{when} is indeterminate: no estimate "
+                "can be made. An index of 0.20–0.40 needs the confirmatory inhibition step; "
+                "order it or retest.",
                 latest_ids,
             )
         )
+    if latest is not None and status is not Antibody.INDETERMINATE:
+        bounded = [r for r in latest.results if r.note]
+        if bounded:
+            findings.append(
+                Finding(
+                    Code.ANTIBODY_VALUE_BOUND,
+                    Severity.WARNING,
+                    "; ".join(r.note for r in bounded).capitalize() + ": not an exact value, "
+                    "so only what the bound proves is used. Ask the laboratory for the index.",
+                    tuple(r.source for r in bounded),
+                )
+            )
 
     # A preliminary result older than the latest usable test is history, not news: list it,
     # but warn only about results that could change the picture.

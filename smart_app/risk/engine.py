@@ -14,8 +14,17 @@ from . import antibody as antibody_rules
 from . import exposure as exposure_rules
 from . import immunosuppressant as immunosuppressant_rules
 from . import monitoring
-from .records import Antibody, Inputs, Overrides
-from .result import Assessment, Cell, Code, Finding, Severity
+from .records import AgentClass, Antibody, Inputs, Overrides
+from .result import (
+    AntibodySummary,
+    Assessment,
+    Cell,
+    Code,
+    ExposureSummary,
+    Finding,
+    PriorImmunosuppressant,
+    Severity,
+)
 from .table import RiskTable
 
 HIGH_RISK_AFTER_INFUSIONS = 24  # EMA/PRAC higher-risk groups (risk-model.md §6)
@@ -34,19 +43,34 @@ def qualitative_risk(
     return "moderate"
 
 
-def _override_findings(o: Overrides) -> list[Finding]:
+def _fmt(index: Decimal | None) -> str:
+    return "none" if index is None else f"{index.normalize():f}"
+
+
+def _override_findings(
+    o: Overrides, chart: tuple[AntibodySummary, ExposureSummary, PriorImmunosuppressant],
+    now: tuple[AntibodySummary, ExposureSummary, PriorImmunosuppressant],
+) -> list[Finding]:
+    """Say what the clinician changed, what the chart said, and every knock-on change."""
+    (ab0, ex0, pi0), (ab, ex, pi) = chart, now
     said = []
-    if o.antibody is not None:
-        said.append(f"antibody status set to {o.antibody.value}")
-    if o.index is not None:
-        said.append(f"index set to {o.index.normalize():f}")
-    elif o.clear_index:
-        said.append("index treated as not available")
+    if o.antibody is not None or o.index is not None or o.clear_index:
+        if ab.status is not ab0.status:
+            said.append(f"antibody status {ab.status.value} (chart: {ab0.status.value})")
+        if ab.index != ab0.index:
+            tested = f" of {ab0.tested_on.isoformat()}" if ab0.tested_on else ""
+            said.append(f"index {_fmt(ab.index)} (chart: {_fmt(ab0.index)}{tested})")
+        if ab.status is ab0.status and ab.index == ab0.index:
+            said.append(f"antibody status {ab.status.value}, index {_fmt(ab.index)} (as chart)")
     if o.infusion_count is not None:
-        said.append(f"infusion count set to {o.infusion_count}")
+        said.append(f"completed infusions {ex.infusions} (chart: {ex0.infusions})")
     if o.prior_immunosuppressant is not None:
-        answer = "yes" if o.prior_immunosuppressant else "no"
-        said.append(f"prior immunosuppressant use set to {answer}")
+        yes = {True: "yes", False: "no"}
+        said.append(
+            f"prior immunosuppressant {yes[pi.value]} (chart: {yes[pi0.value]}"
+            + (f", {', '.join(sorted({m.agent for m in pi0.evidence}))}" if pi0.evidence else "")
+            + ")"
+        )
     if not said:
         return []
     reason = f" Reason: {o.reason}" if o.reason else ""
@@ -55,6 +79,32 @@ def _override_findings(o: Overrides) -> list[Finding]:
             Code.OVERRIDE,
             Severity.WARNING,
             "Clinician override: " + "; ".join(said) + "." + reason,
+        )
+    ]
+
+
+def _summaries(
+    inputs: Inputs, at: date, overrides: Overrides
+) -> tuple[AntibodySummary, ExposureSummary, PriorImmunosuppressant, list[Finding]]:
+    ab, findings = antibody_rules.summarise(inputs.lab_results, at, overrides)
+    exp, more = exposure_rules.summarise(inputs.infusions, inputs.medications, overrides)
+    findings += more
+    prior, more = immunosuppressant_rules.summarise(inputs.medications, exp.first, overrides)
+    findings += more
+    return ab, exp, prior, findings
+
+
+def _unresolved(inputs: Inputs) -> list[Finding]:
+    unknown = [m.source for m in inputs.medications if m.agent_class is AgentClass.UNRESOLVED]
+    if not unknown:
+        return []
+    return [
+        Finding(
+            Code.MEDICATION_UNRESOLVED,
+            Severity.WARNING,
+            f"{len(unknown)} medication record(s) name a medication the app could not read. "
+            "If any is natalizumab or an immunosuppressant, the estimate is wrong: check them.",
+            tuple(unknown),
         )
     ]
 
@@ -76,24 +126,44 @@ def _as_of(inputs: Inputs, at: date) -> tuple[Inputs, list[Finding]]:
     )
     note = Finding(
         Code.AFTER_ASSESSMENT_DATE,
-        Severity.INFO,
+        Severity.WARNING,
         f"{len(later)} record(s) dated after the assessment date {at.isoformat()} are not used.",
         tuple(later),
     )
     return kept, [note]
 
 
+# Findings whose resources bear on the estimate (not those about records left out).
+_BASIS_FINDINGS = {
+    Code.ANTIBODY_SEROREVERSION, Code.INDEX_RISING, Code.PRIOR_IS_CONCOMITANT,
+    Code.PRIOR_IS_UNDATED, Code.OTHER_MS_THERAPY, Code.EXPOSURE_UNDERCOUNT,
+    Code.MEDICATION_UNRESOLVED,
+}
+
+
+def _basis(
+    ab: AntibodySummary, exp: ExposureSummary, prior: PriorImmunosuppressant,
+    findings: list[Finding], o: Overrides,
+) -> tuple[str, ...]:
+    """Every resource the estimate rests on; inputs a clinician overrode away are not."""
+    antibody_replaced = o.antibody is not None and (o.index is not None or o.clear_index)
+    refs = [
+        *(() if antibody_replaced else ab.sources),
+        *(() if o.infusion_count is not None else (i.source for i in exp.counted)),
+        *((m.source for m in prior.evidence) if prior.value else ()),
+        *(s for f in findings if f.code in _BASIS_FINDINGS for s in f.sources),
+    ]
+    return tuple(dict.fromkeys(refs))
+
+
 def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
     inputs, dated_later = _as_of(inputs, at)
-    ab, findings = antibody_rules.summarise(inputs.lab_results, at, inputs.overrides)
-    findings += dated_later
-    exp, more = exposure_rules.summarise(inputs.infusions, inputs.medications, inputs.overrides)
-    findings += more
-    prior, more = immunosuppressant_rules.summarise(
-        inputs.medications, exp.first, inputs.overrides
-    )
-    findings += more
-    findings += _override_findings(inputs.overrides)
+    o = inputs.overrides
+    ab, exp, prior, findings = _summaries(inputs, at, o)
+    findings += dated_later + _unresolved(inputs)
+    if o.any():
+        chart = _summaries(inputs, at, Overrides())[:3]
+        findings += _override_findings(o, chart, (ab, exp, prior))
 
     cell: Cell | None = None
     qualitative: str | None = None
@@ -135,7 +205,7 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
                 )
             qualitative = qualitative_risk(ab.status, exp.infusions, prior.value, index)
 
-    basis = [*ab.sources, *(i.source for i in exp.counted), *(m.source for m in prior.evidence)]
+    basis = _basis(ab, exp, prior, findings, o)
     return Assessment(
         patient=inputs.patient,
         assessed_on=at,
@@ -149,6 +219,6 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
         qualitative=qualitative,
         monitoring=monitoring.advise(ab, exp.infusions, prior.value, at),
         findings=tuple(sorted(findings, key=lambda f: _ORDER[f.severity])),
-        basis=tuple(dict.fromkeys(basis)),
+        basis=basis,
         overrides=inputs.overrides,
     )

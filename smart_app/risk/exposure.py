@@ -54,13 +54,45 @@ def summarise(
     count = len(counted) if overrides.infusion_count is None else overrides.infusion_count
     findings: list[Finding] = []
 
-    if count == 0:
+    if count == 0 and overrides.infusion_count is not None:
+        findings.append(
+            Finding(
+                Code.EXPOSURE_NONE,
+                Severity.WARNING,
+                f"Infusion count set to 0 by the clinician (chart: {len(counted)}): the first "
+                "exposure band (0–24 infusions) is used.",
+            )
+        )
+    elif count == 0:
         findings.append(
             Finding(
                 Code.EXPOSURE_NONE,
                 Severity.WARNING,
                 "No completed natalizumab infusion on record: the first exposure band "
                 "(0–24 infusions) is used. If infusions were given elsewhere, enter the count.",
+            )
+        )
+    others = [i for i in infusions if i.status not in ("completed", "entered-in-error")]
+    if others:
+        kinds = ", ".join(sorted({i.status for i in others}))
+        findings.append(
+            Finding(
+                Code.EXPOSURE_NOT_COUNTED,
+                Severity.INFO,
+                f"{len(others)} natalizumab administration(s) not counted ({kinds}): only "
+                "completed infusions count.",
+                tuple(i.source for i in others),
+            )
+        )
+    same_day = [i for i in counted if i.when is not None and dates.count(i.when) > 1]
+    if same_day:
+        findings.append(
+            Finding(
+                Code.EXPOSURE_SAME_DAY,
+                Severity.WARNING,
+                f"{len(same_day)} completed infusions share a date with another: each is counted "
+                "once per record, but they may be duplicates. Check the infusion count.",
+                tuple(i.source for i in same_day),
             )
         )
     undated = [i.source for i in counted if i.when is None]

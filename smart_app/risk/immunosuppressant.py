@@ -24,10 +24,26 @@ def summarise(
     medications: Sequence[MedicationEvidence], first_infusion: date | None, overrides: Overrides
 ) -> tuple[PriorImmunosuppressant, list[Finding]]:
     agents = [m for m in medications if m.agent_class is AgentClass.IMMUNOSUPPRESSANT]
+    # Prior: use had begun before the first infusion. A record whose start is unknown cannot be
+    # placed after it, so it counts (and says so): the conservative reading.
     prior = [
-        m for m in agents if first_infusion is None or m.when is None or m.when < first_infusion
+        m
+        for m in agents
+        if first_infusion is None
+        or m.when is None
+        or (m.started_by is not None and m.started_by < first_infusion)
     ]
-    concomitant = [m for m in agents if m not in prior]
+    later = [m for m in agents if m not in prior]
+    continued = [
+        m
+        for m in prior
+        if first_infusion is not None
+        and (
+            (m.ended is not None and m.ended >= first_infusion)
+            or (m.ended is None and m.status == "active")
+        )
+    ]
+    concomitant = later + continued
     others = [m for m in medications if m.agent_class is AgentClass.OTHER_MS_THERAPY]
     value = bool(prior) if overrides.prior_immunosuppressant is None else (
         overrides.prior_immunosuppressant
@@ -44,14 +60,21 @@ def summarise(
                 "override if needed.",
             )
         )
-    undated = [m for m in prior if m.when is None and first_infusion is not None]
+    undated = [
+        m
+        for m in prior
+        if m.when is None
+        and first_infusion is not None
+        and (m.started_by is None or m.started_by >= first_infusion)
+    ]
     if undated:
         findings.append(
             Finding(
                 Code.PRIOR_IS_UNDATED,
                 Severity.WARNING,
-                f"Undated {_names(undated)} on record: counted as prior use because it cannot "
-                "be placed after the first infusion. Confirm and override if it was later.",
+                f"{_names(undated).capitalize()} on record without a start date: counted as "
+                "prior use because it cannot be placed after the first infusion. Confirm and "
+                "override if it began later.",
                 tuple(m.source for m in undated),
             )
         )
@@ -61,8 +84,8 @@ def summarise(
                 Code.PRIOR_IS_CONCOMITANT,
                 Severity.WARNING,
                 f"{_names(concomitant).capitalize()} on record after the first natalizumab "
-                "infusion: concomitant immunosuppression is not counted as prior use but "
-                "itself raises concern; review.",
+                "infusion: concomitant immunosuppression (use begun before it still counts as "
+                "prior) raises concern in itself; review.",
                 tuple(m.source for m in concomitant),
             )
         )
@@ -71,7 +94,7 @@ def summarise(
             Finding(
                 Code.OTHER_MS_THERAPY,
                 Severity.INFO,
-                f"Other prior MS therapy on record ({_names(others)}): not counted as prior "
+                f"Other MS therapy on record ({_names(others)}): not counted as prior "
                 "immunosuppressant use in the source analyses; clinician to judge.",
                 tuple(m.source for m in others),
             )

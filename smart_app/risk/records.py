@@ -33,6 +33,7 @@ class AgentClass(StrEnum):
     NATALIZUMAB = "natalizumab"
     IMMUNOSUPPRESSANT = "immunosuppressant"  # the five agents of the source analyses
     OTHER_MS_THERAPY = "other-ms-therapy"  # listed for the clinician, never counted as prior IS
+    UNRESOLVED = "unresolved"  # the medication could not be identified: it might be any of these
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class LabResult:
     index: Decimal | None = None
     matched_by_text: bool = False  # an unmapped local code recognised by its name
     label: str = ""  # code text/display as the lab sent it
+    note: str = ""  # how the value was read when it was not a plain value, e.g. "<1.5"
+    unreadable: bool = False  # a value the adapter could not interpret: never a silent gap
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,17 @@ class MedicationEvidence:
     source: str
     agent_class: AgentClass
     agent: str  # normalised ingredient name, e.g. "azathioprine"
-    when: date | None
+    when: date | None  # when use started (or the order was written)
     status: str
     label: str = ""
+    ended: date | None = None  # effectivePeriod.end
+    noted: date | None = None  # dateAsserted: use had started by then
+
+    @property
+    def started_by(self) -> date | None:
+        """The latest date by which use had certainly begun."""
+        known = [d for d in (self.when, self.ended, self.noted) if d is not None]
+        return min(known) if known else None
 
     @property
     def resource_type(self) -> str:

@@ -30,6 +30,7 @@ class Code(StrEnum):
     ANTIBODY_LOCAL_CODE = "antibody-local-code"
     ANTIBODY_DISCORDANT = "antibody-discordant"
     ANTIBODY_UNDATED = "antibody-undated"
+    ANTIBODY_VALUE_BOUND = "antibody-value-bound"
     INDEX_MISSING = "index-missing"
     INDEX_NEAR_CUTOFF = "index-near-cutoff"
     INDEX_RISING = "index-rising"
@@ -45,6 +46,9 @@ class Code(StrEnum):
     OTHER_MS_THERAPY = "other-ms-therapy"
     TABLE_CELL_FLAGGED = "table-cell-flagged"
     OVERRIDE = "override"
+    MEDICATION_UNRESOLVED = "medication-unresolved"
+    EXPOSURE_NOT_COUNTED = "exposure-not-counted"
+    EXPOSURE_SAME_DAY = "exposure-same-day"
     AFTER_ASSESSMENT_DATE = "after-assessment-date"
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .. import audit
 from ..fhir.extract import ForeignResourceError
@@ -176,7 +177,7 @@ def assess_launch(
         chart = assess_chart(
             data.resources,
             launch.context.patient,
-            at=datetime.now(UTC).date(),
+            at=datetime.now(ZoneInfo(svc.settings.timezone)).date(),
             settings=svc.settings,
             overrides=overrides if overrides.any() else None,
             table=table,

@@ -36,7 +36,7 @@ def test_what_if_updates_at_once_and_is_saved_with_the_override(
     assert len(saved) == 1
     assert saved[0]["prediction"][0]["probabilityDecimal"] == 1.3  # 13 per 1,000, in percent
     notes = " ".join(n["text"] for n in saved[0]["note"])
-    assert "Clinician override" in notes and "infusion count set to 60" in notes
+    assert "Clinician override" in notes and "completed infusions 60 (chart: 25)" in notes
     assert "another centre" in notes
     expect(page.locator("#history")).to_contain_text("with overrides")
     # Back to the chart's values: the original figure, no override marks.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -72,6 +73,24 @@ CASES: dict[Code, Callable[[], Assessment]] = {
         [medication("mitoxantrone", BEFORE_NATALIZUMAB)]
     ),
     Code.EXPOSURE_NONE: lambda: run(inputs(POSITIVE, [])),
+    Code.ANTIBODY_VALUE_BOUND: lambda: run(
+        inputs([lab(Antibody.POSITIVE),
+                replace(lab(index="1.5"), index=None, note="index reported as <1.5")],
+               infusions(30))
+    ),
+    Code.MEDICATION_UNRESOLVED: lambda: _positive_with(
+        [medication("unidentified medication", None, agent_class=AgentClass.UNRESOLVED)]
+    ),
+    Code.EXPOSURE_NOT_COUNTED: lambda: run(
+        inputs(POSITIVE, [*infusions(30),
+                          Infusion("MedicationAdministration/stopped-1", FIRST_INFUSION,
+                                   "stopped")])
+    ),
+    Code.EXPOSURE_SAME_DAY: lambda: run(
+        inputs(POSITIVE, [*infusions(30),
+                          Infusion("MedicationAdministration/dup-1", FIRST_INFUSION,
+                                   "completed")])
+    ),
     Code.AFTER_ASSESSMENT_DATE: lambda: run(
         inputs([*POSITIVE, *antibody_test(Antibody.NEGATIVE, on=AT + timedelta(days=3))],
                infusions(30))
@@ -320,7 +339,7 @@ def test_undated_immunosuppressant_counts_as_prior_with_a_warning() -> None:
     a = CASES[Code.PRIOR_IS_UNDATED]()
     assert a.prior_immunosuppressant.value is True
     assert a.per_1000 == Decimal("12")
-    assert "azathioprine" in finding(a, "prior-is-undated").message
+    assert "azathioprine" in finding(a, "prior-is-undated").message.lower()
 
 
 def test_other_ms_therapy_is_listed_not_counted() -> None:

@@ -38,18 +38,19 @@ def chart(
 # override → (chart options, per_1000 without, per_1000 with, words in the finding)
 OVERRIDES: dict[str, tuple[Overrides, dict[str, object], str, str, str]] = {
     "prior IS yes": (Overrides(prior_immunosuppressant=True), {}, "1.1", "12",
-                     "prior immunosuppressant use set to yes"),
+                     "prior immunosuppressant yes (chart: no)"),
     "prior IS no": (Overrides(prior_immunosuppressant=False), {"prior_is": True}, "12", "1.1",
-                    "prior immunosuppressant use set to no"),
+                    "prior immunosuppressant no (chart: yes, azathioprine)"),
     "antibody negative": (Overrides(antibody=Antibody.NEGATIVE), {}, "1.1", "0.2",
-                          "antibody status set to negative"),
+                          "antibody status negative (chart: positive)"),
     "antibody positive": (Overrides(antibody=Antibody.POSITIVE), {"labs": ()}, "-", "3",
-                          "antibody status set to positive"),
-    "index": (Overrides(index=Decimal("2.0")), {}, "1.1", "8.8", "index set to 2"),
+                          "antibody status positive (chart: unknown)"),
+    "index": (Overrides(index=Decimal("2.0")), {}, "1.1", "8.8",
+              "index 2 (chart: 0.9 of 2026-09-15)"),
     "clear index": (Overrides(clear_index=True), {}, "1.1", "3",
-                    "index treated as not available"),
+                    "index none (chart: 0.9 of 2026-09-15)"),
     "infusion count": (Overrides(infusion_count=60), {}, "1.1", "1.4",
-                       "infusion count set to 60"),
+                       "completed infusions 60 (chart: 30)"),
 }
 
 
@@ -90,7 +91,7 @@ def test_overridden_inputs_are_marked_in_the_summaries() -> None:
 def test_several_overrides_are_listed_in_one_finding() -> None:
     a = chart(Overrides(index=Decimal("1.7"), infusion_count=80))
     message = finding(a, "override").message
-    assert "index set to 1.7" in message and "infusion count set to 80" in message
+    assert "index 1.7 (chart:" in message and "completed infusions 80 (chart:" in message
     assert a.per_1000 == Decimal("10.1")
     assert "exposure-beyond-table" in codes(a)
 
