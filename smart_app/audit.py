@@ -99,6 +99,8 @@ def configure(path: str = "") -> None:
         old.close()
     handler: logging.Handler
     if path:
+        # Patient and user ids are in it: owner-only, created before the handler opens it.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
         handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)

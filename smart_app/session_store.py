@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -110,6 +111,9 @@ class SQLiteKV:
         self._path = path
         self._clock = clock
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Encrypted records, but still the app's private store: owner-only, whatever the umask.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from requests import RequestException
 from werkzeug.wrappers import Response
 
@@ -58,6 +58,14 @@ def _tenant_or_reject(iss: str) -> Tenant:
             "unknown-iss",
         )
     return tenant
+
+
+MAX_LAUNCHES = 20  # launches one browser keeps open (tabs); the cookie stays small
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Response:
@@ -227,7 +235,10 @@ def callback() -> Response:
     tenant = _tenant_or_reject(pending.iss)
     config = svc.smart_config(tenant)
     callback_iss = request.args.get("iss")
-    if callback_iss and config.issuer and callback_iss != config.issuer:  # S8, RFC 9207
+    # S8, RFC 9207: compare with the discovered issuer; without one, only this EHR will do.
+    expected = (config.issuer,) if config.issuer else (tenant.iss, _origin(
+        config.authorization_endpoint))
+    if callback_iss and callback_iss.rstrip("/") not in tuple(e.rstrip("/") for e in expected):
         raise AppError(400, "Sign-in came back from the wrong server",
                        "The authorization response names another issuer.", "issuer-mismatch")
     code = request.args.get("code", "")
@@ -249,6 +260,7 @@ def callback() -> Response:
                 code_verifier=pending.code_verifier,
                 redirect_uri=pending.redirect_uri,
                 timeout=svc.settings.fhir_timeout,
+                allow_redirects=False,  # a redirect would replay the code and verifier elsewhere
             )
         )
         tokens = TokenSet.from_response(response, pending.scope)
@@ -296,6 +308,9 @@ def callback() -> Response:
         created_at=time.time(),
     )
     svc.repo.put(launch)
+    # The launch is also written into this browser's signed cookie: a cookie planted from
+    # elsewhere (session fixation) shares the sid but not this list, so it opens nothing.
+    session["launches"] = [*session.get("launches", [])[-(MAX_LAUNCHES - 1):], launch.id]
     log.info("launch established (tenant %s, refresh token: %s)", tenant.name,
              tokens.refresh_token is not None)
     audit.bind(launch=launch.id, patient=ctx.patient, user=fhir_user)

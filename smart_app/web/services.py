@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
@@ -84,6 +85,7 @@ class Services:
                 config.token_endpoint,
                 refresh_token=refresh_token,
                 timeout=self.settings.fhir_timeout,
+                allow_redirects=False,  # a redirect would replay the refresh token elsewhere
             )
             return raw
 
@@ -94,6 +96,9 @@ def make_http(pool: int = 16) -> requests.Session:
     """One pooled HTTP session per app; environment proxies ignored (talk to EHRs directly)."""
     http = requests.Session()
     http.trust_env = False
+    # One session serves every user and tenant: it must never keep an EHR's cookies, or one
+    # clinician's EHR session cookie would ride along on another's requests.
+    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
     http.mount("http://", adapter)
     http.mount("https://", adapter)
@@ -115,5 +120,5 @@ def browser_sid(create: bool = False) -> str | None:
     sid = secrets.token_urlsafe(32)
     session.clear()
     session["sid"] = sid
-    session.permanent = True
+    session.permanent = False  # gone with the browser: a shared workstation keeps nothing
     return sid

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, g, jsonify, render_template, request, url_for
+from flask import Blueprint, g, jsonify, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from .. import audit
@@ -43,7 +43,12 @@ def _launch(launch_id: str) -> Launch:
     svc = services()
     launch = svc.repo.get(launch_id)
     sid = browser_sid()
-    if launch is None or sid is None or launch.sid != sid:
+    if (
+        launch is None
+        or sid is None
+        or launch.sid != sid
+        or launch_id not in session.get("launches", [])
+    ):
         raise AppError(
             404,
             "This launch is not open in this browser",

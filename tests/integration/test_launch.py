@@ -353,7 +353,10 @@ def test_cookie_holds_only_an_opaque_id(stack: Stack) -> None:
 
     payload = cookie.split(".")[0]
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert set(data) <= {"sid", "_permanent"}
+    # Opaque ids only: the browser session's id and the ids of the launches it completed.
+    assert set(data) <= {"sid", "launches", "_permanent"}
+    assert not data.get("_permanent")  # a browser-session cookie
+    assert data["launches"] == [page.rsplit("/", 1)[1]]
     launch = stack.services.repo.get(page.rsplit("/", 1)[1])
     assert launch is not None and launch.tokens.access_token not in cookie
 
