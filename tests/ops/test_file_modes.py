@@ -41,12 +41,17 @@ def test_the_session_store_and_audit_files_are_owner_only(tmp_path: Path) -> Non
     SQLiteKV(str(tmp_path / "sessions.sqlite3")).set("k", b"v", 60)
     assert mode(tmp_path / "sessions.sqlite3") == 0o600
     path = tmp_path / "audit.jsonl"
+    logger = logging.getLogger(audit.LOGGER)
+    saved = (list(logger.handlers), logger.propagate, logger.level)
     audit.configure(str(path))
     try:
         audit.event("launch.received", tenant="t")
         assert mode(path) == 0o600
         assert '"launch.received"' in path.read_text()
-    finally:
-        for handler in list(logging.getLogger(audit.LOGGER).handlers):
-            logging.getLogger(audit.LOGGER).removeHandler(handler)
+    finally:  # leave the audit logger as other tests expect it
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
             handler.close()
+        for handler in saved[0]:
+            logger.addHandler(handler)
+        logger.propagate, logger.level = saved[1], saved[2]
