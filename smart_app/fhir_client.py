@@ -28,11 +28,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 import requests
 
 from .fhir.extract import unversioned
+from .http_limits import MB, DeadlineExceeded, ResponseTooLarge, deadline_in, read_body
+from .http_limits import request as bounded_request
 from .smart.scopes import GrantedScopes
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,13 @@ WRITE_RETRIES = 2  # a create is retried on 5xx/timeouts only, always with the s
 HISTORY = "RiskAssessment"
 HISTORY_COUNT = 20
 MEDICATION_IDS_PER_SEARCH = 100
+MAX_PAGE_BYTES = 20 * MB  # one FHIR answer (a search page, a read)
+MAX_WRITE_ANSWER_BYTES = 2 * MB  # the echo of a create
+MAX_RESOURCES = 20_000  # entries absorbed per chart read (duplicates included)
+MAX_REQUESTS = 150  # HTTP requests per chart read, retries included
+MAX_MEDICATION_IDS = 2_000  # distinct unresolved Medication references fetched per chart read
+MAX_OUTCOMES_PER_PAGE = 20  # OperationOutcome entries tolerated on top of _count
+DEADLINE_FACTOR = 3.0  # a whole chart read must finish within this many fhir_timeouts
 PATIENT_TYPES = (
     "Observation",
     "MedicationAdministration",
@@ -92,6 +101,8 @@ class _Job:
     label: str  # resource type of the search, for logs and the withheld list
     url: str
     page: int = 1
+    count: int | None = None  # the _count asked for (a page may not hold more matches)
+    include: bool = False  # _include asked for: up to ``count`` more included entries
 
 
 @dataclass
@@ -108,6 +119,7 @@ class _Collected:
     withheld: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
     requested_medications: set[str] = field(default_factory=set)
+    entries: int = 0  # entries absorbed so far (duplicates included), against MAX_RESOURCES
     history: list[dict[str, Any]] = field(default_factory=list)
     history_status: str = "not-requested"
 
@@ -200,9 +212,12 @@ class FhirClient:
         max_pages: int,
         page_size: int = PAGE_SIZE,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float | None = None,
     ) -> None:
         self._http = http
         self._base = base.rstrip("/")
+        #: Wall-clock budget (seconds) of one chart read / one search / one create.
+        self._budget = deadline if deadline is not None else DEADLINE_FACTOR * timeout
         self._token = token
         self._timeout = timeout
         self._max_pages = max_pages
@@ -211,7 +226,9 @@ class FhirClient:
 
     # -- one request -------------------------------------------------------------------
 
-    def _get(self, job: _Job) -> _Result:
+    def _get(self, job: _Job, deadline: float | None = None) -> _Result:
+        if deadline is None:
+            deadline = deadline_in(self._budget)
         sent = 0
         token = self._token(None)
         forced = False
@@ -219,9 +236,19 @@ class FhirClient:
         while True:
             headers = {"Accept": "application/fhir+json", "Authorization": f"Bearer {token}"}
             try:
-                resp = self._http.get(
-                    job.url, headers=headers, timeout=self._timeout, allow_redirects=False
+                resp = bounded_request(
+                    self._http, "GET", job.url, max_bytes=MAX_PAGE_BYTES, deadline=deadline,
+                    headers=headers, timeout=self._timeout, allow_redirects=False,
                 )
+            except DeadlineExceeded as exc:
+                raise FhirError(
+                    f"the EHR did not answer in time ({job.label}); the chart read was stopped "
+                    f"after {self._budget:g} seconds"
+                ) from exc
+            except ResponseTooLarge as exc:
+                raise FhirError(
+                    f"the EHR sent an answer larger than {MAX_PAGE_BYTES // MB} MB ({job.label})"
+                ) from exc
             except requests.Timeout as exc:
                 raise FhirError(f"the EHR did not answer in time ({job.label})") from exc
             except requests.RequestException as exc:
@@ -233,6 +260,10 @@ class FhirClient:
                 continue
             delay = _retry_delay(resp, attempt)
             if delay is not None and attempt < MAX_RETRIES:
+                if time.monotonic() + delay >= deadline:
+                    raise FhirError(
+                        f"the EHR answered {resp.status_code} ({job.label}) and there is no "
+                        "time left to retry", resp.status_code)
                 attempt += 1
                 log.info("FHIR %s: %s, retrying in %.2fs", job.label, resp.status_code, delay)
                 self._sleep(delay)
@@ -277,12 +308,13 @@ class FhirClient:
             if rtype in _INCLUDES:
                 params.append(("_include", _INCLUDES[rtype]))
             params.append(("_count", str(self._page_size)))
-            jobs.append(_Job(rtype, self._url(rtype, params)))
+            jobs.append(_Job(rtype, self._url(rtype, params), count=self._page_size,
+                             include=rtype in _INCLUDES))
         if history_system and granted.can_search(HISTORY):
             # In the same wave as the chart: the history costs no extra round trip.
             params = [("patient", patient_id), ("identifier", f"{history_system}|"),
                       ("_sort", "-date"), ("_count", str(HISTORY_COUNT))]
-            jobs.append(_Job(HISTORY, self._url(HISTORY, params)))
+            jobs.append(_Job(HISTORY, self._url(HISTORY, params), count=HISTORY_COUNT))
         return jobs, withheld
 
     def read_chart(
@@ -299,10 +331,17 @@ class FhirClient:
             got.history_status = "ok" if granted.can_search(HISTORY) else "not-granted"
         waves = 0
         sent = 0
+        deadline = deadline_in(self._budget)
         with ThreadPoolExecutor(max_workers=6, thread_name_prefix="fhir") as pool:
             while jobs:
+                if sent + len(jobs) > MAX_REQUESTS:
+                    raise FhirError(f"reading the chart would take more than {MAX_REQUESTS} "
+                                    "requests; the chart is too large to read completely")
+                if time.monotonic() >= deadline:
+                    raise FhirError(f"the chart could not be read within {self._budget:g} "
+                                    "seconds")
                 waves += 1
-                results = list(pool.map(self._get, jobs))
+                results = list(pool.map(lambda job: self._get(job, deadline), jobs))
                 sent += sum(r.requests for r in results)
                 jobs = []
                 for result in results:
@@ -344,7 +383,13 @@ class FhirClient:
             return None
         if body.get("resourceType") != "Bundle":
             raise FhirError(f"the EHR sent no Bundle for a search ({job.label})")
-        for entry in body.get("entry", []) or []:
+        entries = body.get("entry", []) or []
+        self._check_page_size(entries, job)
+        got.entries += len(entries) if isinstance(entries, list) else 0
+        if got.entries > MAX_RESOURCES:
+            raise FhirError(f"more than {MAX_RESOURCES} resources in the chart; it is too large "
+                            "to read completely")
+        for entry in entries:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict):
                 continue
@@ -362,7 +407,14 @@ class FhirClient:
             got.history_status = "failed" if result.status >= 500 else "unsupported"
             log.info("FHIR RiskAssessment history: %s", result.status)
             return
-        for entry in result.body.get("entry", []) or []:
+        entries = result.body.get("entry", []) or []
+        try:
+            self._check_page_size(entries, result.job)
+        except FhirError:
+            got.history_status = "failed"  # an oversized history page only hides the history
+            log.warning("FHIR RiskAssessment history: more entries than _count")
+            return
+        for entry in entries:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict) or resource.get("resourceType") != HISTORY:
                 continue
@@ -405,7 +457,7 @@ class FhirClient:
                 headers["If-None-Exist"] = if_none_exist
             attempts += 1
             try:
-                resp = self._http.post(url, json=dict(resource), headers=headers,
+                resp = self._http.post(url, json=dict(resource), headers=headers, stream=True,
                                        timeout=self._timeout, allow_redirects=False)
             except requests.RequestException as exc:
                 kind = "timeout" if isinstance(exc, requests.Timeout) else "network"
@@ -414,11 +466,13 @@ class FhirClient:
                 self._sleep(0.25 * attempts)
                 continue
             if resp.status_code == 401 and not forced:
+                if resp.raw is not None:
+                    resp.close()  # streamed: its body is not wanted
                 forced = True
                 attempts -= 1
                 token = self._token(token)
                 continue
-            last = self._write_result(resp, rtype, attempts)
+            last = self._write_result(resp, rtype, attempts, self._timeout)
             if resp.status_code >= 500 or resp.status_code == 429:
                 log.info("FHIR create %s: %s (attempt %d)", rtype, resp.status_code, attempts)
                 self._sleep(min(0.25 * attempts, MAX_RETRY_AFTER))
@@ -427,9 +481,18 @@ class FhirClient:
         return last
 
     @staticmethod
-    def _write_result(resp: requests.Response, rtype: str, attempts: int) -> WriteResult:
+    def _write_result(resp: requests.Response, rtype: str, attempts: int,
+                      timeout: float | None = None) -> WriteResult:
         body: Any = None
-        if resp.content:
+        try:  # the answer is bounded; one too large or too slow is read as "no body"
+            content = read_body(resp, max_bytes=MAX_WRITE_ANSWER_BYTES,
+                                deadline=deadline_in(DEADLINE_FACTOR * (timeout or 10.0)),
+                                read_timeout=timeout)
+        except requests.RequestException:
+            log.info("FHIR create %s: the answer's body was not read (too large or too slow)",
+                     rtype)
+            content = b""
+        if content:
             try:
                 body = resp.json()
             except ValueError:
@@ -466,18 +529,82 @@ class FhirClient:
             )
         got.by_key[(rtype, rid)] = resource
 
+    @staticmethod
+    def _check_page_size(entries: Any, job: _Job) -> None:
+        """A page may hold at most ``_count`` matches (plus as many includes, when asked for)."""
+        if not isinstance(entries, list):
+            raise FhirError(f"the EHR sent a malformed Bundle ({job.label})")
+        if job.count is None:
+            return
+        matches = includes = outcomes = 0
+        for entry in entries:
+            entry = entry if isinstance(entry, dict) else {}
+            search = entry.get("search")
+            mode = search.get("mode") if isinstance(search, dict) else None
+            resource = entry.get("resource")
+            rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+            if mode is None:  # some servers leave it out: infer it from the type
+                mode = ("outcome" if rtype == "OperationOutcome"
+                        else "match" if rtype == job.label else "include")
+            if mode == "include":
+                includes += 1
+            elif mode == "outcome":
+                outcomes += 1
+            else:
+                matches += 1
+        if (matches > job.count or includes > (job.count if job.include else 0)
+                or outcomes > MAX_OUTCOMES_PER_PAGE):
+            raise FhirError(
+                f"the EHR sent a page of {len(entries)} entries when {job.count} were asked "
+                f"for ({job.label})"
+            )
+
+    def _same_base(self, url: str) -> bool:
+        """``url`` is on this FHIR base: same scheme, host and port, path below the base path.
+
+        Compared component by component after parsing; dot segments (also percent-encoded),
+        encoded slashes, backslashes and user info are refused outright, since the HTTP stack
+        or the server would resolve them to a path outside the base.
+        """
+        if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+            return False  # whitespace / control characters: parsers disagree on them
+        try:
+            got, base = urlsplit(url), urlsplit(self._base)
+            got_port, base_port = got.port, base.port
+        except ValueError:
+            return False
+        default = {"http": 80, "https": 443}
+        scheme = got.scheme.lower()
+        if scheme not in default or scheme != base.scheme.lower():
+            return False
+        if got.username is not None or got.password is not None or "\\" in url.split("?")[0]:
+            return False
+        if (got.hostname or "").lower() != (base.hostname or "").lower() or not got.hostname:
+            return False
+        if (got_port or default[scheme]) != (base_port or default[base.scheme.lower()]):
+            return False
+        segments = got.path.split("/")
+        for segment in segments:
+            decoded = segment
+            for _ in range(3):  # %252e%252e and the like
+                decoded = unquote(decoded)
+            if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+                return False
+        prefix = base.path.rstrip("/").split("/")
+        return segments[: len(prefix)] == prefix  # the base itself (HAPI: base?_getpages=)
+
     def _next(self, bundle: Mapping[str, Any], job: _Job) -> _Job | None:
         for link in bundle.get("link", []) or []:
             if isinstance(link, dict) and link.get("relation") == "next":
                 url = link.get("url")
-                if not isinstance(url, str) or not url.startswith(self._base + "/"):
+                if not isinstance(url, str) or not self._same_base(url):
                     raise FhirError(f"the EHR sent a next link to another server ({job.label})")
                 if job.page >= self._max_pages:
                     raise FhirError(
                         f"more than {self._max_pages} pages of {job.label}; the chart is too "
                         "large to read completely"
                     )
-                return _Job(job.label, url, job.page + 1)
+                return _Job(job.label, url, job.page + 1, job.count, job.include)
         return None
 
     def _medication_jobs(self, got: _Collected, granted: GrantedScopes) -> list[_Job]:
@@ -489,6 +616,9 @@ class FhirClient:
         missing = sorted(wanted - have - got.requested_medications)
         if not missing:
             return []
+        if len(got.requested_medications) + len(missing) > MAX_MEDICATION_IDS:
+            raise FhirError(f"more than {MAX_MEDICATION_IDS} medications to look up; the chart "
+                            "is too large to read completely")
         got.requested_medications.update(missing)
         if not granted.can_search("Medication"):
             got.withheld.append("Medication")
@@ -503,6 +633,7 @@ class FhirClient:
                         ("_count", str(self._page_size)),
                     ],
                 ),
+                count=self._page_size,
             )
             for i in range(0, len(missing), MEDICATION_IDS_PER_SEARCH)
         ]

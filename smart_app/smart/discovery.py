@@ -17,6 +17,9 @@ from urllib.parse import urljoin
 
 import requests
 
+from ..http_limits import MB, deadline_in
+from ..http_limits import get as bounded_get
+
 log = logging.getLogger(__name__)
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -124,12 +127,17 @@ def fetch(http: requests.Session, iss: str, timeout: float) -> SmartConfiguratio
     """D1, then D3 only when the well-known document does not exist (404/410)."""
     headers = {"Accept": "application/json"}
     url = _base(iss) + ".well-known/smart-configuration"
+    deadline = deadline_in(3 * timeout)
     try:
-        resp = http.get(url, headers=headers, timeout=timeout, allow_redirects=False)
+        resp = bounded_get(http, url, max_bytes=1 * MB, deadline=deadline, headers=headers,
+                           timeout=timeout, allow_redirects=False)
         if resp.status_code in (404, 410):
             log.warning("no .well-known/smart-configuration; using the CapabilityStatement")
-            meta = http.get(
+            meta = bounded_get(
+                http,
                 _base(iss) + "metadata",
+                max_bytes=2 * MB,
+                deadline=deadline,
                 headers={"Accept": "application/fhir+json"},
                 timeout=timeout,
                 allow_redirects=False,

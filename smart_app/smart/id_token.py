@@ -19,6 +19,7 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from ..http_limits import MB, deadline_in, get_json
 from .discovery import SmartConfiguration
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384"]
@@ -66,9 +67,9 @@ class JwksCache:
             if cached is not None and cached[1] > self._clock() and not fresh:
                 return cached[0]
         try:
-            resp = http.get(url, timeout=timeout, allow_redirects=False)
-            resp.raise_for_status()
-            keys = KeySet.import_key_set(resp.json())
+            data = get_json(http, url, max_bytes=1 * MB, deadline=deadline_in(2 * timeout),
+                            timeout=timeout, allow_redirects=False)
+            keys = KeySet.import_key_set(data)
         except (requests.RequestException, ValueError, JoseError) as exc:
             raise IdTokenError(f"could not read the issuer's JWKS: {type(exc).__name__}") from exc
         with self._lock:
@@ -84,13 +85,14 @@ def _oidc_metadata(
         return config.issuer, config.jwks_uri
     issuer = config.issuer or config.iss
     try:
-        resp = http.get(
+        data = get_json(
+            http,
             issuer.rstrip("/") + "/.well-known/openid-configuration",
+            max_bytes=1 * MB,
+            deadline=deadline_in(2 * timeout),
             timeout=timeout,
             allow_redirects=False,
         )
-        resp.raise_for_status()
-        data = resp.json()
     except (requests.RequestException, ValueError) as exc:
         raise IdTokenError("could not read the OpenID configuration") from exc
     if not isinstance(data, dict) or not isinstance(data.get("jwks_uri"), str):

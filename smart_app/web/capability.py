@@ -22,6 +22,7 @@ from typing import Any
 import requests
 from flask import current_app
 
+from ..http_limits import MB, deadline_in, get_json
 from ..smart.scopes import GrantedScopes
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,10 @@ class CapabilityCache:
 
 def _fetch(http: requests.Session, iss: str, timeout: float) -> WriteSupport:
     try:
-        resp = http.get(iss.rstrip("/") + "/metadata",
+        data = get_json(http, iss.rstrip("/") + "/metadata", max_bytes=2 * MB,
+                        deadline=deadline_in(2 * min(timeout, 5.0)),
                         headers={"Accept": "application/fhir+json"},
                         timeout=min(timeout, 5.0), allow_redirects=False)
-        resp.raise_for_status()
-        data = resp.json()
     except (requests.RequestException, ValueError) as exc:
         log.info("CapabilityStatement not readable (%s); assuming RiskAssessment create",
                  type(exc).__name__)

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ..http_limits import MB, deadline_in, get_json
+
 log = logging.getLogger(__name__)
 
 #: SMART style property -> CSS custom property used by ``static/app.css``.
@@ -63,9 +65,8 @@ class StyleCache:
             if url in self._entries:
                 return self._entries[url]
         try:
-            resp = http.get(url, timeout=timeout, allow_redirects=False)
-            resp.raise_for_status()
-            data = resp.json()
+            data = get_json(http, url, max_bytes=1 * MB, deadline=deadline_in(2 * timeout),
+                            timeout=timeout, allow_redirects=False)
         except (requests.RequestException, ValueError):
             log.info("smart_style_url could not be read; using the default style")
             data = {}
