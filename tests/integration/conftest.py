@@ -26,6 +26,8 @@ from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
 from smart_app.sandbox.testing import LateApp, serve_in_thread
 from smart_app.web.services import EXTENSION, Services
 
+from .scripted_ehr import ehr  # noqa: F401  (a fixture: registered by being here)
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fhir_fixtures"
 CLIENT_ID = "pml-risk-test"

@@ -8,8 +8,6 @@ another host, and that discovery falls back to the CapabilityStatement.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from typing import Any
 
@@ -22,34 +20,11 @@ from smart_app.sandbox.testing import LateApp, serve_in_thread
 from smart_app.smart.discovery import OAUTH_URIS, fetch
 from smart_app.smart.scopes import GrantedScopes
 
+from .scripted_ehr import Handler, Script
+
 pytestmark = pytest.mark.integration
 
-Handler = Callable[[Request], Response]
 ALL = GrantedScopes.parse("patient/*.rs")
-
-
-class Script:
-    """Routes by path; records every request."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Handler] = {}
-        self.hits: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        request = Request(environ)
-        with self.lock:
-            self.hits.append(request.path)
-        handler = self.routes.get(request.path)
-        response = handler(request) if handler else Response("{}", status=404)
-        return response(environ, start_response)
-
-
-@pytest.fixture
-def ehr() -> Iterator[tuple[str, Script]]:
-    script = Script()
-    with serve_in_thread(script) as base:
-        yield base, script
 
 
 def fhir(body: dict[str, Any], status: int = 200, **headers: str) -> Response:

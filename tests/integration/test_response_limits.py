@@ -8,7 +8,6 @@ the request and resource caps, and ``next`` links that resolve outside the FHIR 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,7 +24,6 @@ from smart_app.http_limits import (
     deadline_in,
     get_json,
 )
-from smart_app.sandbox.testing import serve_in_thread
 from smart_app.smart.discovery import DiscoveryError, fetch
 from smart_app.smart.id_token import IdTokenError, JwksCache
 from smart_app.smart.scopes import GrantedScopes
@@ -33,36 +31,12 @@ from smart_app.web.capability import UNKNOWN, CapabilityCache
 from smart_app.web.style import StyleCache
 
 from .conftest import StackFactory
+from .scripted_ehr import Handler, Script
 
 pytestmark = pytest.mark.integration
 
-Handler = Callable[[Request], Response]
 ALL = GrantedScopes.parse("patient/*.rs")
 PATIENT = "ex05-index-1-51-25-infusions"
-
-
-class Script:
-    """Routes by path; records every request path."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Handler] = {}
-        self.hits: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        request = Request(environ)
-        with self.lock:
-            self.hits.append(request.path)
-        handler = self.routes.get(request.path)
-        response = handler(request) if handler else Response("{}", status=404)
-        return response(environ, start_response)
-
-
-@pytest.fixture
-def ehr() -> Iterator[tuple[str, Script]]:
-    script = Script()
-    with serve_in_thread(script) as base:
-        yield base, script
 
 
 def fhir(body: Any, status: int = 200) -> Response:
