@@ -39,6 +39,7 @@ ALLOWED_FIELDS = frozenset({
     "requested_scopes",  # what the authorize request asked for
     "resource_types",  # e.g. {"Observation": 104, "MedicationAdministration": 130}
     "round_trips",
+    "patients",  # a count (the worklist run), never ids
     "table",  # risk table id
     "status",  # ok | incomplete | saved | failed …
     "resource_id",  # e.g. RiskAssessment/123

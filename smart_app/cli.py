@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--format", choices=("json", "text"), default="json")
     assess.add_argument("--config", help="configuration TOML (risk table, extra codes)")
     assess.set_defaults(func=assess_command)
+    from .worklist.command import register as register_worklist
+
+    register_worklist(commands)
     try:
         from .web.commands import register
     except ImportError:  # pragma: no cover - the web layer is optional for the engine CLI

@@ -1,0 +1,111 @@
+"""``pml-risk worklist``: the nightly natalizumab worklist, from a Bulk export or NDJSON files.
+
+Exit codes: 0 the worklist was written; 2 bad input or configuration (nothing contacted or
+nothing usable); 1 the EHR side failed (token, export, download). Messages go to standard error
+and never hold PHI or tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .. import config, logging_setup
+from ..risk.table import TableError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"pml-risk worklist: {message}", file=sys.stderr)
+    return code
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (a scheduler's kill) unwinds like Ctrl-C, so the PHI folder is still removed."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test thread): nothing to do
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _tenant(settings: config.Settings, wanted: str) -> config.Tenant | None:
+    return next((t for t in settings.tenants if wanted in (t.name, t.iss)), None) or \
+        settings.tenant_for(wanted)
+
+
+def worklist_command(args: argparse.Namespace) -> int:
+    from .ndjson import NdjsonError
+    from .run import WorklistError, from_ndjson
+
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as exc:
+        return _fail(f"configuration: {exc}")
+    try:
+        at = (date.fromisoformat(args.at) if args.at
+              else datetime.now(ZoneInfo(settings.timezone)).date())
+    except ValueError:
+        return _fail(f"--at: expected a date YYYY-MM-DD, got {args.at!r}")
+    tenant = None
+    if args.tenant:
+        tenant = _tenant(settings, args.tenant)
+        if tenant is None:
+            names = ", ".join(t.name for t in settings.tenants) or "none configured"
+            return _fail(f"--tenant: no tenant named {args.tenant!r} ({names})")
+    if not args.from_ndjson:
+        return _fail("give --from-ndjson DIR")
+    logging_setup.configure(settings.audit.path)
+    out = Path(args.out)
+    try:
+        with _terminate_as_exit():
+            result = from_ndjson(Path(args.from_ndjson), out=out, at=at, settings=settings,
+                                 tenant=tenant)
+    except NdjsonError as exc:
+        return _fail(str(exc))
+    except (config.ConfigError, TableError) as exc:
+        return _fail(f"configuration: {exc}")
+    except WorklistError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        return _fail(f"cannot write {out}: {exc.strerror}")
+    counts = result.summary["counts"]
+    print(f"wrote {len(result.files)} files to {out}: {counts['patients']} patients, "
+          f"{counts['estimates']} with an estimate, {counts['no_estimate']} without, "
+          f"{counts['retest_due_this_month']} with a retest due this month or overdue")
+    for note in result.summary["notes"]:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    cmd = subparsers.add_parser(
+        "worklist",
+        help="the natalizumab cohort's PML risk and what is due (Bulk export or NDJSON)",
+        description="Writes worklist.csv, worklist.json and worklist.html to --out. Exit codes: "
+        "0 written, 2 bad input or configuration, 1 the EHR side failed.",
+    )
+    cmd.add_argument("--config", default=None, help="configuration TOML (tenants, keys, codes)")
+    cmd.add_argument("--tenant", help="tenant name (or iss) the rows' links launch the app against")
+    cmd.add_argument("--from-ndjson", metavar="DIR",
+                     help="read NDJSON files (.ndjson, .ndjson.gz; per type or mixed) instead")
+    cmd.add_argument("--out", required=True, help="folder for the worklist files")
+    cmd.add_argument("--at", help="assessment date YYYY-MM-DD (default: today, clinic time)")
+    cmd.set_defaults(func=worklist_command)

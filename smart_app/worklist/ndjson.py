@@ -1,0 +1,73 @@
+"""NDJSON lines from files or HTTP bodies, streamed and bounded.
+
+An export file can hold gigabytes; it is never read whole. Every line is read with a size cap so
+one malformed (newline-less) file cannot take the process's memory, and gzip is recognised by its
+magic bytes as well as by the ``.gz`` suffix: some servers send gzipped files without saying so.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, cast
+
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one resource; a chart is many lines, never one huge one
+GZIP_MAGIC = b"\x1f\x8b"
+SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
+
+
+class NdjsonError(ValueError):
+    """A file is not usable NDJSON; the message names the file and line, never its content."""
+
+
+def _maybe_gunzip(stream: IO[bytes]) -> IO[bytes]:
+    """``stream`` itself, or a gzip reader over it when it starts with the gzip magic."""
+    buffered: Any = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(
+        cast(Any, stream)
+    )
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
+        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
+    return cast(IO[bytes], buffered)
+
+
+def lines(stream: IO[bytes], name: str, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Non-blank lines of ``stream`` (gzip or plain), without their line ending.
+
+    Raises ``NdjsonError`` for a line longer than ``max_line`` or a corrupt gzip stream.
+    """
+    reader = _maybe_gunzip(stream)
+    number = 0
+    try:
+        while True:
+            line = reader.readline(max_line + 1)
+            if not line:
+                return
+            number += 1
+            if len(line) > max_line and not line.endswith(b"\n"):
+                raise NdjsonError(f"{name}: line {number} is longer than {max_line} bytes")
+            line = line.strip()
+            if line:
+                yield line
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise NdjsonError(f"{name}: not readable after line {number} "
+                          f"({type(exc).__name__})") from exc
+
+
+def files(directory: Path) -> list[Path]:
+    """The NDJSON files of ``directory`` (and its subfolders), in a stable order."""
+    if not directory.is_dir():
+        raise NdjsonError(f"{directory}: not a directory")
+    found = sorted(
+        p for p in directory.rglob("*")
+        if p.is_file() and p.name.lower().endswith(SUFFIXES)
+    )
+    if not found:
+        raise NdjsonError(f"{directory}: no .ndjson or .ndjson.gz files")
+    return found
+
+
+def file_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        yield from lines(fh, path.name)

@@ -1,0 +1,197 @@
+"""A whole worklist run: stage the data in a private folder, assess each patient, write files.
+
+Export files are PHI. Everything the run downloads or stages lives in one folder created with
+mode 0700 under the system's temporary directory and removed in a ``finally``, so an error, a
+Ctrl-C or (through the CLI's SIGTERM handler) a scheduler's kill removes it too. Only the
+worklist files in the output folder remain, and the audit trail gets counts only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from .. import audit
+from ..config import Settings, Tenant
+from ..fhir.extract import ForeignResourceError
+from ..risk.table import RiskTable
+from ..tables import load_table
+from . import ndjson, output
+from .rows import NO_ESTIMATE, Row, previous_infusions, row_for, sort_key, unread_row
+from .staging import Staging, StagingCounts
+
+TEMP_PREFIX = "pml-risk-worklist-"
+
+
+class WorklistError(RuntimeError):
+    """The run cannot go on; the message is safe to print (no PHI, no token)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    rows: tuple[Row, ...]
+    summary: dict[str, Any]
+    files: tuple[Path, ...]
+
+
+@dataclass
+class SourceReport:
+    """What the data source (export or files) tells the run besides the resources."""
+
+    source: str  # "bulk-export" | "ndjson"
+    transaction_time: str | None = None
+    notes: list[str] = field(default_factory=list)
+    #: patient id → why the chart could not be read completely (no estimate for them)
+    unread: dict[str, str] = field(default_factory=dict)
+    #: patient id → how part of the chart was read (e.g. per-patient search)
+    data_notes: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def private_folder() -> Iterator[Path]:
+    """A fresh 0700 folder for PHI, removed when the block exits, however it exits."""
+    folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def deep_link(settings: Settings, tenant: Tenant | None, patient_id: str) -> str:
+    """A standalone launch of the app against the tenant, carrying the patient as a hint."""
+    if tenant is None:
+        return ""
+    query = urlencode({"iss": tenant.iss, "patient": patient_id})
+    return f"{settings.base_url}/standalone?{query}"
+
+
+def assess_staged(
+    staging: Staging,
+    *,
+    at: date,
+    settings: Settings,
+    table: RiskTable,
+    report: SourceReport,
+    previous: Mapping[str, int],
+    link: Callable[[str], str],
+) -> list[Row]:
+    """One row per staged patient, assessed through the app's seam (``service.assess_chart``)."""
+    from ..service import assess_chart  # the FHIR model import is slow: only when assessing
+
+    rows: list[Row] = []
+    for chart in staging.charts():
+        pid = chart.patient_id
+        if pid in report.unread:
+            rows.append(unread_row(patient_id=pid, patient=chart.patient, at=at,
+                                   reason=report.unread[pid], previous_infusions=previous.get(pid),
+                                   link=link(pid)))
+            continue
+        try:
+            result = assess_chart(chart.resources, pid, at=at, settings=settings, table=table)
+        except ForeignResourceError:
+            rows.append(unread_row(patient_id=pid, patient=chart.patient, at=at,
+                                   reason="the export mixes this chart with another patient's",
+                                   previous_infusions=previous.get(pid), link=link(pid)))
+            continue
+        rows.append(row_for(result.assessment, patient_id=pid, patient=chart.patient, at=at,
+                            previous_infusions=previous.get(pid),
+                            data_notes=report.data_notes.get(pid, ""), link=link(pid)))
+    rows.sort(key=sort_key)
+    return rows
+
+
+def summary(
+    rows: list[Row],
+    counts: StagingCounts,
+    report: SourceReport,
+    *,
+    at: date,
+    table: RiskTable,
+    tenant: Tenant | None,
+    group: str | None,
+) -> dict[str, Any]:
+    """The ``worklist`` object of worklist.json: how the list was made, in counts."""
+    notes = list(report.notes)
+    if counts.without_patient:
+        notes.append(f"{counts.without_patient} resources name a patient the export has no "
+                     "Patient resource for; they are not on the list")
+    return {
+        "at": at.isoformat(),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": report.source,
+        "tenant": tenant.name if tenant else None,
+        "iss": tenant.iss if tenant else None,
+        "group": group,
+        "transactionTime": report.transaction_time,
+        "table": table.id,
+        "counts": {
+            "patients": len(rows),
+            "estimates": sum(1 for r in rows if r.status != NO_ESTIMATE),
+            "no_estimate": sum(1 for r in rows if r.status == NO_ESTIMATE),
+            "retest_due_this_month": sum(1 for r in rows if r.due_this_month),
+            "crossed_24": sum(1 for r in rows if r.crossed_24 == "yes"),
+            "resource_types": dict(counts.resource_types),
+            "without_patient": counts.without_patient,
+            "ignored": counts.ignored,
+        },
+        "notes": notes,
+        **report.extra,
+    }
+
+
+def run(
+    fill: Callable[[Staging, Path], SourceReport],
+    *,
+    out: Path,
+    at: date,
+    settings: Settings,
+    tenant: Tenant | None = None,
+    group: str | None = None,
+) -> RunResult:
+    """Stage with ``fill`` (which gets the staging and the private folder), assess, write."""
+    table = load_table(settings.risk_table)
+    previous_run = output.read_previous(out)
+    previous = previous_infusions((previous_run or {}).get("rows") or [])
+    status = "failed"
+    counts: StagingCounts | None = None
+    try:
+        with private_folder() as folder, Staging(folder) as staging:
+            report = fill(staging, folder)
+            counts = staging.counts()
+            rows = assess_staged(staging, at=at, settings=settings, table=table, report=report,
+                                 previous=previous,
+                                 link=lambda pid: deep_link(settings, tenant, pid))
+        data = summary(rows, counts, report, at=at, table=table, tenant=tenant, group=group)
+        files = output.write_all(out, rows, data)
+        status = "ok"
+        return RunResult(tuple(rows), data, tuple(files))
+    finally:
+        audit.event(
+            "worklist.run",
+            tenant=tenant.name if tenant else None,
+            iss=tenant.iss if tenant else None,
+            table=table.id,
+            status=status,
+            patients=counts.patients if counts else None,
+            resource_types=dict(counts.resource_types) if counts else None,
+        )
+
+
+def from_ndjson(directory: Path, **kwargs: Any) -> RunResult:
+    """``pml-risk worklist --from-ndjson DIR``: the files a health system already has."""
+    paths = ndjson.files(directory)
+
+    def fill(staging: Staging, folder: Path) -> SourceReport:
+        for path in paths:
+            staging.add(ndjson.file_lines(path), path.name)
+        return SourceReport(source="ndjson", notes=[f"read from {len(paths)} NDJSON file(s)"])
+
+    return run(fill, **kwargs)

@@ -1,0 +1,198 @@
+"""Group an export's resources by patient without holding the export in memory.
+
+Bulk Data files are per resource type, so one patient's chart is spread over every file. The
+lines are written, unchanged, into an SQLite table keyed by patient inside the run's private
+folder, then read back one patient at a time in patient order: memory holds one chart, whatever
+the cohort size. Shared resources (``Medication``, which the patient compartment does not hold)
+go into their own table and are joined to each chart that references them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ..fhir.extract import subject_patient, unversioned
+from .ndjson import NdjsonError
+
+BATCH = 5_000
+#: Compartment types the assessment reads; anything else in a file is counted and skipped.
+CHART_TYPES = frozenset({
+    "Observation", "MedicationAdministration", "MedicationStatement", "MedicationRequest",
+})
+#: Shared (non-compartment) types a chart needs: resolved through ``medicationReference``.
+SHARED_TYPES = frozenset({"Medication"})
+
+
+@dataclass(frozen=True)
+class PatientChart:
+    """One patient's staged resources, parsed as ``pml-risk assess`` parses a file."""
+
+    patient_id: str
+    patient: Mapping[str, Any] | None  # the Patient resource (name, MRN), if exported
+    resources: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class StagingCounts:
+    """What went in, by type; the audit trail and the run summary carry only these numbers."""
+
+    resource_types: Mapping[str, int]
+    patients: int
+    without_patient: int  # compartment resources whose patient has no Patient resource
+    ignored: int  # resources the assessment has no use for (Practitioner, OperationOutcome…)
+
+
+class Staging:
+    """An SQLite staging database in ``folder`` (the run's private temporary folder)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "staging.sqlite3"
+        self._db = sqlite3.connect(self.path)
+        # A scratch database: it is deleted with the folder, so durability buys nothing.
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE chart (patient TEXT NOT NULL, body BLOB NOT NULL)")
+        self._db.execute("CREATE TABLE patient (id TEXT PRIMARY KEY, body BLOB NOT NULL)")
+        self._db.execute("CREATE TABLE shared (ref TEXT PRIMARY KEY, body BLOB NOT NULL)")
+        self._pending: list[tuple[str, bytes]] = []
+        self._types: Counter[str] = Counter()
+        self._ignored = 0
+        self._indexed = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- loading -------------------------------------------------------------------------------
+    def add(self, lines: Iterable[bytes], source: str) -> int:
+        """Stage every line of one file or download; returns the number of resources."""
+        count = 0
+        for number, line in enumerate(lines, start=1):
+            self._add_line(line, source, number)
+            count += 1
+            if len(self._pending) >= BATCH:
+                self._flush()
+        self._flush()
+        return count
+
+    def add_resource(self, resource: Mapping[str, Any]) -> None:
+        """Stage one resource already parsed (the per-patient search fallback)."""
+        self._add_parsed(resource, json.dumps(resource, separators=(",", ":"),
+                                              default=str).encode(), "search", 0)
+
+    def _add_line(self, line: bytes, source: str, number: int) -> None:
+        try:
+            resource = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise NdjsonError(f"{source}: line {number} is not a JSON resource") from exc
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise NdjsonError(f"{source}: line {number} is not a FHIR resource")
+        self._add_parsed(resource, line, source, number)
+
+    def _add_parsed(self, resource: Mapping[str, Any], body: bytes, source: str,
+                    number: int) -> None:
+        kind = str(resource["resourceType"])
+        rid = resource.get("id")
+        if kind == "Patient":
+            if not isinstance(rid, str) or not rid:
+                raise NdjsonError(f"{source}: line {number} is a Patient without an id")
+            self._flush()
+            self._db.execute("INSERT OR REPLACE INTO patient VALUES (?, ?)", (rid, body))
+        elif kind in SHARED_TYPES:
+            if not isinstance(rid, str) or not rid:
+                self._ignored += 1
+                return
+            self._db.execute("INSERT OR REPLACE INTO shared VALUES (?, ?)", (f"{kind}/{rid}", body))
+        else:
+            owner = subject_patient(resource) if kind in CHART_TYPES else None
+            if owner is None:
+                self._ignored += 1
+                return
+            self._pending.append((owner, body))
+        self._types[kind] += 1
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._db.executemany("INSERT INTO chart VALUES (?, ?)", self._pending)
+            self._pending.clear()
+
+    # -- reading -------------------------------------------------------------------------------
+    def _index(self) -> None:
+        if not self._indexed:
+            self._flush()
+            self._db.execute("CREATE INDEX chart_patient ON chart (patient)")
+            self._db.commit()
+            self._indexed = True
+
+    def counts(self) -> StagingCounts:
+        self._index()
+        patients = self._db.execute("SELECT COUNT(*) FROM patient").fetchone()[0]
+        orphans = self._db.execute(
+            "SELECT COUNT(*) FROM chart WHERE patient NOT IN (SELECT id FROM patient)"
+        ).fetchone()[0]
+        return StagingCounts(dict(sorted(self._types.items())), patients, orphans, self._ignored)
+
+    def patient_ids(self) -> list[str]:
+        self._index()
+        return [row[0] for row in self._db.execute("SELECT id FROM patient ORDER BY id")]
+
+    def charts(self) -> Iterator[PatientChart]:
+        """Every patient with a Patient resource, in id order, one chart in memory at a time."""
+        self._index()
+        reader = self._db.cursor()
+        rows = reader.execute(
+            "SELECT p.id, p.body, c.body FROM patient p LEFT JOIN chart c ON c.patient = p.id "
+            "ORDER BY p.id"
+        )
+        current: str | None = None
+        patient: dict[str, Any] | None = None
+        bodies: list[bytes] = []
+        for pid, patient_body, body in rows:
+            if pid != current:
+                if current is not None:
+                    yield self._chart(current, patient, bodies)
+                current, bodies = pid, []
+                patient = _parse(patient_body)
+            if body is not None:
+                bodies.append(body)
+        if current is not None:
+            yield self._chart(current, patient, bodies)
+
+    def _chart(self, pid: str, patient: dict[str, Any] | None,
+               bodies: list[bytes]) -> PatientChart:
+        resources: list[Mapping[str, Any]] = [patient] if patient is not None else []
+        resources.extend(_parse(b) for b in bodies)
+        resources.extend(self._medications(resources))
+        return PatientChart(pid, patient, tuple(resources))
+
+    def _medications(self, resources: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        refs: set[str] = set()
+        for resource in resources:
+            reference = resource.get("medicationReference")
+            ref = reference.get("reference") if isinstance(reference, Mapping) else None
+            if isinstance(ref, str) and not ref.startswith("#"):
+                refs.add("/".join(unversioned(ref).split("/")[-2:]))
+        if not refs:
+            return []
+        marks = ",".join("?" * len(refs))
+        found = self._db.execute(f"SELECT body FROM shared WHERE ref IN ({marks})",  # noqa: S608
+                                 sorted(refs))
+        return [_parse(row[0]) for row in found]
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    """As the CLI reads a file: decimals stay ``Decimal``, so figures compare exactly."""
+    parsed: dict[str, Any] = json.loads(body, parse_float=Decimal)
+    return parsed
