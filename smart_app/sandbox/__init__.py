@@ -14,7 +14,9 @@ The Flask app returned by :func:`create_sandbox` uses relative routes; mount it 
   ``/fhir/.well-known/jwks.json``, ``/fhir/metadata``
 * ``/fhir/{Type}``, ``/fhir/{Type}/{id}``
 * ``/smart-style.json``
-* ``/_control`` (only with ``allow_control``)
+* ``/fhir/Group/{id}/$export``, ``/bulk/status/{job}``, ``/bulk/files/..``, ``/bulk/storage/..``
+  (Bulk Data, ``bulk.py``; tokens from Backend Services, ``backend.py``)
+* ``/_control``, ``/_control/bulk`` (only with ``allow_control``)
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from joserfc.jwk import RSAKey
 
-from . import auth_views, control, discovery, fhir_api, views
+from . import auth_views, bulk, control, discovery, fhir_api, views
 from .authorization import init_authorization
+from .backend import init_backend
 from .config import SandboxClient, SandboxConfig
 from .control import Controls, ControlState
 from .state import EXTENSION_KEY, SandboxState, sandbox_state
@@ -67,8 +70,10 @@ def create_sandbox(config: SandboxConfig) -> Flask:
     for client in config.clients:
         state.register_client(client)
     init_authorization(state)
+    init_backend(state)
+    bulk.init_bulk(state)
     app.extensions[EXTENSION_KEY] = state
-    for module in (views, auth_views, discovery, fhir_api, control):
+    for module in (views, auth_views, discovery, fhir_api, control, bulk):
         app.register_blueprint(module.blueprint)
     app.after_request(_log_request)
     return app

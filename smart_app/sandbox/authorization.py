@@ -79,6 +79,8 @@ class ClientModel(ClientMixin):  # type: ignore[misc]
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
+        if grant_type == "client_credentials":  # Backend Services: asymmetric clients only
+            return self.client.auth == "private_key_jwt"
         return grant_type in ("authorization_code", "refresh_token")
 
 
@@ -102,7 +104,7 @@ class SandboxAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             refresh_token=token.get("refresh_token"),
             client_id=request.client.get_client_id(),
             scope=token.get("scope", ""),
-            context=request.user,
+            context=request.user or LaunchContext(),  # Backend Services: no user, no launch
             issued_at=now,
             expires_at=now + token["expires_in"],
             refresh_expires_at=now + self.state.config.refresh_token_lifetime,

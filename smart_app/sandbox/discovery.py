@@ -56,7 +56,7 @@ def smart_configuration() -> dict[str, Any]:
     return {
         "issuer": issuer(),
         **_endpoints(),
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": [

@@ -36,6 +36,8 @@ class SandboxState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: The authlib AuthorizationServer, set by ``authorization.init_authorization``.
     server: Any = None
+    #: Per-instance state of optional features (e.g. ``"bulk"``: Bulk Data jobs and knobs).
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     def register_client(self, client: SandboxClient) -> None:
         with self.lock:

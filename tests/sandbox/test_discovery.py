@@ -34,7 +34,8 @@ def test_smart_configuration(smart: Smart) -> None:
     assert doc["token_endpoint"] == f"{smart.base}/auth/token"
     assert doc["jwks_uri"] == f"{smart.fhir}/.well-known/jwks.json"
     assert doc["code_challenge_methods_supported"] == ["S256"]
-    assert set(doc["grant_types_supported"]) == {"authorization_code", "refresh_token"}
+    assert set(doc["grant_types_supported"]) == {
+        "authorization_code", "refresh_token", "client_credentials"}
     assert set(doc["token_endpoint_auth_methods_supported"]) == {
         "none",
         "client_secret_basic",
