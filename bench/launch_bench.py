@@ -29,11 +29,11 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from smart_app import keys  # noqa: E402
 from smart_app.app import create_app  # noqa: E402
 from smart_app.config import from_mapping  # noqa: E402
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox  # noqa: E402
 from smart_app.sandbox.testing import serve_in_thread  # noqa: E402
+from smart_app.smart import keys  # noqa: E402
 
 PATIENTS = (("light", "ex01-negative-30"), ("heavy", "heavy"))
 CLIENT_ID = "pml-risk-bench"

@@ -80,9 +80,9 @@ def serve_sandbox(port: int, app_base: str, keys_file: str, use_gunicorn: bool) 
 
     from werkzeug.serving import make_server
 
-    from smart_app import keys
     from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
     from smart_app.sandbox.testing import mounted
+    from smart_app.smart import keys
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     public = keys.load(keys_file).public_jwks()
@@ -96,7 +96,7 @@ def serve_sandbox(port: int, app_base: str, keys_file: str, use_gunicorn: bool) 
     if not use_gunicorn:
         make_server("127.0.0.1", port, mounted(sandbox), threaded=True).serve_forever()
         return
-    from smart_app.web.commands import GunicornOptions, run_gunicorn
+    from smart_app.cli.serve import GunicornOptions, run_gunicorn
 
     # One process (the sandbox's tokens and launches live in it), many threads.
     run_gunicorn(lambda: mounted(sandbox), GunicornOptions(bind=f"127.0.0.1:{port}",
@@ -115,7 +115,7 @@ class Deployment:
 
 @contextmanager
 def deployment(args: argparse.Namespace, workdir: Path) -> Iterator[Deployment]:
-    from smart_app import keys
+    from smart_app.smart import keys
 
     redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
     redis_port, app_port, ehr_port = free_port(), free_port(), free_port()

@@ -17,14 +17,19 @@ from pathlib import Path
 from flask import Flask
 
 from .config import Settings, require_web
-from .keys import KeyRing, SigningKeys
-from .launches import LaunchRepository
-from .session_store import open_store
+from .http.session import make_http
 from .smart.discovery import DiscoveryCache
 from .smart.id_token import JwksCache
-from .web import errors, health, jwks, launch, security, views
-from .web.services import EXTENSION, Services, make_http
-from .web.style import StyleCache
+from .smart.keys import KeyRing, SigningKeys
+from .smart.launches import LaunchRepository
+from .smart.store import open_store
+from .web import errors
+from .web.launch import jwks
+from .web.launch import views as launch
+from .web.ops import health, security
+from .web.page import views
+from .web.page.style import StyleCache
+from .web.services import EXTENSION, Services
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"  # assets live beside the package
@@ -57,7 +62,7 @@ def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = open_store(settings.session_store, settings.secret_key)
-    app.extensions[EXTENSION] = Services(
+    services = app.extensions[EXTENSION] = Services(
         settings=settings,
         # Each request thread reads up to six FHIR searches in parallel: a pool smaller than
         # that discards connections under load and pays a new TCP (TLS) handshake each time.
@@ -69,7 +74,7 @@ def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
         styles=StyleCache(),
     )
     security.install(app, settings)
-    errors.register(app)
+    errors.register(app, services.repo.get)
     app.register_blueprint(launch.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(jwks.bp)

@@ -19,7 +19,7 @@ from .risk.engine import assess
 from .risk.records import Overrides
 from .risk.result import Assessment
 from .risk.table import RiskTable
-from .tables import load_table
+from .risk.tables import load_table
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from . import auth_views, bulk, control, discovery, fhir_api, views
 from .authorization import init_authorization
 from .backend import init_backend
 from .config import SandboxClient, SandboxConfig
-from .control import Controls, ControlState
+from .controls import Controls, ControlState
 from .state import EXTENSION_KEY, SandboxState, sandbox_state
 from .store import FhirStore
 

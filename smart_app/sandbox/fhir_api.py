@@ -23,14 +23,7 @@ from pydantic import ValidationError
 from . import scopes
 from .grants_store import TokenRecord
 from .state import fhir_base, sandbox_state
-from .store import (
-    COMPARTMENT_TYPES,
-    Entry,
-    PreconditionFailed,
-    SearchError,
-    patient_of,
-    ref_id,
-)
+from .store import COMPARTMENT_TYPES, Entry, PreconditionFailed, SearchError, patient_of, ref_id
 
 blueprint = Blueprint("sandbox_fhir", __name__)
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import current_app, request
 from joserfc.jwk import RSAKey
 
 from .config import SandboxClient, SandboxConfig
+from .controls import ControlState
 from .grants_store import GrantsStore
 from .store import FhirStore
-
-if TYPE_CHECKING:
-    from .control import ControlState
 
 EXTENSION_KEY = "sandbox"
 

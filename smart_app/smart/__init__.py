@@ -1,1 +1,1 @@
-"""The SMART App Launch 2.2 client: discovery, scopes, client authentication, tokens, identity."""
+"""The SMART App Launch 2.2 client: discovery, scopes, client auth, tokens, launch records."""

@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from ..config import Tenant
-from ..keys import SigningKeys
+from .keys import SigningKeys
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 300  # SMART: exp no more than five minutes in the future

@@ -17,8 +17,8 @@ from urllib.parse import urljoin
 
 import requests
 
-from ..http_limits import MB, deadline_in
-from ..http_limits import get as bounded_get
+from ..http.bounded import MB, deadline_in
+from ..http.bounded import get as bounded_get
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
-from ..http_limits import MB, deadline_in, get_json
+from ..http.bounded import MB, deadline_in, get_json
 from .discovery import SmartConfiguration
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384"]

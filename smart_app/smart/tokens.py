@@ -12,23 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
-
-from authlib.integrations.base_client.errors import OAuthError
-from authlib.oauth2.rfc6749.errors import OAuth2Error
-from requests import RequestException
-
-from .. import audit
-
-if TYPE_CHECKING:
-    from ..launches import Launch, LaunchRepository
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 REFRESH_MARGIN = 60  # seconds before expiry when the app refreshes proactively
-LOCK_TTL = 30
 
 
 class TokenExpired(RuntimeError):
@@ -84,70 +74,6 @@ class TokenSet:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TokenSet:
         return cls(**data)
-
-
-#: Performs one refresh-token grant and returns the raw token response.
-RefreshCall = Callable[[str], Mapping[str, Any]]
-
-
-def fresh_launch(
-    launch: Launch,
-    repo: LaunchRepository,
-    do_refresh: RefreshCall,
-    *,
-    force: bool = False,
-    clock: Callable[[], float] = time.time,
-    wait: float = 10.0,
-) -> Launch:
-    """The launch with a usable access token, refreshing it first when it expires soon.
-
-    ``force`` refreshes even if the clock says the token is still good (the server said 401).
-    """
-    if not force and not launch.tokens.expires_soon(clock()):
-        return launch
-    deadline = time.monotonic() + wait
-    while not repo.store.try_lock(f"refresh:{launch.id}", LOCK_TTL):
-        if time.monotonic() > deadline:
-            raise TokenExpired("another request is refreshing this launch's token")
-        time.sleep(0.05)
-        current = repo.get(launch.id)
-        if current is None:
-            raise TokenExpired("the launch has ended")
-        if current.tokens.access_token != launch.tokens.access_token:
-            return current  # someone else refreshed while we waited
-    try:
-        current = repo.get(launch.id)
-        if current is None:
-            raise TokenExpired("the launch has ended")
-        if current.tokens.access_token != launch.tokens.access_token:
-            return current
-        if not force and not current.tokens.expires_soon(clock()):
-            return current
-        refresh_token = current.tokens.refresh_token
-        if refresh_token is None:
-            raise TokenExpired("the access token expired and there is no refresh token")
-        # RF4: forget the refresh token before sending it, so nothing can ever send it twice.
-        repo.put(current.with_tokens(_without_refresh(current.tokens)))
-        try:
-            response = do_refresh(refresh_token)
-            tokens = TokenSet.from_response(response, current.tokens.scope, now=clock())
-        except (OAuthError, OAuth2Error, RequestException, ValueError) as exc:
-            log.warning("token refresh failed: %s", type(exc).__name__)
-            _audit_refresh(current, "failed", type(exc).__name__)
-            raise TokenExpired("the EHR refused to refresh the access token") from exc
-        updated = current.with_tokens(tokens)
-        repo.put(updated)
-        log.info("access token refreshed (rotated refresh token: %s)", bool(tokens.refresh_token))
-        _audit_refresh(updated, "ok", None)
-        return updated
-    finally:
-        repo.store.unlock(f"refresh:{launch.id}")
-
-
-def _audit_refresh(launch: Launch, status: str, error: str | None) -> None:
-    audit.event("token.refresh", tenant=launch.tenant, launch=launch.id,
-                patient=launch.context.patient, user=launch.fhir_user, status=status,
-                error=error, scopes=launch.tokens.scope if status == "ok" else None)
 
 
 def _without_refresh(tokens: TokenSet) -> TokenSet:

@@ -1,1 +1,1 @@
-"""The Flask side: blueprints for the launch flow, the launch pages, the JWKS, and the CLI."""
+"""The Flask side: the launch flow, the risk page and operations endpoints, as blueprints."""

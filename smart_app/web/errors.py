@@ -9,15 +9,19 @@ launch's tenant/user/patient when the URL names a launch of this browser).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask, jsonify, render_template, request, session
+from flask import Flask, current_app, jsonify, render_template, request, session
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from .. import audit
-from ..session_store import StoreUnavailable
+from ..ops import audit
+from ..smart.launches import Launch
+from ..smart.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+LAUNCH_LOOKUP = "pml_risk.find_launch"
 
 
 class AppError(Exception):
@@ -48,10 +52,8 @@ def _bind_launch() -> None:
     launch_id = (request.view_args or {}).get("launch_id")
     if not isinstance(launch_id, str):
         return
-    from .services import services  # here: services imports this module
-
     try:
-        launch = services().repo.get(launch_id)
+        launch = current_app.extensions[LAUNCH_LOOKUP](launch_id)
     except Exception:  # the store may be what failed
         return
     if launch is not None and launch.sid == session.get("sid"):
@@ -64,7 +66,10 @@ def audit_error(status: int, code: str) -> None:
     audit.event("error", error=code, http_status=status, endpoint=request.endpoint)
 
 
-def register(app: Flask) -> None:
+def register(app: Flask, find_launch: Callable[[str], Launch | None]) -> None:
+    """Install the handlers; ``find_launch`` names the launch in error events (see above)."""
+    app.extensions[LAUNCH_LOOKUP] = find_launch
+
     @app.errorhandler(AppError)
     def _app_error(error: AppError) -> tuple[Response | str, int]:
         log.info("request failed: %s %s (%s)", error.status, error.code, request.endpoint)

@@ -9,21 +9,19 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
 from flask import current_app, session
-from requests.adapters import HTTPAdapter
 
 from ..config import Settings, Tenant
-from ..keys import KeyRing, SigningKeys
-from ..launches import LaunchRepository
 from ..smart.client_auth import oauth_session
 from ..smart.discovery import DiscoveryCache, DiscoveryError, SmartConfiguration
 from ..smart.id_token import JwksCache
+from ..smart.keys import KeyRing, SigningKeys
+from ..smart.launches import LaunchRepository
 from .errors import AppError
-from .style import StyleCache
+from .page.style import StyleCache
 
 EXTENSION = "pml_risk"
 
@@ -90,19 +88,6 @@ class Services:
             return raw
 
         return call
-
-
-def make_http(pool: int = 16) -> requests.Session:
-    """One pooled HTTP session per app; environment proxies ignored (talk to EHRs directly)."""
-    http = requests.Session()
-    http.trust_env = False
-    # One session serves every user and tenant: it must never keep an EHR's cookies, or one
-    # clinician's EHR session cookie would ride along on another's requests.
-    http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
-    http.mount("http://", adapter)
-    http.mount("https://", adapter)
-    return http
 
 
 def services() -> Services:

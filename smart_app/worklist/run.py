@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from .. import audit
 from ..config import Settings, Tenant
 from ..fhir.extract import ForeignResourceError
+from ..ops import audit
 from ..risk.table import RiskTable
-from ..tables import load_table
+from ..risk.tables import load_table
 from . import ndjson, output
 from .rows import NO_ESTIMATE, Row, previous_infusions, row_for, sort_key, unread_row
 from .staging import Staging, StagingCounts

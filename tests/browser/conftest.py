@@ -23,12 +23,12 @@ from flask import Flask
 from playwright.sync_api import Page
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from smart_app import keys
 from smart_app.app import create_app
 from smart_app.config import from_mapping
 from smart_app.fhir.riskassessment import IDENTIFIER_SYSTEM
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
 from smart_app.sandbox.testing import LateApp, serve_in_thread
+from smart_app.smart import keys
 from smart_app.web.services import EXTENSION, Services
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,16 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from smart_app.risk import Antibody, Assessment, Inputs, Overrides, assess
-from smart_app.risk.records import (
-    AgentClass,
-    Infusion,
-    LabResult,
-    MedicationEvidence,
-    ResultUse,
-)
+from smart_app.risk.records import AgentClass, Infusion, LabResult, MedicationEvidence, ResultUse
 from smart_app.risk.result import Finding
 from smart_app.risk.table import RiskTable
-from smart_app.tables import load_table
+from smart_app.risk.tables import load_table
 
 AT = date(2026, 11, 25)
 TESTED = date(2026, 9, 15)

@@ -17,8 +17,8 @@ from smart_app.fhir.present import text_summary
 from smart_app.fhir.riskassessment import build_risk_assessment
 from smart_app.risk import Antibody
 from smart_app.risk.table import RiskTable, TableError
+from smart_app.risk.tables import bundled_tables, load_table
 from smart_app.service import assess_chart
-from smart_app.tables import bundled_tables, load_table
 
 from .builders import (
     AT,

@@ -15,7 +15,7 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from smart_app.fhir_client import FhirClient, FhirError, ForeignResource
+from smart_app.fhir.client import FhirClient, FhirError, ForeignResource
 from smart_app.sandbox.testing import LateApp, serve_in_thread
 from smart_app.smart.discovery import OAUTH_URIS, fetch
 from smart_app.smart.scopes import GrantedScopes

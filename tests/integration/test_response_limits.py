@@ -16,19 +16,14 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from smart_app import fhir_client
-from smart_app.fhir_client import FhirClient, FhirError
-from smart_app.http_limits import (
-    DeadlineExceeded,
-    ResponseTooLarge,
-    deadline_in,
-    get_json,
-)
+from smart_app.fhir.client import FhirClient, FhirError, transport
+from smart_app.fhir.client import chart as fhir_client
+from smart_app.http.bounded import DeadlineExceeded, ResponseTooLarge, deadline_in, get_json
 from smart_app.smart.discovery import DiscoveryError, fetch
 from smart_app.smart.id_token import IdTokenError, JwksCache
 from smart_app.smart.scopes import GrantedScopes
-from smart_app.web.capability import UNKNOWN, CapabilityCache
-from smart_app.web.style import StyleCache
+from smart_app.web.page.capability import UNKNOWN, CapabilityCache
+from smart_app.web.page.style import StyleCache
 
 from .conftest import StackFactory
 from .scripted_ehr import Handler, Script
@@ -123,7 +118,7 @@ def test_an_oversized_page_with_content_length_is_refused_up_front(
     base, script = ehr
     big = json.dumps(bundle(*[obs(i) for i in range(80_000)]), indent=2).encode() + b" " * (
         8 << 20)
-    assert len(big) > fhir_client.MAX_PAGE_BYTES
+    assert len(big) > transport.MAX_PAGE_BYTES
     patient_routes(script, Observation=lambda _req: Response(big, mimetype="application/json"))
     with pytest.raises(FhirError, match="larger than 20 MB"):
         client(base).read_chart("p1", ALL)

@@ -14,8 +14,9 @@ from werkzeug.wrappers import Request, Response
 
 from smart_app import config
 from smart_app.app import create_app
+from smart_app.http.session import make_http
 from smart_app.sandbox.testing import serve_in_thread
-from smart_app.web.services import EXTENSION, Services, make_http
+from smart_app.web.services import EXTENSION, Services
 
 from .conftest import Stack
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smart_app.session_store import SessionStore, open_kv, open_store
+from smart_app.smart.store import SessionStore, open_kv, open_store
 
 from .conftest import StackFactory
 

@@ -10,9 +10,9 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from smart_app.keys import SigningKeys
 from smart_app.smart.client_auth import client_assertion
 from smart_app.smart.id_token import IdTokenError, JwksCache, validate
+from smart_app.smart.keys import SigningKeys
 
 from .conftest import Stack, StackFactory
 

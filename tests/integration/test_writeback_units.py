@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import requests
 
-from smart_app.fhir_client import FhirClient, WriteResult
+from smart_app.fhir.client import FhirClient, WriteResult
 from smart_app.risk.records import Antibody
 from smart_app.smart.scopes import GrantedScopes
-from smart_app.web import capability, csrf, history, overrides
+from smart_app.web import csrf
 from smart_app.web.errors import AppError
+from smart_app.web.page import capability, history, overrides
 
 BASE = "https://ehr.example.org/fhir"
 RA = {"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/p"}}
@@ -213,7 +214,7 @@ class StubClient:
 
 
 def test_without_conditional_create_search_comes_first() -> None:
-    from smart_app.web.writeback import _write
+    from smart_app.web.page.writeback import _write
 
     resource = {**RA, "identifier": [{"system": "s", "value": "v"}]}
     fresh = StubClient([])
@@ -274,7 +275,7 @@ def test_history_errors_never_block_the_estimate() -> None:
 
 
 def test_a_history_entry_of_another_patient_fails_the_read() -> None:
-    from smart_app.fhir_client import ForeignResource
+    from smart_app.fhir.client import ForeignResource
 
     other = {**RA, "id": "2", "subject": {"reference": "Patient/someone-else"}}
     with pytest.raises(ForeignResource):

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from smart_app import keys
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
 from smart_app.sandbox.testing import mounted, serve_in_thread
+from smart_app.smart import keys
 
 from .harness import (
     CLIENT_ID,

@@ -53,7 +53,7 @@ def test_good_configuration_prints_what_each_tenant_uses(
     config["tenants"] = config["tenants"][:1]
     code, out = _run(tmp_path, capsys, **config)
     assert code == 0, out
-    from smart_app import keys
+    from smart_app.smart import keys
 
     kid = keys.load(deployment.keys_file).ec.kid
     assert "configuration OK" in out

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from smart_app import audit, keys
-from smart_app.session_store import SQLiteKV
+from smart_app.ops import audit
+from smart_app.smart import keys
+from smart_app.smart.store import SQLiteKV
 
 
 def mode(path: Path) -> int:

@@ -13,7 +13,7 @@ from joserfc import jwt
 
 from smart_app.smart.discovery import fetch
 from smart_app.smart.id_token import IdTokenError, JwksCache, validate
-from smart_app.web.launch import oidc_nonce
+from smart_app.web.launch.views import oidc_nonce
 
 from .conftest import Deployment, DeploymentFactory
 from .harness import CLIENT_ID, SECRET_KEY

@@ -14,8 +14,8 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from smart_app import keys
 from smart_app.cli import main
+from smart_app.smart import keys
 from smart_app.smart.client_auth import ASSERTION_TYPE, client_assertion
 
 from .conftest import Deployment, DeploymentFactory

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from smart_app import audit
-from smart_app.logging_setup import redact
+from smart_app.ops import audit
+from smart_app.ops.logs import redact
 
 from .harness import ROOT
 

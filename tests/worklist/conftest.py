@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from smart_app import audit
+from smart_app.ops import audit
 
 
 @pytest.fixture(autouse=True)

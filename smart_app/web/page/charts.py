@@ -10,9 +10,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ..risk.records import Antibody
-from ..risk.result import Assessment
-from ..risk.table import RiskTable
+from ...risk.records import Antibody
+from ...risk.result import Assessment
+from ...risk.table import RiskTable
 
 #: Index cut-offs drawn on the index chart. 1.5 is the table's own cut-off (risk-model.md §2);
 #: 0.9 is the lower band boundary of the European practice sources (reference.md §1, S20/S26),

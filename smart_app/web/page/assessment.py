@@ -13,22 +13,23 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .. import audit
-from ..fhir.extract import ForeignResourceError
-from ..fhir.present import text_summary
-from ..fhir.riskassessment import IDENTIFIER_SYSTEM
-from ..fhir_client import ChartData, FhirClient, FhirError
-from ..launches import Launch
-from ..risk.records import Overrides
-from ..risk.table import RiskTable
-from ..service import ChartAssessment, assess_chart
-from ..smart.scopes import GrantedScopes
-from ..smart.tokens import TokenExpired, fresh_launch
-from ..tables import load_table
+from ...fhir.client import ChartData, FhirClient, FhirError
+from ...fhir.extract import ForeignResourceError
+from ...fhir.present import text_summary
+from ...fhir.riskassessment import IDENTIFIER_SYSTEM
+from ...ops import audit
+from ...risk.records import Overrides
+from ...risk.table import RiskTable
+from ...risk.tables import load_table
+from ...service import ChartAssessment, assess_chart
+from ...smart.launches import Launch
+from ...smart.refresh import fresh_launch
+from ...smart.scopes import GrantedScopes
+from ...smart.tokens import TokenExpired
+from ..errors import AppError
+from ..services import Services
 from . import capability, charts, history
 from . import overrides as override_params
-from .errors import AppError
-from .services import Services
 
 log = logging.getLogger(__name__)
 

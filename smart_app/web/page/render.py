@@ -13,10 +13,10 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
-from ..risk.dates import months_between
+from ...risk.dates import months_between
+from ..services import Services
 from .assessment import LaunchAssessment
 from .overrides import to_params
-from .services import Services
 
 #: Which input a finding belongs to, by code prefix (codes: ``smart_app.risk.result.Code``).
 SECTIONS = (

@@ -1,6 +1,7 @@
 """Loads risk tables: a bundled table by id, or a deployment's own file by path.
 
-Kept outside ``smart_app.risk`` so the engine itself does no I/O.
+The one module under ``risk/`` that reads files: it lives with the table files it loads, and
+the engine never imports it (``tests/test_architecture.py``), so the rules stay free of I/O.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .risk.table import RiskTable, TableError
+from ..table import RiskTable, TableError
 
 DEFAULT_TABLE = "berger-fox-2016"
 

@@ -15,8 +15,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
-from ..risk.records import Antibody, Overrides
-from .errors import AppError
+from ...risk.records import Antibody, Overrides
+from ..errors import AppError
 
 #: The accepted parameters, in the order they appear in URLs.
 PARAMS = ("prior_is", "antibody", "index", "infusions", "reason")

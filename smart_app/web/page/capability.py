@@ -22,8 +22,8 @@ from typing import Any
 import requests
 from flask import current_app
 
-from ..http_limits import MB, deadline_in, get_json
-from ..smart.scopes import GrantedScopes
+from ...http.bounded import MB, deadline_in, get_json
+from ...smart.scopes import GrantedScopes
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .session_store import SessionStore
-from .smart.context import LaunchContext
-from .smart.tokens import TokenSet
+from .context import LaunchContext
+from .store import SessionStore
+from .tokens import TokenSet
 
 STATE_TTL = 600  # A2: about ten minutes from /launch to /callback
 

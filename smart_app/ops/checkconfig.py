@@ -20,11 +20,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from . import config, keys
-from .risk.table import TableError
-from .smart.discovery import DiscoveryError, fetch
-from .smart.scopes import READ_TYPES, GrantedScopes, requested_scopes
-from .tables import load_table
+from .. import config
+from ..risk.table import TableError
+from ..risk.tables import load_table
+from ..smart import keys
+from ..smart.discovery import DiscoveryError, fetch
+from ..smart.scopes import READ_TYPES, GrantedScopes, requested_scopes
 
 DISCOVERY_TIMEOUT = 5.0
 NON_RESOURCE_SCOPES = frozenset({
@@ -98,7 +99,7 @@ def check_store(settings: config.Settings, report: Report, offline: bool) -> Non
     if offline:
         report.info("session_store", f"{shown} (not contacted: --offline)")
         return
-    from .session_store import open_kv
+    from ..smart.store import open_kv
 
     try:
         ms = _timed(open_kv(url).ping)

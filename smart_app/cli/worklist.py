@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .. import config, logging_setup
+from .. import config
+from ..ops import logs
 from ..risk.table import TableError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -52,8 +53,8 @@ def _tenant(settings: config.Settings, wanted: str) -> config.Tenant | None:
 
 
 def worklist_command(args: argparse.Namespace) -> int:
-    from .ndjson import NdjsonError
-    from .run import WorklistError, from_ndjson
+    from ..worklist.ndjson import NdjsonError
+    from ..worklist.run import WorklistError, from_ndjson
 
     try:
         settings = config.load(args.config)
@@ -72,7 +73,7 @@ def worklist_command(args: argparse.Namespace) -> int:
             return _fail(f"--tenant: no tenant named {args.tenant!r} ({names})")
     if not args.from_ndjson:
         return _fail("give --from-ndjson DIR")
-    logging_setup.configure(settings.audit.path)
+    logs.configure(settings.audit.path)
     out = Path(args.out)
     try:
         with _terminate_as_exit():

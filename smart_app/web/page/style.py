@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..http_limits import MB, deadline_in, get_json
+from ...http.bounded import MB, deadline_in, get_json
 
 log = logging.getLogger(__name__)
 

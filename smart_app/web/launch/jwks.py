@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from werkzeug.wrappers import Response
 
-from .services import services
+from ..services import services
 
 bp = Blueprint("jwks", __name__)
 

@@ -1,8 +1,8 @@
-"""The ``pml-risk`` command line.
+"""``pml-risk assess``: the engine without the EHR.
 
-``assess`` is the engine without the EHR: a FHIR Bundle file in, a RiskAssessment (or a
-reason why none) out, with exit codes scripts can rely on: 0 estimate, 3 no estimate possible,
-2 bad input. It never prints a traceback for bad input.
+A FHIR Bundle file in, a RiskAssessment (or a reason why none) out, with exit codes scripts can
+rely on: 0 estimate, 3 no estimate possible, 2 bad input. It never prints a traceback for bad
+input.
 """
 
 from __future__ import annotations
@@ -10,17 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from . import config
-from .fhir.bundle import BundleError, read_bundle
-from .fhir.extract import ForeignResourceError
-from .fhir.outcome import operation_outcome
-from .fhir.present import text_summary
-from .risk.table import TableError
+from .. import config
+from ..fhir.bundle import BundleError, read_bundle
+from ..fhir.extract import ForeignResourceError
+from ..fhir.outcome import operation_outcome
+from ..fhir.present import text_summary
+from ..risk.table import TableError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NO_ESTIMATE = 0, 2, 3
 
@@ -37,7 +36,7 @@ def _fail(code: str, message: str) -> int:
 
 
 def assess_command(args: argparse.Namespace) -> int:
-    from .service import assess_chart  # the FHIR model import is slow: only when assessing
+    from ..service import assess_chart  # the FHIR model import is slow: only when assessing
 
     try:
         with open(args.bundle, "rb") as fh:
@@ -87,12 +86,9 @@ def assess_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pml-risk", description="PML risk for natalizumab-treated MS patients (SMART app)."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    assess = commands.add_parser(
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    assess = subparsers.add_parser(
         "assess",
         help="assess one patient's FHIR Bundle and print a RiskAssessment",
         description="Exit codes: 0 estimate made, 3 no estimate possible (OperationOutcome "
@@ -103,27 +99,3 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--format", choices=("json", "text"), default="json")
     assess.add_argument("--config", help="configuration TOML (risk table, extra codes)")
     assess.set_defaults(func=assess_command)
-    from .worklist.command import register as register_worklist
-
-    register_worklist(commands)
-    try:
-        from .web.commands import register
-    except ImportError:  # pragma: no cover - the web layer is optional for the engine CLI
-        pass
-    else:
-        register(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except BrokenPipeError:  # e.g. piped into `head`: not an error worth a traceback
-        sys.stderr.close()
-        return EXIT_OK
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

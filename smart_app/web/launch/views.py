@@ -26,17 +26,17 @@ from flask import Blueprint, g, redirect, render_template, request, session, url
 from requests import RequestException
 from werkzeug.wrappers import Response
 
-from .. import audit
-from ..config import Tenant
-from ..launches import Launch, PendingAuth
-from ..session_store import derive_key
-from ..smart import context as launch_context
-from ..smart.client_auth import oauth_session
-from ..smart.id_token import IdTokenError, validate
-from ..smart.scopes import requested_scopes, scope_profile
-from ..smart.tokens import TokenSet
-from .errors import AppError
-from .services import browser_sid, services
+from ...config import Tenant
+from ...ops import audit
+from ...smart import context as launch_context
+from ...smart.client_auth import oauth_session
+from ...smart.id_token import IdTokenError, validate
+from ...smart.launches import Launch, PendingAuth
+from ...smart.scopes import requested_scopes, scope_profile
+from ...smart.store import derive_key
+from ...smart.tokens import TokenSet
+from ..errors import AppError
+from ..services import browser_sid, services
 
 log = logging.getLogger(__name__)
 

@@ -22,17 +22,17 @@ from typing import Any
 
 from flask import url_for
 
-from .. import audit
-from ..fhir.riskassessment import IDENTIFIER_SYSTEM
-from ..fhir_client import FhirClient, FhirError, WriteResult
-from ..launches import Launch
-from ..risk.records import Overrides
-from ..smart.scopes import GrantedScopes
-from ..smart.tokens import TokenExpired
+from ...fhir.client import FhirClient, FhirError, WriteResult
+from ...fhir.riskassessment import IDENTIFIER_SYSTEM
+from ...ops import audit
+from ...risk.records import Overrides
+from ...smart.launches import Launch
+from ...smart.scopes import GrantedScopes
+from ...smart.tokens import TokenExpired
+from ..services import Services
 from . import capability, history
 from .assessment import assess_launch, launch_client, session_ended
-from .page import remember_shown, shown_record
-from .services import Services
+from .render import remember_shown, shown_record
 
 log = logging.getLogger(__name__)
 

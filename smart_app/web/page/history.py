@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..fhir.riskassessment import IDENTIFIER_SYSTEM
+from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 
 OVERRIDE_PREFIX = "Clinician override"
 

@@ -19,7 +19,7 @@ from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from ..config import ProxySettings, Settings
+from ...config import ProxySettings, Settings
 
 HSTS = "max-age=31536000; includeSubDomains"
 PERMISSIONS = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"

@@ -25,18 +25,19 @@ from typing import Any
 from flask import Blueprint, g, jsonify, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from .. import audit
-from ..launches import Launch
-from ..risk.records import Overrides
-from . import csrf, overrides, page, writeback
+from ...ops import audit
+from ...risk.records import Overrides
+from ...smart.launches import Launch
+from .. import csrf
+from ..errors import AppError
+from ..services import browser_sid, services
+from . import overrides, render, writeback
 from .assessment import LaunchAssessment, assess_launch
-from .errors import AppError
-from .services import browser_sid, services
 
 bp = Blueprint("views", __name__)
 
 INTENTS = ("pml-summary", "pml-detail")  # C4: anything else shows the default view
-patient_name = page.patient_name  # kept importable from here
+patient_name = render.patient_name  # kept importable from here
 
 
 def _launch(launch_id: str) -> Launch:
@@ -75,9 +76,9 @@ def _page_context(launch: Launch, la: LaunchAssessment) -> dict[str, Any]:
         svc.http, ctx.smart_style_url, launch.iss, svc.settings.fhir_timeout
     )
     return {
-        **page.context(svc, la),
+        **render.context(svc, la),
         "launch": launch,
-        "patient": page.banner(la.patient),
+        "patient": render.banner(la.patient),
         "show_banner": ctx.need_patient_banner,
         "detail": ctx.intent == "pml-detail",
         "smart_style": bool(style),
@@ -110,7 +111,7 @@ def results(launch_id: str) -> str:
 def assessment(launch_id: str) -> Response:
     launch = _launch(launch_id)
     la = _assess(launch, request.args)
-    page.remember_shown(services(), la)
+    render.remember_shown(services(), la)
     return jsonify(la.api_json())
 
 
@@ -160,8 +161,8 @@ def _shown_or_assess(launch: Launch) -> dict[str, Any]:
     if la.chart.risk_assessment is None:
         raise AppError(404, "No RiskAssessment", "There is no estimate, so there is no "
                        "RiskAssessment; the summary names what is missing.", "no-estimate")
-    page.remember_shown(services(), la)
-    return page.shown_record(la)
+    render.remember_shown(services(), la)
+    return render.shown_record(la)
 
 
 @bp.get("/launches/<launch_id>/riskassessment.json")

@@ -1,4 +1,4 @@
-"""Reads one patient's chart in a bounded number of round trips, whatever its size.
+"""Searches and paging: one patient's chart in a bounded number of round trips, any size.
 
 An embedded app that makes the clinician wait one round trip per infusion is unusable over a
 hospital WAN, so the reads are shaped as *waves* of requests sent in parallel:
@@ -10,77 +10,51 @@ hospital WAN, so the reads are shaped as *waves* of requests sent in parallel:
 
 With ``_count`` honoured that is one wave for most charts and at most three for heavy ones.
 Every request has a timeout; 429 (Retry-After) and 503 are retried a bounded number of times;
-a 401 triggers one forced token refresh; a 403 on a search marks that type as withheld (F3).
+a 401 triggers one forced token refresh; a 403 on a search marks that type as withheld.
 Every resource returned must be in the launch patient's compartment, or the whole read fails:
 mixing two charts must never produce a number. Logs carry resource types and counts only.
 
 The first wave also fetches the app's own earlier RiskAssessments (history; its failure only
-hides the history), and ``create`` writes one back (conditional create, bounded retries on
-5xx/timeouts with the same body; requirements §4.3).
+hides the history).
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
-import requests
-
-from .fhir.extract import unversioned
-from .http_limits import MB, DeadlineExceeded, ResponseTooLarge, deadline_in, read_body
-from .http_limits import request as bounded_request
-from .smart.scopes import GrantedScopes
+from ...http.bounded import deadline_in
+from ...smart.scopes import GrantedScopes
+from ..extract import unversioned
+from .transport import FhirError, FhirTransport, ForeignResource, _Job, _Result
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 1000
-MAX_RETRIES = 2
-MAX_RETRY_AFTER = 5.0  # seconds; a longer Retry-After is an outage, not a hiccup
-WRITE_RETRIES = 2  # a create is retried on 5xx/timeouts only, always with the same identifier
 HISTORY = "RiskAssessment"
 HISTORY_COUNT = 20
 MEDICATION_IDS_PER_SEARCH = 100
-MAX_PAGE_BYTES = 20 * MB  # one FHIR answer (a search page, a read)
-MAX_WRITE_ANSWER_BYTES = 2 * MB  # the echo of a create
 MAX_RESOURCES = 20_000  # entries absorbed per chart read (duplicates included)
 MAX_REQUESTS = 150  # HTTP requests per chart read, retries included
 MAX_MEDICATION_IDS = 2_000  # distinct unresolved Medication references fetched per chart read
 MAX_OUTCOMES_PER_PAGE = 20  # OperationOutcome entries tolerated on top of _count
-DEADLINE_FACTOR = 3.0  # a whole chart read must finish within this many fhir_timeouts
 PATIENT_TYPES = (
     "Observation",
     "MedicationAdministration",
     "MedicationStatement",
     "MedicationRequest",
 )
+
+
 _INCLUDES = {
     "MedicationAdministration": "MedicationAdministration:medication",
     "MedicationStatement": "MedicationStatement:medication",
     "MedicationRequest": "MedicationRequest:medication",
 }
-
-#: Returns a bearer token; called with the token the server rejected (401), else None, so
-#: parallel requests that all got a 401 for the same token cause one refresh, not several.
-TokenProvider = Callable[[str | None], str]
-
-
-class FhirError(RuntimeError):
-    """The chart could not be read; ``message`` is safe to show (no PHI, no token)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-class ForeignResource(FhirError):
-    """The server returned a resource outside the launch patient's compartment."""
 
 
 @dataclass(frozen=True)
@@ -97,23 +71,6 @@ class ChartData:
 
 
 @dataclass
-class _Job:
-    label: str  # resource type of the search, for logs and the withheld list
-    url: str
-    page: int = 1
-    count: int | None = None  # the _count asked for (a page may not hold more matches)
-    include: bool = False  # _include asked for: up to ``count`` more included entries
-
-
-@dataclass
-class _Result:
-    job: _Job
-    status: int
-    body: dict[str, Any] | None
-    requests: int
-
-
-@dataclass
 class _Collected:
     by_key: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     withheld: list[str] = field(default_factory=list)
@@ -122,56 +79,6 @@ class _Collected:
     entries: int = 0  # entries absorbed so far (duplicates included), against MAX_RESOURCES
     history: list[dict[str, Any]] = field(default_factory=list)
     history_status: str = "not-requested"
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What the EHR answered to a create; ``status`` 0 means no answer (timeout, network)."""
-
-    status: int
-    resource: dict[str, Any] | None  # the body, when it is the resource itself
-    location: str | None
-    attempts: int
-    diagnostics: str = ""  # OperationOutcome text of a refusal (shown to the clinician)
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (200, 201)
-
-    @property
-    def created(self) -> bool:
-        return self.status == 201
-
-    @property
-    def resource_id(self) -> str | None:
-        """The logical id, from the body or else from ``Location`` (a 201 may have no body)."""
-        if self.resource is not None and isinstance(self.resource.get("id"), str):
-            return str(self.resource["id"])
-        if self.location:
-            parts = self.location.rstrip("/").split("/")
-            if "_history" in parts:
-                parts = parts[: parts.index("_history")]
-            if len(parts) >= 2 and parts[-1]:
-                return parts[-1]
-        return None
-
-
-def _retry_delay(resp: requests.Response, attempt: int) -> float | None:
-    """Seconds to wait before retrying, or None when the response is not worth retrying."""
-    if resp.status_code not in (429, 503):
-        return None
-    header = resp.headers.get("Retry-After")
-    if header is None:
-        return min(0.25 * float(1 << attempt), MAX_RETRY_AFTER)
-    if header.strip().isdigit():
-        delay = float(header.strip())
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            return None
-        delay = max(0.0, when.timestamp() - time.time())
-    return float(delay) if delay <= MAX_RETRY_AFTER else None
 
 
 def in_compartment(resource: Mapping[str, Any], patient_id: str, base: str) -> bool:
@@ -201,89 +108,9 @@ def _medication_refs(resource: Mapping[str, Any], base: str) -> Iterable[str]:
     return ()
 
 
-class FhirClient:
-    def __init__(
-        self,
-        http: requests.Session,
-        base: str,
-        token: TokenProvider,
-        *,
-        timeout: float,
-        max_pages: int,
-        page_size: int = PAGE_SIZE,
-        sleep: Callable[[float], None] = time.sleep,
-        deadline: float | None = None,
-    ) -> None:
-        self._http = http
-        self._base = base.rstrip("/")
-        #: Wall-clock budget (seconds) of one chart read / one search / one create.
-        self._budget = deadline if deadline is not None else DEADLINE_FACTOR * timeout
-        self._token = token
-        self._timeout = timeout
-        self._max_pages = max_pages
-        self._page_size = page_size
-        self._sleep = sleep
 
-    # -- one request -------------------------------------------------------------------
-
-    def _get(self, job: _Job, deadline: float | None = None) -> _Result:
-        if deadline is None:
-            deadline = deadline_in(self._budget)
-        sent = 0
-        token = self._token(None)
-        forced = False
-        attempt = 0
-        while True:
-            headers = {"Accept": "application/fhir+json", "Authorization": f"Bearer {token}"}
-            try:
-                resp = bounded_request(
-                    self._http, "GET", job.url, max_bytes=MAX_PAGE_BYTES, deadline=deadline,
-                    headers=headers, timeout=self._timeout, allow_redirects=False,
-                )
-            except DeadlineExceeded as exc:
-                raise FhirError(
-                    f"the EHR did not answer in time ({job.label}); the chart read was stopped "
-                    f"after {self._budget:g} seconds"
-                ) from exc
-            except ResponseTooLarge as exc:
-                raise FhirError(
-                    f"the EHR sent an answer larger than {MAX_PAGE_BYTES // MB} MB ({job.label})"
-                ) from exc
-            except requests.Timeout as exc:
-                raise FhirError(f"the EHR did not answer in time ({job.label})") from exc
-            except requests.RequestException as exc:
-                raise FhirError(f"the EHR could not be reached ({job.label})") from exc
-            sent += 1
-            if resp.status_code == 401 and not forced:
-                forced = True  # the token may have been revoked early: refresh once
-                token = self._token(token)
-                continue
-            delay = _retry_delay(resp, attempt)
-            if delay is not None and attempt < MAX_RETRIES:
-                if time.monotonic() + delay >= deadline:
-                    raise FhirError(
-                        f"the EHR answered {resp.status_code} ({job.label}) and there is no "
-                        "time left to retry", resp.status_code)
-                attempt += 1
-                log.info("FHIR %s: %s, retrying in %.2fs", job.label, resp.status_code, delay)
-                self._sleep(delay)
-                continue
-            body: dict[str, Any] | None = None
-            if resp.status_code == 200:
-                try:
-                    parsed = resp.json()
-                except ValueError as exc:
-                    raise FhirError(f"the EHR sent a non-JSON response ({job.label})") from exc
-                if not isinstance(parsed, dict):
-                    raise FhirError(f"the EHR sent an unexpected response ({job.label})")
-                body = parsed
-            return _Result(job, resp.status_code, body, sent)
-
-    # -- the chart ---------------------------------------------------------------------
-
-    def _url(self, path: str, params: Sequence[tuple[str, str]] = ()) -> str:
-        query = urlencode(list(params), safe=":|,")
-        return f"{self._base}/{path}" + (f"?{query}" if query else "")
+class ChartReads(FhirTransport):
+    """The chart read: the first wave of searches, then pages and medications."""
 
     def initial_jobs(
         self,
@@ -425,97 +252,6 @@ class FhirClient:
                 )
             got.history.append(resource)
 
-    # -- writing -------------------------------------------------------------------------
-
-    def create(
-        self,
-        resource: Mapping[str, Any],
-        *,
-        if_none_exist: str | None,
-        retries: int = WRITE_RETRIES,
-    ) -> WriteResult:
-        """POST a resource, conditionally when ``if_none_exist`` is given (requirements §4.3).
-
-        Retried only on 5xx, 429 and timeouts/network errors, with the same body: safe because
-        the identifier is deterministic and the create is conditional. A 401 refreshes the
-        token once. Never raises for an HTTP answer; the caller decides what to tell the user.
-        """
-        rtype = str(resource.get("resourceType", ""))
-        url = self._url(rtype)
-        token = self._token(None)
-        forced = False
-        attempts = 0
-        last = WriteResult(0, None, None, 0, "no answer")
-        while attempts <= retries:
-            headers = {
-                "Accept": "application/fhir+json",
-                "Content-Type": "application/fhir+json",
-                "Authorization": f"Bearer {token}",
-                "Prefer": "return=representation",
-            }
-            if if_none_exist:
-                headers["If-None-Exist"] = if_none_exist
-            attempts += 1
-            try:
-                resp = self._http.post(url, json=dict(resource), headers=headers, stream=True,
-                                       timeout=self._timeout, allow_redirects=False)
-            except requests.RequestException as exc:
-                kind = "timeout" if isinstance(exc, requests.Timeout) else "network"
-                log.info("FHIR create %s: %s (attempt %d)", rtype, kind, attempts)
-                last = WriteResult(0, None, None, attempts, f"no answer ({kind})")
-                self._sleep(0.25 * attempts)
-                continue
-            if resp.status_code == 401 and not forced:
-                if resp.raw is not None:
-                    resp.close()  # streamed: its body is not wanted
-                forced = True
-                attempts -= 1
-                token = self._token(token)
-                continue
-            last = self._write_result(resp, rtype, attempts, self._timeout)
-            if resp.status_code >= 500 or resp.status_code == 429:
-                log.info("FHIR create %s: %s (attempt %d)", rtype, resp.status_code, attempts)
-                self._sleep(min(0.25 * attempts, MAX_RETRY_AFTER))
-                continue
-            return last
-        return last
-
-    @staticmethod
-    def _write_result(resp: requests.Response, rtype: str, attempts: int,
-                      timeout: float | None = None) -> WriteResult:
-        body: Any = None
-        try:  # the answer is bounded; one too large or too slow is read as "no body"
-            content = read_body(resp, max_bytes=MAX_WRITE_ANSWER_BYTES,
-                                deadline=deadline_in(DEADLINE_FACTOR * (timeout or 10.0)),
-                                read_timeout=timeout)
-        except requests.RequestException:
-            log.info("FHIR create %s: the answer's body was not read (too large or too slow)",
-                     rtype)
-            content = b""
-        if content:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = None
-        resource = body if isinstance(body, dict) and body.get("resourceType") == rtype else None
-        diagnostics = ""
-        if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-            diagnostics = "; ".join(FhirClient._diagnostics(body))[:300]
-        return WriteResult(resp.status_code, resource, resp.headers.get("Location"), attempts,
-                           diagnostics)
-
-    def search_one(self, rtype: str, params: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-        """One page of a search (no paging); raises ``FhirError`` unless the EHR answers 200."""
-        result = self._get(_Job(rtype, self._url(rtype, params)))
-        if result.status != 200 or result.body is None:
-            raise FhirError(f"the EHR answered {result.status} ({rtype})", result.status)
-        found = []
-        for entry in result.body.get("entry", []) or []:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict) and resource.get("resourceType") == rtype:
-                found.append(resource)
-        return found
-
     def _keep(self, resource: dict[str, Any], patient_id: str, got: _Collected) -> None:
         rtype, rid = resource.get("resourceType"), resource.get("id")
         if not isinstance(rtype, str) or not isinstance(rid, str):
@@ -637,13 +373,3 @@ class FhirClient:
             )
             for i in range(0, len(missing), MEDICATION_IDS_PER_SEARCH)
         ]
-
-    @staticmethod
-    def _diagnostics(outcome: Mapping[str, Any]) -> list[str]:
-        texts = []
-        for issue in outcome.get("issue", []) or []:
-            if isinstance(issue, dict):
-                text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
-                if isinstance(text, str) and text:
-                    texts.append(text[:300])
-        return texts

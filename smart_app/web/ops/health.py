@@ -16,8 +16,8 @@ import time
 from flask import Blueprint, jsonify
 from werkzeug.wrappers import Response
 
-from ..session_store import StoreUnavailable
-from .services import services
+from ...smart.store import StoreUnavailable
+from ..services import services
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,101 @@
+"""``pml-risk demo``: the app and the sandbox EHR in one process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .. import config
+from ..ops import logs
+from ..smart import keys
+from .errors import EXIT_OK
+from .errors import fail as _fail
+
+DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "fhir_fixtures"
+DEMO_CLIENT_ID = "pml-risk-demo"
+
+def demo_settings(base_url: str, instance: Path, *, auth: str = "private_key_jwt") -> Any:
+    """Settings for the app half of the demo: one tenant, the mounted sandbox."""
+    return config.from_mapping(
+        {
+            "base_url": base_url,
+            "secret_key": secrets.token_urlsafe(48),
+            "session_store": f"sqlite:///{instance / 'sessions.sqlite3'}",
+            "keys_file": str(instance / "jwks-private.json"),
+            "tenants": [
+                {
+                    "name": "Sandbox EHR (demo)",
+                    "iss": f"{base_url}/sandbox/fhir",
+                    "client_id": DEMO_CLIENT_ID,
+                    "auth": auth,
+                    "signing_alg": "ES384",
+                }
+            ],
+        }
+    )
+
+
+def build_demo(port: int, instance: Path, fixtures: Path) -> Any:
+    """The app at ``/`` and the sandbox at ``/sandbox`` in one WSGI callable."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from ..app import create_app
+    from ..sandbox import SandboxClient, SandboxConfig, create_sandbox
+
+    base_url = f"http://127.0.0.1:{port}"
+    settings = demo_settings(base_url, instance)
+    signing = keys.load_or_create(settings.keys_file)
+    app = create_app(settings, keys=signing)
+    sandbox = create_sandbox(
+        SandboxConfig(
+            fixtures_dir=fixtures,
+            clients=(
+                SandboxClient(
+                    client_id=DEMO_CLIENT_ID,
+                    auth="private_key_jwt",
+                    redirect_uris=(f"{base_url}/callback",),
+                    jwks=signing.public_jwks(),
+                ),
+            ),
+            launch_url=f"{base_url}/launch",
+            allow_control=True,
+        )
+    )
+    return DispatcherMiddleware(app, {"/sandbox": sandbox})
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from werkzeug.serving import run_simple
+
+    fixtures = Path(args.fixtures)
+    if not (fixtures / "index.json").exists():
+        return _fail(f"--fixtures: {fixtures} has no index.json")
+    instance = Path(args.instance) if args.instance else Path(
+        tempfile.mkdtemp(prefix="pml-risk-demo-")
+    )
+    instance.mkdir(parents=True, exist_ok=True)
+    try:
+        wsgi = build_demo(args.port, instance, fixtures)
+    except (config.ConfigError, keys.KeyFileError) as exc:
+        return _fail(f"configuration: {exc}")
+    logs.configure()  # werkzeug's access log stays off: URLs carry codes and ids
+    print(f"pml-risk demo: open http://127.0.0.1:{args.port}/sandbox/ (instance: {instance})",
+          flush=True)
+    run_simple("127.0.0.1", args.port, wsgi, threaded=True, use_reloader=False)
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    demo = subparsers.add_parser(
+        "demo", help="the app and the sandbox EHR in one process on 127.0.0.1"
+    )
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--fixtures", default=str(DEFAULT_FIXTURES),
+                      help="folder of FHIR fixture bundles with index.json")
+    demo.add_argument("--instance", default=None,
+                      help="folder for the demo's keys and sessions (default: a temp dir)")
+    demo.set_defaults(func=demo_command)

@@ -1,0 +1,1 @@
+"""Outbound HTTP: the shared session and reads bounded in bytes and time."""

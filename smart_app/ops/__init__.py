@@ -1,0 +1,1 @@
+"""Operations: the PHI-free audit trail, redacted logging, configuration checks."""

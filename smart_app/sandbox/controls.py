@@ -1,0 +1,131 @@
+"""Runtime misbehaviour switches and the request log (set via ``/sandbox/_control``).
+
+Tests use these to make the sandbox slow, failing, rate-limited, v1-only, or refusing, and to
+assert how many round trips the app made. The settings are one frozen ``Controls`` value that is
+swapped atomically, so a request always sees a consistent set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import SandboxConfig
+
+#: Keys of ``POST /sandbox/_control`` that are actions rather than settings.
+ACTIONS = frozenset({"reset", "reset_data", "clear_requests", "register_client"})
+MAX_LOG = 10_000
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The current misbehaviour settings (all off by default)."""
+
+    latency_ms: int = 0
+    fail_next: tuple[int, ...] = ()
+    rate_limit_next: int = 0
+    token_lifetime: int = 3600
+    v1_only: bool = False
+    no_risk_assessment: bool = False
+    deny_authorization: bool = False
+    refresh_includes_context: bool = False
+
+    @classmethod
+    def initial(cls, config: SandboxConfig) -> Controls:
+        return cls(
+            latency_ms=config.latency_ms,
+            token_lifetime=config.token_lifetime,
+            v1_only=config.v1_only,
+            no_risk_assessment=config.no_risk_assessment,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["fail_next"] = list(self.fail_next)
+        return data
+
+
+def _validated(current: Controls, changes: Mapping[str, Any]) -> Controls:
+    """Apply JSON changes to ``current``; ValueError names the offending key."""
+    updates: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key in ACTIONS:
+            continue
+        if key in ("latency_ms", "rate_limit_next", "token_lifetime"):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key}: expected a non-negative integer")
+            updates[key] = value
+        elif key == "fail_next":
+            if not isinstance(value, list) or not all(
+                isinstance(v, int) and 400 <= v <= 599 for v in value
+            ):
+                raise ValueError("fail_next: expected a list of HTTP status codes 400-599")
+            updates[key] = tuple(value)
+        elif key in (
+            "v1_only",
+            "no_risk_assessment",
+            "deny_authorization",
+            "refresh_includes_context",
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(f"{key}: expected true or false")
+            updates[key] = value
+        else:
+            raise ValueError(f"unknown control key '{key}'")
+    return dataclasses.replace(current, **updates)
+
+
+@dataclass
+class ControlState:
+    """Holder of the current ``Controls`` and of the request log."""
+
+    initial: Controls
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    current: Controls = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.current = self.initial
+
+    def get(self) -> Controls:
+        return self.current
+
+    def update(self, changes: Mapping[str, Any]) -> Controls:
+        with self.lock:
+            self.current = _validated(self.current, changes)
+            return self.current
+
+    def reset(self) -> None:
+        with self.lock:
+            self.current = self.initial
+            self.requests.clear()
+
+    def take_failure(self) -> int | None:
+        """Consume one queued failure: a pending 429 first, then the next ``fail_next`` code."""
+        with self.lock:
+            now = self.current
+            if now.rate_limit_next > 0:
+                self.current = dataclasses.replace(now, rate_limit_next=now.rate_limit_next - 1)
+                return 429
+            if now.fail_next:
+                self.current = dataclasses.replace(now, fail_next=now.fail_next[1:])
+                return now.fail_next[0]
+            return None
+
+    def log(
+        self, method: str, path: str, query: str, args: dict[str, list[str]], status: int
+    ) -> None:
+        """Append one request: raw ``query`` string, decoded ``args``, response ``status``."""
+        with self.lock:
+            if len(self.requests) >= MAX_LOG:
+                del self.requests[: MAX_LOG // 10]
+            self.requests.append(
+                {"method": method, "path": path, "query": query, "args": args, "status": status}
+            )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.requests]

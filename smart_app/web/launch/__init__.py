@@ -1,0 +1,1 @@
+"""The launch blueprint: EHR and standalone launch, the OAuth callback, the JWKS."""

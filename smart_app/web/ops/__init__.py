@@ -1,0 +1,1 @@
+"""Operations endpoints and response hardening: health checks, security headers, proxies."""

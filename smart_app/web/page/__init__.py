@@ -1,0 +1,1 @@
+"""The risk-page blueprint: the page, the assessment JSON, what-if, history and save."""
