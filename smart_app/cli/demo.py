@@ -39,8 +39,12 @@ def demo_settings(base_url: str, instance: Path, *, auth: str = "private_key_jwt
     )
 
 
-def build_demo(port: int, instance: Path, fixtures: Path) -> Any:
-    """The app at ``/`` and the sandbox at ``/sandbox`` in one WSGI callable."""
+def build_demo(port: int, instance: Path, fixtures: Path, *, ehr_profile: str = "full") -> Any:
+    """The app at ``/`` and the sandbox at ``/sandbox`` in one WSGI callable.
+
+    ``ehr_profile`` picks how the sandbox EHR takes writes (``sandbox/profiles.py``), so each
+    write-back rung (RiskAssessment, clinical note, read-only) can be tried by hand.
+    """
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
     from ..app import create_app
@@ -63,6 +67,7 @@ def build_demo(port: int, instance: Path, fixtures: Path) -> Any:
             ),
             launch_url=f"{base_url}/launch",
             allow_control=True,
+            ehr_profile=ehr_profile,
         )
     )
     return DispatcherMiddleware(app, {"/sandbox": sandbox})
@@ -74,17 +79,23 @@ def demo_command(args: argparse.Namespace) -> int:
     fixtures = Path(args.fixtures)
     if not (fixtures / "index.json").exists():
         return _fail(f"--fixtures: {fixtures} has no index.json")
+    from ..sandbox.profiles import find_profile
+
+    try:
+        find_profile(args.ehr_profile)
+    except ValueError as exc:
+        return _fail(f"--ehr-profile: {exc}")
     instance = Path(args.instance) if args.instance else Path(
         tempfile.mkdtemp(prefix="pml-risk-demo-")
     )
     instance.mkdir(parents=True, exist_ok=True)
     try:
-        wsgi = build_demo(args.port, instance, fixtures)
+        wsgi = build_demo(args.port, instance, fixtures, ehr_profile=args.ehr_profile)
     except (config.ConfigError, keys.KeyFileError) as exc:
         return _fail(f"configuration: {exc}")
     logs.configure()  # werkzeug's access log stays off: URLs carry codes and ids
-    print(f"pml-risk demo: open http://127.0.0.1:{args.port}/sandbox/ (instance: {instance})",
-          flush=True)
+    print(f"pml-risk demo: open http://127.0.0.1:{args.port}/sandbox/ (instance: {instance}, "
+          f"EHR profile: {args.ehr_profile})", flush=True)
     run_simple("127.0.0.1", args.port, wsgi, threaded=True, use_reloader=False)
     return EXIT_OK
 
@@ -98,4 +109,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                       help="folder of FHIR fixture bundles with index.json")
     demo.add_argument("--instance", default=None,
                       help="folder for the demo's keys and sessions (default: a temp dir)")
+    # The names are checked when the demo starts: importing the sandbox here would slow down
+    # every other command.
+    demo.add_argument("--ehr-profile", default="full", metavar="NAME",
+                      help="how the sandbox EHR takes writes: full (RiskAssessment), notes-only "
+                      "(clinical notes), no-conditional-create, read-only, or another profile "
+                      "of smart_app/sandbox/profiles.py (default: full)")
     demo.set_defaults(func=demo_command)

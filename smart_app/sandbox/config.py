@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .profiles import find_profile
+
 ClientAuth = Literal["public", "client_secret_basic", "private_key_jwt"]
 
 #: How each registration kind authenticates at the token endpoint (RFC 7591 method names).
@@ -95,5 +97,11 @@ class SandboxConfig:
     latency_ms: int = 0
     v1_only: bool = False
     no_risk_assessment: bool = False
+    #: The write behaviour (``profiles.PROFILES``): ``full``, ``notes-only``,
+    #: ``no-conditional-create``, ``read-only``, ...
+    ehr_profile: str = "full"
     signing_key: dict[str, Any] | None = None
     jwks_fetch_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        find_profile(self.ehr_profile)  # an unknown name fails here, not on the first write

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import SandboxConfig
+from .profiles import DEFAULT_PROFILE, EhrProfile, find_profile
 
 #: Keys of ``POST /sandbox/_control`` that are actions rather than settings.
 ACTIONS = frozenset({"reset", "reset_data", "clear_requests", "register_client"})
@@ -32,6 +33,11 @@ class Controls:
     no_risk_assessment: bool = False
     deny_authorization: bool = False
     refresh_includes_context: bool = False
+    ehr_profile: str = DEFAULT_PROFILE
+
+    @property
+    def profile(self) -> EhrProfile:
+        return find_profile(self.ehr_profile)
 
     @classmethod
     def initial(cls, config: SandboxConfig) -> Controls:
@@ -40,6 +46,7 @@ class Controls:
             token_lifetime=config.token_lifetime,
             v1_only=config.v1_only,
             no_risk_assessment=config.no_risk_assessment,
+            ehr_profile=config.ehr_profile,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -72,6 +79,11 @@ def _validated(current: Controls, changes: Mapping[str, Any]) -> Controls:
         ):
             if not isinstance(value, bool):
                 raise ValueError(f"{key}: expected true or false")
+            updates[key] = value
+        elif key == "ehr_profile":
+            if not isinstance(value, str):
+                raise ValueError("ehr_profile: expected a profile name")
+            find_profile(value)
             updates[key] = value
         else:
             raise ValueError(f"unknown control key '{key}'")

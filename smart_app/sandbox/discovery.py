@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from . import scopes
+from .profiles import EhrProfile
 from .state import fhir_base, issuer, root_url, sandbox_state
 from .store import COMPARTMENT_TYPES
 
@@ -104,12 +105,13 @@ def jwks_route() -> Response:
     return response
 
 
-def _resource_entry(resource_type: str) -> dict[str, Any]:
+def _resource_entry(resource_type: str, profile: EhrProfile) -> dict[str, Any]:
+    """One type's entry; ``create`` and ``conditionalCreate`` as the EHR profile behaves."""
     interactions = ["read", "search-type"]
     entry: dict[str, Any] = {"type": resource_type}
-    if resource_type == "RiskAssessment":
+    if profile.can_create(resource_type):
         interactions.append("create")
-        entry["conditionalCreate"] = True
+        entry["conditionalCreate"] = profile.conditional_create
     entry["interaction"] = [{"code": code} for code in interactions]
     params = _SEARCH_PARAMS if resource_type in COMPARTMENT_TYPES else ("_id", "identifier")
     entry["searchParam"] = [{"name": name, "type": _param_type(name)} for name in params]
@@ -133,7 +135,7 @@ def metadata() -> Response:
     state = sandbox_state()
     controls = state.controls.get()
     types = set(state.store.types()) | {"Patient", "Observation", "MedicationAdministration"}
-    types.add("RiskAssessment")
+    types.update(("RiskAssessment", "DocumentReference"))
     if controls.no_risk_assessment:
         types.discard("RiskAssessment")
     endpoints = _endpoints()
@@ -174,7 +176,7 @@ def metadata() -> Response:
                         }
                     ],
                 },
-                "resource": [_resource_entry(t) for t in sorted(types)],
+                "resource": [_resource_entry(t, controls.profile) for t in sorted(types)],
             }
         ],
     }

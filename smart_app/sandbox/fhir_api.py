@@ -297,9 +297,18 @@ def _validate(resource_type: str, body: Any) -> dict[str, Any]:
 
 @blueprint.route("/fhir/<resource_type>", methods=["POST"])
 def create(resource_type: str) -> Response:
-    """Create, or conditionally create with ``If-None-Exist`` (0 -> 201, 1 -> 200, >1 -> 412)."""
+    """Create, or conditionally create with ``If-None-Exist`` (0 -> 201, 1 -> 200, >1 -> 412).
+
+    What is creatable, whether ``If-None-Exist`` is honoured and the shape of the answer come
+    from the EHR profile (``profiles.py``); a type the profile cannot create is a 405.
+    """
     token = _token()
     _check_type(resource_type)
+    profile = sandbox_state().controls.get().profile
+    if not profile.can_create(resource_type):
+        raise FhirError(405, "not-supported",
+                        f"This server does not support create of {resource_type} "
+                        f"(EHR profile {profile.name})", {"Allow": "GET"})
     level = _level(token, resource_type, "c", "create")
     body = _validate(resource_type, request.get_json(force=True, silent=True))
     resource = {k: v for k, v in body.items() if k != "id"}
@@ -309,7 +318,7 @@ def create(resource_type: str) -> Response:
         if (level == "patient" or must_be) and subject != must_be:
             raise FhirError(403, "forbidden", "The resource's patient must be the token's patient")
     store = sandbox_state().store
-    condition = request.headers.get("If-None-Exist")
+    condition = request.headers.get("If-None-Exist") if profile.conditional_create else None
     try:
         if condition:
             criteria = parse_qsl(condition.lstrip("?"), keep_blank_values=True)
@@ -332,7 +341,7 @@ def create(resource_type: str) -> Response:
     if meta.get("lastUpdated"):
         headers["Last-Modified"] = meta["lastUpdated"]
     prefer = request.headers.get("Prefer", "")
-    if "return=minimal" in prefer:
+    if profile.create_answer == "empty" or "return=minimal" in prefer:
         body_out: Any = None
     elif "return=OperationOutcome" in prefer:
         body_out = outcome("informational", "Created" if created else "Exists", "information")

@@ -25,6 +25,7 @@ DATE_FIELDS = (
     "occurrenceDateTime",
     "occurrencePeriod",
     "period",
+    "date",  # DocumentReference, Composition, ClinicalImpression
 )
 
 
