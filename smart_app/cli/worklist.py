@@ -53,8 +53,9 @@ def _tenant(settings: config.Settings, wanted: str) -> config.Tenant | None:
 
 
 def worklist_command(args: argparse.Namespace) -> int:
+    from ..worklist.errors import WorklistError
     from ..worklist.ndjson import NdjsonError
-    from ..worklist.run import WorklistError, from_ndjson
+    from ..worklist.run import from_ndjson
 
     try:
         settings = config.load(args.config)
@@ -71,14 +72,31 @@ def worklist_command(args: argparse.Namespace) -> int:
         if tenant is None:
             names = ", ".join(t.name for t in settings.tenants) or "none configured"
             return _fail(f"--tenant: no tenant named {args.tenant!r} ({names})")
+    if args.from_ndjson and args.group:
+        return _fail("--from-ndjson and --group exclude each other")
+    if not args.from_ndjson and not (tenant and args.group):
+        return _fail("give --tenant and --group (a Bulk export), or --from-ndjson DIR")
+    options = None
     if not args.from_ndjson:
-        return _fail("give --from-ndjson DIR")
+        from ..worklist.export import ExportOptions
+
+        try:
+            options = ExportOptions.from_args(args)
+        except ValueError as exc:
+            return _fail(str(exc))
     logs.configure(settings.audit.path)
     out = Path(args.out)
     try:
         with _terminate_as_exit():
-            result = from_ndjson(Path(args.from_ndjson), out=out, at=at, settings=settings,
-                                 tenant=tenant)
+            if args.from_ndjson:
+                result = from_ndjson(Path(args.from_ndjson), out=out, at=at, settings=settings,
+                                     tenant=tenant)
+            else:
+                from ..worklist.run import from_ehr
+
+                assert tenant is not None and options is not None
+                result = from_ehr(tenant, args.group, out=out, at=at, settings=settings,
+                                  options=options)
     except NdjsonError as exc:
         return _fail(str(exc))
     except (config.ConfigError, TableError) as exc:
@@ -104,9 +122,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "0 written, 2 bad input or configuration, 1 the EHR side failed.",
     )
     cmd.add_argument("--config", default=None, help="configuration TOML (tenants, keys, codes)")
-    cmd.add_argument("--tenant", help="tenant name (or iss) the rows' links launch the app against")
+    cmd.add_argument("--tenant", help="tenant name (or iss) to export from and to link to")
+    cmd.add_argument("--group", help="Group id to export (the cohort registry)")
     cmd.add_argument("--from-ndjson", metavar="DIR",
                      help="read NDJSON files (.ndjson, .ndjson.gz; per type or mixed) instead")
     cmd.add_argument("--out", required=True, help="folder for the worklist files")
     cmd.add_argument("--at", help="assessment date YYYY-MM-DD (default: today, clinic time)")
+    cmd.add_argument("--wait", type=float, default=6 * 3600, metavar="SECONDS",
+                     help="longest wait for the export to complete (default 6 hours)")
+    cmd.add_argument("--per-patient", default="", metavar="TYPES",
+                     help="comma-separated types to read by per-patient search instead of the "
+                     "export (e.g. MedicationAdministration, for servers that omit it)")
+    cmd.add_argument("--concurrency", type=int, default=4,
+                     help="parallel per-patient searches (default 4)")
+    cmd.add_argument("--observations", choices=("category", "jcv-codes"), default="category",
+                     help="_typeFilter for Observations: the app's own category narrowing "
+                     "(default) or only the anti-JCV codes (smaller; local codes must be "
+                     "configured under [codes])")
     cmd.set_defaults(func=worklist_command)

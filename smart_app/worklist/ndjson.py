@@ -22,18 +22,36 @@ class NdjsonError(ValueError):
     """A file is not usable NDJSON; the message names the file and line, never its content."""
 
 
-def _maybe_gunzip(stream: IO[bytes]) -> IO[bytes]:
+class _Source(io.RawIOBase):
+    """A raw stream over anything with ``read(n)`` (a urllib3 response), open until closed
+    here: urllib3 reports itself closed once the body is read, which would make a buffered
+    reader refuse the lines it already holds."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _maybe_gunzip(stream: Any) -> IO[bytes]:
     """``stream`` itself, or a gzip reader over it when it starts with the gzip magic."""
     buffered: Any = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(
-        cast(Any, stream)
+        _Source(stream), buffer_size=256 * 1024
     )
     if buffered.peek(2)[:2] == GZIP_MAGIC:
         return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
     return cast(IO[bytes], buffered)
 
 
-def lines(stream: IO[bytes], name: str, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
-    """Non-blank lines of ``stream`` (gzip or plain), without their line ending.
+def lines(stream: Any, name: str, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Non-blank lines of ``stream`` (a binary file, a gzip file, a urllib3 response; gzip or
+    plain content), without their line ending.
 
     Raises ``NdjsonError`` for a line longer than ``max_line`` or a corrupt gzip stream.
     """

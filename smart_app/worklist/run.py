@@ -24,14 +24,11 @@ from ..ops import audit
 from ..risk.table import RiskTable
 from ..risk.tables import load_table
 from . import ndjson, output
+from .errors import WorklistError
 from .rows import NO_ESTIMATE, Row, previous_infusions, row_for, sort_key, unread_row
 from .staging import Staging, StagingCounts
 
 TEMP_PREFIX = "pml-risk-worklist-"
-
-
-class WorklistError(RuntimeError):
-    """The run cannot go on; the message is safe to print (no PHI, no token)."""
 
 
 @dataclass(frozen=True)
@@ -195,3 +192,137 @@ def from_ndjson(directory: Path, **kwargs: Any) -> RunResult:
         return SourceReport(source="ndjson", notes=[f"read from {len(paths)} NDJSON file(s)"])
 
     return run(fill, **kwargs)
+
+
+# -- from the EHR: Backend Services + Bulk export ------------------------------------------------
+
+EXPORT_TYPES = ("Patient", "Observation", "MedicationAdministration", "MedicationStatement",
+                "MedicationRequest", "Medication")
+
+
+def observation_filter(settings: Settings, how: str) -> dict[str, list[list[tuple[str, str]]]]:
+    """``_typeFilter`` for Observations: the app's own narrowing, or the anti-JCV codes only."""
+    if how == "jcv-codes":
+        from ..fhir import codes
+
+        wanted = sorted(codes.JCV_ANTIBODY | codes.JCV_INDEX | set(settings.codes.jcv_antibody)
+                        | set(settings.codes.jcv_index))
+        return {"Observation": [[("code", ",".join(wanted))]]}
+    if settings.observation_category:
+        return {"Observation": [[("category", settings.observation_category)]]}
+    return {}
+
+
+def _named(types: list[str], text: str) -> list[str]:
+    import re
+
+    return [t for t in types if t != "Patient" and re.search(rf"\b{t}\b", text)]
+
+
+def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunResult:
+    """``pml-risk worklist --tenant T --group G``: Backend Services token, Group export."""
+    from ..smart import keys as keyfile
+    from ..smart import discovery
+    from .auth import BackendAuth, system_scopes
+    from ..http.session import make_http
+    from .export import BulkClient, KickOffRefused
+    from .fallback import search_patients
+
+    settings: Settings = kwargs["settings"]
+    try:
+        signing = keyfile.load(settings.keys_file)
+    except keyfile.KeyFileError as exc:
+        raise WorklistError(f"keys_file: {exc}") from exc
+    http = make_http(pool=max(8, options.concurrency * 2))
+    try:
+        smart = discovery.fetch(http, tenant.iss, settings.fhir_timeout)
+    except discovery.DiscoveryError as exc:
+        raise WorklistError(f"tenant {tenant.name}: {exc}") from exc
+    auth = BackendAuth(http, tenant, signing, smart.token_endpoint,
+                       scope=system_scopes(tenant), timeout=settings.fhir_timeout)
+    client = BulkClient(http, tenant.iss, auth, timeout=settings.fhir_timeout)
+    since = options.since
+
+    def fill(staging: Staging, folder: Path) -> SourceReport:
+        deadline = client.clock() + options.wait
+        per_patient = [t for t in options.per_patient if t in EXPORT_TYPES and t != "Patient"]
+        types = [t for t in EXPORT_TYPES if t not in per_patient]
+        filters = observation_filter(settings, options.observations)
+        report = SourceReport(source="bulk-export")
+        status_url = None
+        for _ in range(4):
+            try:
+                status_url = client.kick_off(group, types, filters, since, deadline=deadline)
+                break
+            except KickOffRefused as exc:
+                named = _named(types, exc.diagnostics)
+                if exc.status == 404:
+                    raise WorklistError(f"the EHR has no Group/{group} for this client "
+                                        "(HTTP 404)") from exc
+                if named:
+                    types = [t for t in types if t not in named]
+                    per_patient += [t for t in named if t != "Medication"]
+                    report.notes.append(f"the EHR cannot export {', '.join(named)}: read by "
+                                        "per-patient search instead" if named != ["Medication"]
+                                        else "the EHR cannot export Medication resources")
+                elif filters:
+                    filters = {}
+                    report.notes.append("the EHR refused _typeFilter: exported all "
+                                        "Observations")
+                else:
+                    raise WorklistError(f"the EHR refused the export (HTTP {exc.status}): "
+                                        f"{exc.diagnostics[:200]}") from exc
+        if status_url is None:
+            raise WorklistError("the EHR kept refusing the export")
+        errors = 0
+        try:
+            manifest = client.wait(status_url, deadline=deadline)
+            report.transaction_time = manifest.transaction_time
+            files = 0
+            for item in manifest.output:
+                if item.type not in types:
+                    continue
+                files += 1
+                name = f"{item.type} file {files}"
+                with client.open(item, requires_token=manifest.requires_token) as resp:
+                    try:
+                        staging.add(ndjson.lines(resp.raw, name), name)
+                    except ndjson.NdjsonError as exc:  # the EHR's data, not the user's input
+                        raise WorklistError(f"the export is not usable: {exc}") from exc
+            for item in manifest.error:
+                with client.open(item, requires_token=manifest.requires_token) as resp:
+                    for _ in ndjson.lines(resp.raw, "error file"):
+                        errors += 1
+        finally:
+            deleted = client.delete(status_url)
+        if errors:
+            report.notes.append(f"the EHR reported {errors} export error(s) (OperationOutcome); "
+                                "affected charts may be incomplete")
+        if per_patient:
+            ids = staging.patient_ids()
+            failed = 0
+            for result in search_patients(client, per_patient, ids, options.concurrency):
+                if result.error is not None:
+                    failed += 1
+                    report.unread.setdefault(result.patient_id, result.error)
+                    continue
+                for resource in result.resources:
+                    staging.add_resource(resource)
+                how = f"{', '.join(per_patient)} by per-patient search"
+                report.data_notes[result.patient_id] = how
+            report.notes.append(f"{', '.join(per_patient)} read by per-patient search for "
+                                f"{len(ids)} patients" + (f" ({failed} failed: no estimate for "
+                                                          "them)" if failed else ""))
+        report.extra["export"] = {
+            "types": types,
+            "per_patient": per_patient,
+            "typeFilter": bool(filters),
+            "since": since,
+            "polls": client.polls,
+            "requests": client.requests,
+            "token_requests": auth.fetches,
+            "deleted": deleted in (200, 202, 204),
+        }
+        return report
+
+    return run(fill, tenant=tenant, group=group, **kwargs)

@@ -130,11 +130,12 @@ class Staging:
 
     # -- reading -------------------------------------------------------------------------------
     def _index(self) -> None:
+        """Write what is pending (resources may be added between reads) and index once."""
+        self._flush()
         if not self._indexed:
-            self._flush()
             self._db.execute("CREATE INDEX chart_patient ON chart (patient)")
-            self._db.commit()
             self._indexed = True
+        self._db.commit()
 
     def counts(self) -> StagingCounts:
         self._index()

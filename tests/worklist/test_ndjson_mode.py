@@ -153,7 +153,7 @@ def test_a_broken_file_is_a_clear_error_and_leaves_nothing(
 @pytest.mark.parametrize("args, message", [
     (("--from-ndjson", "/nonexistent/dir"), "not a directory"),
     (("--at", "25/11/2026", "--from-ndjson", "."), "--at: expected a date"),
-    ((), "give --from-ndjson"),
+    ((), "give --tenant and --group"),
     (("--tenant", "nobody", "--from-ndjson", "."), "no tenant named 'nobody'"),
 ])
 def test_bad_arguments_say_what_is_wrong(

@@ -1,0 +1,240 @@
+"""``pml-risk worklist --tenant --group`` against the sandbox EHR over loopback HTTP: Backend
+Services token → Group export → worklist files, and each vendor behaviour the client must
+survive (slow export, transient errors, no MedicationAdministration in the export, storage that
+must not see the token, short-lived tokens, a refused _typeFilter).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from smart_app import keys
+from smart_app.cli import main
+from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
+from smart_app.sandbox.testing import mounted, serve_in_thread
+
+from .helpers import FIXTURES, INDEX, cli_assess, cli_figure, fixture_patient, rows_by_patient
+
+pytestmark = pytest.mark.integration
+
+AT = "2026-11-25"
+CLIENT_ID = "pml-risk-backend"
+GROUP = "natalizumab-cohort"
+
+
+@pytest.fixture(scope="module")
+def signing_keys() -> keys.SigningKeys:
+    return keys.generate()
+
+
+@dataclass
+class Ehr:
+    root: str
+    config: Path
+    out: Path
+    scratch: Path
+
+    @property
+    def base(self) -> str:
+        return f"{self.root}/sandbox"
+
+    def bulk(self, **changes: Any) -> dict[str, Any]:
+        if changes:
+            r = requests.post(f"{self.base}/_control/bulk", json=changes, timeout=10)
+        else:
+            r = requests.get(f"{self.base}/_control/bulk", timeout=10)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def control(self, **changes: Any) -> dict[str, Any]:
+        r = requests.post(f"{self.base}/_control", json=changes, timeout=10)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.bulk()["events"] if e["event"] == kind]
+
+    def requests_log(self) -> list[dict[str, Any]]:
+        return list(self.control()["requests"])
+
+    def worklist(self, *more: str) -> int:
+        return main(["worklist", "--config", str(self.config), "--tenant", "Sandbox",
+                     "--group", GROUP, "--out", str(self.out), "--at", AT, *more])
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        return rows_by_patient(self.out)
+
+    def summary(self) -> dict[str, Any]:
+        data = json.loads((self.out / "worklist.json").read_text(encoding="utf-8"))
+        return dict(data["worklist"])
+
+
+@pytest.fixture
+def ehr(tmp_path: Path, signing_keys: keys.SigningKeys,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Ehr]:
+    """The sandbox on a loopback port; the app's keys registered as a backend client."""
+    keys_file = tmp_path / "jwks-private.json"
+    keys.save(signing_keys, keys_file)
+    sandbox = create_sandbox(SandboxConfig(
+        fixtures_dir=FIXTURES,
+        clients=(SandboxClient(CLIENT_ID, "private_key_jwt", ("http://app.test/callback",),
+                               jwks=signing_keys.public_jwks()),),
+        allow_control=True,
+    ))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with serve_in_thread(mounted(sandbox)) as root:
+        conf = tmp_path / "pml-risk.toml"
+        conf.write_text(
+            f'keys_file = "{keys_file}"\nbase_url = "https://pml-risk.test"\n'
+            f'fhir_timeout = 5\n[[tenants]]\nname = "Sandbox"\niss = "{root}/sandbox/fhir"\n'
+            f'client_id = "{CLIENT_ID}"\nauth = "private_key_jwt"\nsigning_alg = "ES384"\n',
+            encoding="utf-8")
+        yield Ehr(root, conf, tmp_path / "out", scratch)
+
+
+def assert_rows_equal_cli(rows: dict[str, dict[str, Any]]) -> None:
+    assert len(rows) == len(INDEX)
+    for entry in INDEX:
+        row = rows[fixture_patient(entry)]
+        code, body = cli_assess(entry)
+        if code == 0:
+            per_1000, category = cli_figure(body)
+            assert (Decimal(row["per_1000"]), row["category"]) == (per_1000, category), entry["id"]
+        else:
+            assert (row["status"], row["per_1000"]) == ("no estimate", ""), entry["id"]
+        assert row["infusions"] == entry["expected"]["infusions"], entry["id"]
+
+
+def test_round_trip_token_export_worklist(ehr: Ehr) -> None:
+    assert ehr.worklist() == 0
+    assert_rows_equal_cli(ehr.rows())
+    # Backend Services: one client_credentials token request, signed with the app's key.
+    tokens = [r for r in ehr.requests_log() if r["path"] == "/sandbox/auth/token"]
+    assert len(tokens) == 1 and tokens[0]["status"] == 200
+    [kickoff] = ehr.events("kickoff")
+    assert kickoff["types"] == ["Patient", "Observation", "MedicationAdministration",
+                                "MedicationStatement", "MedicationRequest", "Medication"]
+    assert kickoff["type_filter"] == {"Observation": [{"category": "laboratory"}]}
+    assert [e["job"] for e in ehr.events("delete")] == [kickoff["job"]]
+    assert ehr.bulk()["jobs"] == []  # deleted on the server too
+    summary = ehr.summary()
+    assert summary["source"] == "bulk-export" and summary["group"] == GROUP
+    assert summary["transactionTime"].endswith("Z")
+    assert summary["export"]["deleted"] is True
+    assert list(ehr.scratch.iterdir()) == []
+    row = ehr.rows()["ex05-index-1-51-25-infusions"]
+    assert row["link"].startswith("https://pml-risk.test/standalone?iss=")
+
+
+def test_slow_export_honours_retry_after(ehr: Ehr) -> None:
+    ehr.bulk(slow_polls=2, retry_after=1)
+    started = time.monotonic()
+    assert ehr.worklist() == 0
+    polls = ehr.events("poll")
+    assert [p["status"] for p in polls] == [202, 202, 200]
+    assert time.monotonic() - started >= 2  # it waited as told, not hammering the server
+    assert ehr.summary()["counts"]["patients"] == len(INDEX)
+
+
+def test_transient_errors_are_retried(ehr: Ehr) -> None:
+    ehr.bulk(transient_errors=2, retry_after=0)
+    assert ehr.worklist() == 0
+    assert [p["status"] for p in ehr.events("poll")] == [500, 500, 200]
+    assert_rows_equal_cli(ehr.rows())
+
+
+def test_a_failing_export_still_deletes_the_job_and_leaves_nothing(
+    ehr: Ehr, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ehr.bulk(transient_errors=50, retry_after=0)
+    assert ehr.worklist() == 1
+    err = capsys.readouterr().err
+    assert "kept failing" in err and "Traceback" not in err
+    assert len(ehr.events("delete")) == 1
+    assert not ehr.out.exists() or not any(ehr.out.iterdir())
+    assert list(ehr.scratch.iterdir()) == []
+
+
+def test_without_medication_administration_falls_back_to_per_patient_searches(ehr: Ehr) -> None:
+    ehr.bulk(no_medication_administration=True)
+    assert ehr.worklist("--concurrency", "3") == 0
+    assert_rows_equal_cli(ehr.rows())
+    kickoffs = ehr.events("kickoff")
+    assert len(kickoffs) == 1 and "MedicationAdministration" not in kickoffs[0]["types"]
+    searches = [r for r in ehr.requests_log()
+                if r["path"] == "/sandbox/fhir/MedicationAdministration"]
+    assert sorted(r["args"]["patient"][0] for r in searches) == sorted(
+        fixture_patient(e) for e in INDEX)
+    summary = ehr.summary()
+    assert any("cannot export MedicationAdministration" in n for n in summary["notes"])
+    assert ehr.rows()["ex05-index-1-51-25-infusions"]["data_notes"] == \
+        "MedicationAdministration by per-patient search"
+
+
+def test_a_failed_per_patient_search_means_no_estimate_for_that_patient(ehr: Ehr) -> None:
+    ehr.bulk(no_medication_administration=True)
+    ehr.control(fail_next=[500, 500, 500])
+    assert ehr.worklist("--concurrency", "1") == 0
+    unread = [r for r in ehr.rows().values() if "chart-unread" in r["missing_or_stale"]]
+    assert len(unread) == 3
+    for row in unread:
+        assert row["status"] == "no estimate" and row["per_1000"] == ""
+        assert "MedicationAdministration could not be read" in row["reason"]
+    assert any("3 failed" in n for n in ehr.summary()["notes"])
+
+
+@pytest.mark.parametrize("mode", ["presigned", "redirect"])
+def test_storage_downloads_never_carry_the_token(ehr: Ehr, mode: str) -> None:
+    ehr.bulk(download=mode, lines_per_file=200)
+    assert ehr.worklist() == 0
+    state = ehr.bulk()
+    assert state["tokens_at_storage"] == 0
+    stored = [e for e in state["events"] if e["event"] == "storage"]
+    assert stored and all(e["status"] == 200 and not e["authorization"] for e in stored)
+    if mode == "redirect":
+        assert {e["host"].split(":")[0] for e in stored} == {"localhost"}
+    assert_rows_equal_cli(ehr.rows())
+
+
+def test_short_lived_tokens_are_renewed(ehr: Ehr) -> None:
+    ehr.bulk(backend_token_lifetime=1, slow_polls=3, retry_after=1)
+    assert ehr.worklist() == 0
+    tokens = [r for r in ehr.requests_log() if r["path"] == "/sandbox/auth/token"]
+    assert len(tokens) >= 3 and all(t["status"] == 200 for t in tokens)
+    assert ehr.summary()["export"]["token_requests"] == len(tokens)
+
+
+def test_a_server_without_type_filter_gets_a_plain_export(ehr: Ehr) -> None:
+    ehr.bulk(type_filter=False)
+    assert ehr.worklist() == 0
+    assert [k["type_filter"] for k in ehr.events("kickoff")] == [{}]
+    assert any("refused _typeFilter" in n for n in ehr.summary()["notes"])
+    assert_rows_equal_cli(ehr.rows())
+
+
+def test_jcv_code_filter_narrows_the_export(ehr: Ehr) -> None:
+    assert ehr.worklist("--observations", "jcv-codes") == 0
+    [kickoff] = ehr.events("kickoff")
+    codes = kickoff["type_filter"]["Observation"][0]["code"]
+    assert "http://loinc.org|70173-0" in codes and "http://loinc.org|100977-8" in codes
+    counts = ehr.summary()["counts"]["resource_types"]
+    assert counts["Observation"] < 419  # other labs left on the server
+
+
+def test_unknown_group_is_a_clear_failure(ehr: Ehr, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["worklist", "--config", str(ehr.config), "--tenant", "Sandbox", "--group",
+                 "no-such-group", "--out", str(ehr.out)])
+    assert code == 1
+    assert "no Group/no-such-group" in capsys.readouterr().err
