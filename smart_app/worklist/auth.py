@@ -19,8 +19,8 @@ import requests
 from ..config import Tenant
 from ..http.bounded import MB, deadline_in
 from ..http.bounded import request as bounded_request
-from ..smart.keys import SigningKeys
 from ..smart.client_auth import ASSERTION_TYPE, client_assertion
+from ..smart.keys import SigningKeys
 from .errors import WorklistError
 
 #: What the worklist reads. ``Group`` is not needed: the export addresses the group by id.

@@ -221,10 +221,10 @@ def _named(types: list[str], text: str) -> list[str]:
 
 def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunResult:
     """``pml-risk worklist --tenant T --group G``: Backend Services token, Group export."""
-    from ..smart import keys as keyfile
-    from ..smart import discovery
-    from .auth import BackendAuth, system_scopes
     from ..http.session import make_http
+    from ..smart import discovery
+    from ..smart import keys as keyfile
+    from .auth import BackendAuth, system_scopes
     from .export import BulkClient, KickOffRefused
     from .fallback import search_patients
 

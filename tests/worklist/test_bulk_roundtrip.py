@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import requests
 
-from smart_app import keys
 from smart_app.cli import main
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
 from smart_app.sandbox.testing import mounted, serve_in_thread
+from smart_app.smart import keys
 
 from .helpers import FIXTURES, INDEX, cli_assess, cli_figure, fixture_patient, rows_by_patient
 
