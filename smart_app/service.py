@@ -51,14 +51,21 @@ def assess_chart(
     encounter: str | None = None,
     performer: str | None = None,
     full_urls: Mapping[str, Mapping[str, Any]] | None = None,
+    unread: Iterable[str] = (),
+    not_offered: Iterable[str] = (),
 ) -> ChartAssessment:
     """Assess one patient's resources (already checked to belong to ``patient_id``).
+
+    ``unread`` names the resource types the EHR offers but did not let the app read (grant,
+    403, 5xx); ``not_offered`` those it does not offer at all. Both reach the engine as plain
+    data: what the app could not see is unknown, never "none on record".
 
     Raises ``smart_app.fhir.extract.ForeignResourceError`` when a resource belongs to another
     patient: mixing two charts must never produce a number.
     """
     inputs = extract_inputs(
-        resources, patient_id, code_sets=settings.codes, full_urls=full_urls
+        resources, patient_id, code_sets=settings.codes, full_urls=full_urls,
+        unread=unread, not_offered=not_offered,
     )
     if overrides is not None:
         inputs = inputs.with_overrides(overrides)

@@ -107,31 +107,47 @@ class Vocabulary:
         )
 
 
+# Names and codes are short: longer strings are cut before any pattern runs over them.
+MAX_TEXT = 200
+MAX_CODINGS = 50
+
+
+def items(value: Any) -> list[Any]:
+    """A FHIR array as a list; anything else (``true``, an object, a number) as empty."""
+    return value if isinstance(value, list) else []
+
+
+def _coding_list(concept: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [c for c in items(concept.get("coding"))[:MAX_CODINGS] if isinstance(c, Mapping)]
+
+
 def codings(concept: Mapping[str, Any] | None) -> list[str]:
     """``system|code`` for each coding of a CodeableConcept."""
     if not isinstance(concept, Mapping):
         return []
     found = []
-    for coding in concept.get("coding") or ():
-        if isinstance(coding, Mapping) and coding.get("code"):
-            found.append(f"{coding.get('system', '')}|{coding['code']}")
+    for coding in _coding_list(concept):
+        code, system = coding.get("code"), coding.get("system", "")
+        if isinstance(code, str) and code and isinstance(system, str):
+            found.append(f"{system[:MAX_TEXT]}|{code[:MAX_TEXT]}")
     return found
 
 
 def words(concept: Mapping[str, Any] | None) -> str:
-    """The text and displays of a CodeableConcept, for name matching and display."""
+    """The text and displays of a CodeableConcept (each cut to 200 characters), for name
+    matching and display."""
     if not isinstance(concept, Mapping):
         return ""
     parts = [concept.get("text")]
-    parts += [c.get("display") for c in concept.get("coding") or () if isinstance(c, Mapping)]
-    return " | ".join(str(p) for p in parts if isinstance(p, str) and p)
+    parts += [c.get("display") for c in _coding_list(concept)]
+    return " | ".join(p[:MAX_TEXT] for p in parts if isinstance(p, str) and p)
 
 
 def label(concept: Mapping[str, Any] | None) -> str:
     if not isinstance(concept, Mapping):
         return ""
     if isinstance(concept.get("text"), str) and concept["text"]:
-        return str(concept["text"])
+        return str(concept["text"])[:MAX_TEXT]
     return words(concept).split(" | ")[0]
 
 

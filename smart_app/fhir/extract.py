@@ -7,18 +7,21 @@ reference of the resource it came from. A resource of another patient is an erro
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..config import CodeSets
-from ..risk.antibody import INDEX_CUTOFF, NEGATIVE_BELOW, POSITIVE_ABOVE
 from ..risk.records import (
+    COMPARATORS,
     AgentClass,
     Antibody,
+    Conflict,
+    Copy,
     Infusion,
     Inputs,
     LabResult,
@@ -43,7 +46,11 @@ NOT_GIVEN = {
     "MedicationStatement": {"entered-in-error", "not-taken", "intended", "unknown"},
     "MedicationRequest": {"entered-in-error", "cancelled", "draft", "unknown"},
 }
-NOT_ORDERS = {"proposal", "plan"}
+NOT_ORDERS = {"proposal", "plan", "option"}
+# A lab value longer than this is neither a number nor a short result word: it is reported as
+# unreadable, and no pattern ever runs over an unbounded string from the EHR.
+MAX_VALUE_TEXT = 200
+MAX_INDEX_DIGITS = 20
 
 
 class ForeignResourceError(ValueError):
@@ -115,13 +122,43 @@ def _effective(resource: Resource, *fallbacks: str) -> date | None:
 
 
 def _decimal(value: Any) -> Decimal | None:
+    """A plausible index value, or None: finite, not negative, at most 20 significant digits
+    and between 1e-7 and 1e6 in size (a 5,000-digit integer or 1e99999999 is not a lab value,
+    and formatting it would take the worker down)."""
     if isinstance(value, bool) or value is None:
         return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
+    if isinstance(value, str) and (len(value) > MAX_VALUE_TEXT or not value.isascii()):
         return None
-    return number if number.is_finite() else None
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        return None
+    if not number.is_finite() or number < 0 or len(number.as_tuple().digits) > MAX_INDEX_DIGITS:
+        return None
+    if number != 0 and not -7 <= number.adjusted() <= 5:
+        return None
+    return number
+
+
+def parse_number(text: str) -> tuple[str, Decimal] | None:
+    """("<", 0.20) for "<0.20", ("", 2.35) for " 2.35 ": a plain decimal with an optional
+    comparator, parsed without a regular expression (no backtracking, linear in the bounded
+    text); ASCII digits only, so "²" or Arabic-Indic digits are not silently read as numbers."""
+    if len(text) > MAX_VALUE_TEXT:
+        return None
+    rest = text.strip()
+    comparator = ""
+    for candidate in ("<=", ">=", "<", ">"):
+        if rest.startswith(candidate):
+            comparator, rest = candidate, rest[len(candidate):].lstrip()
+            break
+    whole, dot, fraction = rest.partition(".")
+    if not (whole.isascii() and whole.isdigit()):
+        return None
+    if dot and not (fraction.isascii() and fraction.isdigit()):
+        return None
+    number = _decimal(rest)
+    return None if number is None else (comparator, number)
 
 
 _WORDS_NEGATIVE = re.compile(
@@ -131,10 +168,11 @@ _WORDS_INDETERMINATE = re.compile(
     r"\b(indeterminate|equivocal|inconclusive|borderline|ind)\b", re.IGNORECASE
 )
 _WORDS_POSITIVE = re.compile(r"\b(positive|pos|detected|reactive|present)\b", re.IGNORECASE)
-_NUMBER = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")
 
 
 def _qualitative_text(text: str) -> Antibody | None:
+    if len(text) > MAX_VALUE_TEXT:
+        return None
     if _WORDS_NEGATIVE.search(text):  # first: "not detected" and "non-reactive" contain a positive
         return Antibody.NEGATIVE
     if _WORDS_INDETERMINATE.search(text):
@@ -154,11 +192,12 @@ def _qualitative(obs: Resource) -> Antibody | None:
         found = _qualitative_text(codes.words(concept))
         if found:
             return found
-    if isinstance(obs.get("valueString"), str) and not _NUMBER.match(obs["valueString"]):
-        found = _qualitative_text(obs["valueString"])
+    text = obs.get("valueString")
+    if isinstance(text, str) and parse_number(text) is None:
+        found = _qualitative_text(text)
         if found:
             return found
-    for interp in obs.get("interpretation") or ():
+    for interp in codes.items(obs.get("interpretation")):
         for coding in codes.codings(interp):
             code = coding.partition("|")[2].upper()
             if code in codes.INTERPRETATIONS:
@@ -166,36 +205,19 @@ def _qualitative(obs: Resource) -> Antibody | None:
     return None
 
 
-def _numeric(obs: Resource) -> tuple[str | None, Decimal | None]:
-    """(comparator, value) of a valueQuantity, or of a valueString such as "2.35" or "<0.20"."""
+def _numeric(obs: Resource) -> tuple[str, Decimal | None]:
+    """(comparator, value) of a valueQuantity, or of a valueString such as "2.35" or "<0.20";
+    a comparator that is not one of < <= > >= (e.g. "ad") makes the value unreadable."""
     quantity = obs.get("valueQuantity")
     if isinstance(quantity, Mapping):
         comparator = quantity.get("comparator")
-        return (comparator if isinstance(comparator, str) else None), _decimal(
-            quantity.get("value")
-        )
+        value = _decimal(quantity.get("value"))
+        if comparator is None:
+            return "", value
+        return (comparator, value) if comparator in COMPARATORS else ("", None)
     text = obs.get("valueString")
-    match = _NUMBER.match(text) if isinstance(text, str) else None
-    if match:
-        return match.group(1), _decimal(match.group(2))
-    return None, None
-
-
-def _bounded(
-    comparator: str, value: Decimal, qualitative: Antibody | None
-) -> tuple[Antibody | None, Decimal | None, str]:
-    """Read an index reported as a bound ("<0.20", ">5.0"): keep only what the bound proves."""
-    said = f"index reported as {comparator}{value.normalize():f}"
-    if comparator in ("<", "<="):
-        if value < NEGATIVE_BELOW or (comparator == "<" and value == NEGATIVE_BELOW):
-            return qualitative or Antibody.NEGATIVE, None, ""
-        return qualitative, None, said  # below a bound above 0.20: the status stays open
-    # ">x": the index is above x; it is a usable index only if every value above x shares a band.
-    if value >= INDEX_CUTOFF:
-        return qualitative or Antibody.POSITIVE, value, said
-    if value >= POSITIVE_ABOVE:
-        return qualitative or Antibody.POSITIVE, None, said
-    return qualitative, None, said
+    parsed = parse_number(text) if isinstance(text, str) else None
+    return parsed if parsed is not None else ("", None)
 
 
 def _lab_result(obs: Resource, vocab: Vocabulary) -> LabResult | None:
@@ -205,18 +227,15 @@ def _lab_result(obs: Resource, vocab: Vocabulary) -> LabResult | None:
     if "dataAbsentReason" in obs and not any(k.startswith("value") for k in obs):
         return None  # no result was produced (e.g. a cancelled or unsatisfactory specimen)
     qualitative = _qualitative(obs)
-    comparator, value = _numeric(obs)
-    index: Decimal | None = None
+    comparator, index = _numeric(obs)
     note = ""
     unreadable = False
-    if value is not None and comparator:
-        qualitative, index, note = _bounded(comparator, value, qualitative)
-    elif value is not None:
-        index = value
+    if index is None:
+        comparator = ""
     if qualitative is None and index is None:
         # A JCV result we cannot read must stand out, never vanish: an older result would
         # silently take its place. Alone, it makes its test indeterminate.
-        note = note or f"value {_shown_value(obs)!r} could not be read"
+        note = f"value {_shown_value(obs)!r} could not be read"
         qualitative, unreadable = Antibody.INDETERMINATE, True
     status = str(obs.get("status", "unknown"))
     return LabResult(
@@ -230,15 +249,29 @@ def _lab_result(obs: Resource, vocab: Vocabulary) -> LabResult | None:
         label=codes.label(obs.get("code")),
         note=note,
         unreadable=unreadable,
+        comparator=comparator,
     )
+
+
+def _short(value: Any) -> str:
+    """At most 40 characters of a value, without ever formatting a huge number in full."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        return "a number of more than 40 digits"
+    if isinstance(value, Decimal) and value.is_finite() and abs(value.adjusted()) > 40:
+        return "a number out of range"
+    if isinstance(value, str):
+        return value[:40]
+    if isinstance(value, Mapping | list):
+        return type(value).__name__
+    return str(value)[:40]
 
 
 def _shown_value(obs: Resource) -> str:
     for key, value in obs.items():
         if key.startswith("value"):
             if isinstance(value, Mapping):
-                return codes.words(value) or str(value.get("value", ""))[:40] or key
-            return str(value)[:40]
+                return codes.words(value)[:40] or _short(value.get("value", "")) or key
+            return _short(value)
     return "no value"
 
 
@@ -248,7 +281,7 @@ def _lab_results(obs: Resource, vocab: Vocabulary) -> list[LabResult]:
     if found is not None:
         return [found]
     results = []
-    for n, component in enumerate(obs.get("component") or ()):
+    for n, component in enumerate(codes.items(obs.get("component"))):
         if not isinstance(component, Mapping):
             continue
         part = {**obs, **component, "id": f"{obs.get('id')}"}
@@ -279,7 +312,9 @@ class _Medications:
         if isinstance(ref, str):
             if ref.startswith("#"):
                 medication = next(
-                    (c for c in resource.get("contained") or () if c.get("id") == ref[1:]), None
+                    (c for c in codes.items(resource.get("contained"))
+                     if isinstance(c, Mapping) and c.get("id") == ref[1:]),
+                    None,
                 )
             elif ref in self.full_urls:
                 medication = self.full_urls[ref]
@@ -294,27 +329,51 @@ class _Medications:
 def _version_key(resource: Resource) -> tuple[int, str]:
     meta = resource.get("meta")
     meta = meta if isinstance(meta, Mapping) else {}
-    version = str(meta.get("versionId", ""))
-    return (int(version) if version.isdigit() else -1, str(meta.get("lastUpdated", "")))
+    version = meta.get("versionId")
+    version = version if isinstance(version, str) and len(version) <= 18 else ""
+    updated = meta.get("lastUpdated")
+    return (
+        int(version) if version.isascii() and version.isdigit() else -1,
+        updated[:40] if isinstance(updated, str) else "",
+    )
+
+
+def _content(resource: Resource) -> str:
+    """A canonical text of a resource, to tell copies apart and order them independently of
+    the order the EHR sent them."""
+    try:
+        return json.dumps(resource, sort_keys=True, default=str, separators=(",", ":"))
+    except (RecursionError, ValueError, TypeError):
+        return "~unprintable"
+
+
+def _newest(copies: Sequence[Resource]) -> list[Resource]:
+    """The newest copies of one resource by ``meta.versionId``, then ``meta.lastUpdated``;
+    several distinct ones when nothing orders them (canonically sorted)."""
+    best = max(_version_key(r) for r in copies)
+    distinct = {_content(r): r for r in copies if _version_key(r) == best}
+    return [distinct[k] for k in sorted(distinct)]
 
 
 def latest_versions(resources: Iterable[Resource]) -> list[Resource]:
     """One resource per type/id: the newest version (a history Bundle holds several, and an
-    entered-in-error v2 must replace its v1)."""
-    newest: dict[str, Resource] = {}
-    order: list[str] = []
-    for resource in resources:
-        key = ref_of(resource) if resource.get("id") else f"#{len(order)}"
-        if key not in newest:
-            order.append(key)
-            newest[key] = resource
-        elif _version_key(resource) >= _version_key(newest[key]):
-            newest[key] = resource
-    return [newest[key] for key in order]
+    entered-in-error v2 must replace its v1). Conflicting copies that nothing orders give the
+    first in canonical order here; ``extract_inputs`` weighs them all."""
+    return [copies[0] for copies in _resource_copies(resources)]
+
+
+def _resource_copies(resources: Iterable[Resource]) -> list[list[Resource]]:
+    groups: dict[str, list[Resource]] = {}
+    for n, resource in enumerate(resources):
+        rid = resource.get("id")
+        key = ref_of(resource) if isinstance(rid, str) and rid else f"#{n}"
+        groups.setdefault(key, []).append(resource)
+    return [_newest(copies) for copies in groups.values()]
 
 
 def _medication_evidence(resource: Resource, kind: str, status: str, concept: Any,
-                         found: tuple[AgentClass, str] | None) -> MedicationEvidence:
+                         found: tuple[AgentClass, str] | None,
+                         excluded: str = "") -> MedicationEvidence:
     period = resource.get("effectivePeriod")
     period = period if isinstance(period, Mapping) else {}
     if kind == "MedicationRequest":
@@ -328,8 +387,60 @@ def _medication_evidence(resource: Resource, kind: str, status: str, concept: An
     agent_class, agent = found or (AgentClass.UNRESOLVED, "unidentified medication")
     return MedicationEvidence(
         ref_of(resource), agent_class, agent, when, status, codes.label(concept),
-        ended=ended, noted=noted,
+        ended=ended, noted=noted, excluded=excluded,
     )
+
+
+def _excluded(kind: str, status: str, resource: Resource) -> str:
+    """Why a medication record is not evidence of use (listed, never dropped silently)."""
+    if status in NOT_GIVEN[kind]:
+        return f"status {status}"
+    intent = resource.get("intent")
+    if kind == "MedicationRequest" and intent in NOT_ORDERS:
+        return f"order intent {intent}"
+    return ""
+
+
+@dataclass(frozen=True)
+class _Reader:
+    vocab: Vocabulary
+    meds: _Medications
+    patient_id: str
+
+    def records(self, resource: Resource) -> Copy:
+        """The engine records one resource yields (none for resources the estimate ignores)."""
+        owner = subject_patient(resource)
+        if owner is not None and owner != self.patient_id:
+            raise ForeignResourceError(ref_of(resource), f"Patient/{owner}")
+        kind = resource.get("resourceType")
+        status = resource.get("status")
+        status = status[:40] if isinstance(status, str) else "unknown"
+        if kind == "Observation":
+            return Copy(lab_results=tuple(_lab_results(resource, self.vocab)))
+        if not isinstance(kind, str) or kind not in NOT_GIVEN:
+            return Copy()
+        concept = self.meds.concept(resource)
+        found = codes.medication_class(concept, self.vocab)
+        if found is None and concept is not None:
+            return Copy()  # identified, and not a drug the estimate is about
+        if kind == "MedicationAdministration" and found is not None and found[0] is (
+            AgentClass.NATALIZUMAB
+        ):
+            when = _effective(resource)
+            return Copy(infusions=(Infusion(ref_of(resource), when, status,
+                                            codes.label(concept)),))
+        excluded = _excluded(kind, status, resource)
+        if excluded and found is None:
+            return Copy()  # a void record of a medication nobody can identify: no evidence
+        return Copy(medications=(
+            _medication_evidence(resource, kind, status, concept, found, excluded),
+        ))
+
+
+def _version(resource: Resource) -> str | None:
+    meta = resource.get("meta")
+    version = meta.get("versionId") if isinstance(meta, Mapping) else None
+    return version if isinstance(version, str) else None
 
 
 def extract_inputs(
@@ -338,58 +449,46 @@ def extract_inputs(
     *,
     code_sets: CodeSets | None = None,
     full_urls: Mapping[str, Resource] | None = None,
+    unread: Iterable[str] = (),
+    not_offered: Iterable[str] = (),
 ) -> Inputs:
-    """Build ``Inputs`` for ``patient_id``; raises ``ForeignResourceError`` on mixed charts."""
+    """Build ``Inputs`` for ``patient_id``; raises ``ForeignResourceError`` on mixed charts.
+
+    ``unread`` and ``not_offered`` name the resource types the EHR did not let the app read
+    and those it does not offer at all; the engine treats them as unknown (risk-model §8).
+    Records come out in a canonical order, so the order the EHR sent them never matters.
+    """
     vocab = Vocabulary.from_config(code_sets)
-    resources = latest_versions(resources)
-    meds = _Medications(resources, full_urls or {})
+    groups = _resource_copies(resources)
+    meds = _Medications([g[0] for g in groups], full_urls or {})
+    reader = _Reader(vocab, meds, patient_id)
     labs: list[LabResult] = []
     infusions: list[Infusion] = []
     evidence: list[MedicationEvidence] = []
     versions: dict[str, str] = {}
+    conflicts: list[Conflict] = []
 
-    for resource in resources:
-        owner = subject_patient(resource)
-        if owner is not None and owner != patient_id:
-            raise ForeignResourceError(ref_of(resource), f"Patient/{owner}")
-        kind = resource.get("resourceType")
-        status = str(resource.get("status", "unknown"))
-        record: LabResult | Infusion | MedicationEvidence | None = None
-        if kind == "Observation":
-            results = _lab_results(resource, vocab)
-            labs.extend(results)
-            record = results[0] if results else None
-        elif kind in NOT_GIVEN:
-            if status in NOT_GIVEN[kind] and kind != "MedicationAdministration":
-                continue
-            if kind == "MedicationRequest" and resource.get("intent") in NOT_ORDERS:
-                continue
-            concept = meds.concept(resource)
-            found = codes.medication_class(concept, vocab)
-            if found is None and concept is not None:
-                continue  # identified, and not a drug the estimate is about
-            evidence_record = _medication_evidence(resource, kind, status, concept, found)
-            if kind == "MedicationAdministration" and evidence_record.agent_class is (
-                AgentClass.NATALIZUMAB
-            ):
-                when = _effective(resource)
-                record = Infusion(ref_of(resource), when, status, codes.label(concept))
-                infusions.append(record)
-            elif status not in NOT_GIVEN[kind]:
-                record = evidence_record
-                evidence.append(record)
-        meta = resource.get("meta")
-        version = meta.get("versionId") if isinstance(meta, Mapping) else None
-        if record is not None and isinstance(version, str):
-            versions[ref_of(resource)] = version
+    for copies in groups:
+        found = [reader.records(c) for c in copies]
+        distinct = list(dict.fromkeys(found))
+        if len(distinct) > 1:
+            conflicts.append(Conflict(ref_of(copies[0]), tuple(distinct)))
+            continue
+        record = distinct[0]
+        labs.extend(record.lab_results)
+        infusions.extend(record.infusions)
+        evidence.extend(record.medications)
+        version = _version(copies[0])
+        if version is not None and record != Copy():
+            versions[ref_of(copies[0])] = version
 
-    return replace(
-        Inputs(
-            patient=f"Patient/{patient_id}",
-            lab_results=tuple(labs),
-            infusions=tuple(infusions),
-            medications=tuple(evidence),
-        ),
+    return Inputs(
+        patient=f"Patient/{patient_id}",
+        lab_results=tuple(sorted(labs, key=repr)),
+        infusions=tuple(sorted(infusions, key=repr)),
+        medications=tuple(sorted(evidence, key=repr)),
         versions=tuple(sorted(versions.items())),
+        unread=tuple(sorted(set(unread))),
+        not_offered=tuple(sorted(set(not_offered))),
+        conflicts=tuple(sorted(conflicts, key=lambda c: c.reference)),
     )
-

@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from ..risk.immunosuppressant import sources_in_words
 from ..risk.records import LabResult, MedicationEvidence
 from ..risk.result import Assessment, Finding
 
@@ -28,14 +29,18 @@ def _lab(r: LabResult) -> dict[str, Any]:
         "status": r.status,
         "result": r.qualitative.value if r.qualitative else None,
         "index": _num(r.index),
+        "indexText": r.index_text or None,
         "label": r.label,
         "matchedByName": r.matched_by_text,
     }
 
 
 def _med(m: MedicationEvidence) -> dict[str, Any]:
-    return {"source": m.source, "agent": m.agent, "date": _day(m.when), "status": m.status,
-            "label": m.label}
+    found = {"source": m.source, "agent": m.agent, "date": _day(m.when), "status": m.status,
+             "label": m.label}
+    if m.excluded:
+        found["notCounted"] = m.excluded
+    return found
 
 
 def finding_json(f: Finding) -> dict[str, Any]:
@@ -52,6 +57,7 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
             "oneIn": a.one_in,
             "qualitative": a.qualitative,
             "cell": {"row": a.cell.row, "band": a.cell.band, "words": a.cell.words},
+            "categoryReason": a.category_reason,
         }
     return {
         "result": result,
@@ -62,6 +68,7 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
             "antibody": {
                 "status": ab.status.value,
                 "index": _num(ab.index),
+                "indexText": ab.index_text or None,
                 "testedOn": _day(ab.tested_on),
                 "sources": list(ab.sources),
                 "overridden": ab.overridden,
@@ -76,6 +83,7 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
                 "meanIntervalDays": _num(ex.mean_interval_days),
                 "extendedInterval": ex.extended_interval,
                 "overridden": ex.overridden,
+                "unknown": ex.unknown or None,
                 "sources": [i.source for i in ex.counted],
             },
             "priorImmunosuppressant": {
@@ -85,8 +93,12 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
                 "evidence": [_med(m) for m in pi.evidence],
                 "concomitant": [_med(m) for m in pi.concomitant],
                 "otherTherapies": [_med(m) for m in pi.other_therapies],
+                "notCounted": [_med(m) for m in pi.not_counted],
+                "unknown": pi.unknown,
+                "unreadSources": list(pi.unread_sources),
             },
         },
+        "sources": {"unread": list(a.unread), "notOffered": list(a.not_offered)},
         "monitoring": {
             "mri": a.monitoring.mri,
             "antibodyRetest": a.monitoring.antibody_retest,
@@ -106,10 +118,11 @@ def text_summary(a: Assessment) -> str:
             f"Risk: {_num(a.cell.per_1000)} per 1,000 (about 1 in {a.one_in:,}) for the exposure "
             f"period; category {a.qualitative}",
             f"Table cell: {a.cell.words} [{a.table_id}]",
+            f"Category: {a.category_reason}",
         ]
     else:
         lines.append("Risk: NO ESTIMATE — " + "; ".join(f.message for f in a.missing))
-    index = f", index {_num(ab.index)}" if ab.index is not None else ", no index"
+    index = f", index {ab.index_text}" if ab.index is not None else ", no index"
     tested = f" (tested {_day(ab.tested_on)}" + (
         f"; {', '.join(ab.sources)})" if ab.sources else ")"
     ) if ab.tested_on else ""
@@ -131,6 +144,11 @@ def text_summary(a: Assessment) -> str:
         )
     elif pi.evidence:
         prior = f"yes ({on_record})"
+    elif pi.unknown:
+        prior = (
+            f"unknown ({sources_in_words(pi.unread_sources)} could not be read; the 'no prior "
+            "immunosuppressant' row is used)"
+        )
     else:
         prior = "no (none on record)"
     mark = " [overridden by clinician]"
@@ -138,7 +156,8 @@ def text_summary(a: Assessment) -> str:
         "Inputs:",
         f"  Anti-JCV antibody: {ab.status.value}{index}{tested}"
         + (mark if ab.overridden else ""),
-        f"  Natalizumab infusions: {ex.infusions}{first_last}{interval}"
+        "  Natalizumab infusions: "
+        + (f"unknown ({ex.unknown})" if ex.unknown else f"{ex.infusions}{first_last}{interval}")
         + (mark if ex.overridden else ""),
         f"  Prior immunosuppressant: {prior}" + (mark if pi.overridden else ""),
         "Monitoring:",

@@ -25,6 +25,7 @@ QUALITATIVE_DISPLAY = {
     "high": "High likelihood",
 }
 CODE_TEXT = "PML risk (natalizumab)"
+CLINICAL_BASIS = "pml-risk docs/clinical-basis.md"
 PML = {"system": SNOMED, "code": "22255007",
        "display": "Progressive multifocal leukoencephalopathy"}
 
@@ -38,15 +39,22 @@ def _fmt(number: Decimal) -> str:
 
 
 def identifier_value(a: Assessment, versions: dict[str, str] | None = None) -> str:
-    """A deterministic key: same patient, table, inputs and basis → same identifier."""
+    """A deterministic key: same patient, day, table, inputs and basis → same identifier.
+
+    The assessment date is part of it: saving twice on one day (double-click, relaunch) maps
+    onto one RiskAssessment, while a reassessment on a later day is a new record in the chart.
+    """
     versions = versions or {}
     o = a.overrides
     key = {
         "patient": a.patient,
+        "assessed_on": a.assessed_on.isoformat(),
+        "unread": list(a.unread),
+        "not_offered": list(a.not_offered),
         "table": [a.table_id, a.table_version],
         "antibody": [
             a.antibody.status.value,
-            _fmt(a.antibody.index) if a.antibody.index is not None else None,
+            a.antibody.index_text or None,
         ],
         "tested_on": a.antibody.tested_on.isoformat() if a.antibody.tested_on else None,
         "infusions": a.exposure.infusions,
@@ -69,7 +77,7 @@ def rationale(a: Assessment) -> str:
     assert a.cell is not None
     return (
         f"{_fmt(a.cell.per_1000)} per 1,000 patients (about 1 in {a.one_in:,}) for the exposure "
-        f"period, from risk table {a.table_id}, cell: {a.cell.words}. "
+        f"period, from risk table {a.table_id}, cell: {a.cell.words}. {a.category_reason} "
         "probabilityDecimal is expressed in percent."
     )
 
@@ -123,7 +131,8 @@ def build_risk_assessment(
     notes = [f.message for f in a.findings]
     notes.append(
         f"Risk table {a.table_id} ({a.table_title}, version {a.table_version}). Estimates are "
-        "period risk per 1,000 patients, not lifetime risk; probabilityDecimal is in percent."
+        "period risk per 1,000 patients, not lifetime risk; probabilityDecimal is in percent. "
+        f"Rules and sources: {CLINICAL_BASIS}."
     )
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",

@@ -6,6 +6,7 @@ cell and the same inputs always give the same RiskAssessment identifier.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -14,7 +15,20 @@ from . import antibody as antibody_rules
 from . import exposure as exposure_rules
 from . import immunosuppressant as immunosuppressant_rules
 from . import monitoring
-from .records import AgentClass, Antibody, Inputs, Overrides
+from .immunosuppressant import sources_in_words
+from .records import (
+    ADMINISTRATION,
+    OBSERVATION,
+    PRIOR_IS_SOURCES,
+    AgentClass,
+    Antibody,
+    Conflict,
+    Copy,
+    IndexRange,
+    Inputs,
+    Overrides,
+    ResultUse,
+)
 from .result import (
     AntibodySummary,
     Assessment,
@@ -25,7 +39,9 @@ from .result import (
     PriorImmunosuppressant,
     Severity,
 )
-from .table import RiskTable
+from .table import RiskTable, Row, band_for
+
+SOURCES = (OBSERVATION, *PRIOR_IS_SOURCES)
 
 HIGH_RISK_AFTER_INFUSIONS = 24  # EMA/PRAC higher-risk groups (risk-model.md §6)
 HIGH_RISK_INDEX = Decimal("1.5")
@@ -33,14 +49,36 @@ _ORDER = {Severity.MISSING: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
 def qualitative_risk(
-    status: Antibody, infusions: int, prior_is: bool, index: Decimal | None
+    status: Antibody, infusions: int, prior_is: bool, index: Decimal | IndexRange | None
 ) -> str:
     if status is Antibody.NEGATIVE:
         return "low"
-    high_index = index is not None and index > HIGH_RISK_INDEX
+    if isinstance(index, Decimal):
+        index = IndexRange.of(index)
+    high_index = index is not None and index.above(HIGH_RISK_INDEX)
     if infusions > HIGH_RISK_AFTER_INFUSIONS and (prior_is or high_index):
         return "high"
     return "moderate"
+
+
+def category_reason(qualitative: str, prior_is: bool) -> str:
+    """One plain sentence: the category follows the EMA risk groups, not the figure alone."""
+    if qualitative == "low":
+        return (
+            "Low because the antibody is negative: the category follows the EMA risk groups, "
+            "in which every antibody-negative patient is at lower risk, not the figure alone."
+        )
+    if qualitative == "high":
+        why = "prior immunosuppressant use" if prior_is else "an index above 1.5"
+        return (
+            "High because the antibody is positive with more than 24 infusions and "
+            f"{why}: one of the EMA higher-risk groups."
+        )
+    return (
+        "Moderate because the antibody is positive (every antibody-positive patient is above "
+        "the lowest group, whatever the figure) but not in an EMA higher-risk group (more "
+        "than 24 infusions with prior immunosuppressant use or an index above 1.5)."
+    )
 
 
 def _fmt(index: Decimal | None) -> str:
@@ -89,7 +127,10 @@ def _summaries(
     ab, findings = antibody_rules.summarise(inputs.lab_results, at, overrides)
     exp, more = exposure_rules.summarise(inputs.infusions, inputs.medications, overrides)
     findings += more
-    prior, more = immunosuppressant_rules.summarise(inputs.medications, exp.first, overrides)
+    unread = [t for t in PRIOR_IS_SOURCES if t in inputs.unread]
+    prior, more = immunosuppressant_rules.summarise(
+        inputs.medications, exp.first, overrides, unread
+    )
     findings += more
     return ab, exp, prior, findings
 
@@ -156,21 +197,138 @@ def _basis(
     return tuple(dict.fromkeys(refs))
 
 
-def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
+def _row(
+    table: RiskTable, ab: AntibodySummary, prior_is: bool, infusions: int
+) -> tuple[Row | None, IndexRange | None, list[Finding]]:
+    """The table row, the index as the row reads it, and what a bound decided (risk-model §3).
+
+    A bound that places the index in one row decides it (">1.5" is above 1.5). A bound that
+    leaves two rows possible makes the index unknown for the table: the "index not available"
+    row is used, or no estimate where that row would be lower than every row the bound allows.
+    Never the lower row because of a bound.
+    """
+    index = ab.index_range if ab.status is Antibody.POSITIVE else None
+    if index is None or index.exact is not None:
+        exact = index.exact if index is not None else None
+        return table.row_for(ab.status, prior_is, exact), index, []
+    shown = ab.index_text
+    possible = table.possible_rows(ab.status, prior_is, index)
+    if any(not r.index.used for r in possible):
+        return next(r for r in possible if not r.index.used), index, []
+    if len(possible) == 1 and possible[0].index.decides(index):
+        return possible[0], index, [
+            Finding(
+                Code.ANTIBODY_VALUE_BOUND,
+                Severity.INFO,
+                f"Index reported as {shown}, a bound rather than an exact value: it places the "
+                f"index in the row '{possible[0].label}', which is used.",
+                ab.sources,
+            )
+        ]
+    fallback = table.row_for(ab.status, prior_is, None)
+    lowest = min(
+        (band_for(r.bands, infusions).per_1000 for r in possible), default=None
+    )
+    if fallback is None or (
+        lowest is not None and band_for(fallback.bands, infusions).per_1000 < lowest
+    ):
+        return None, None, [
+            Finding(
+                Code.ANTIBODY_VALUE_BOUND,
+                Severity.MISSING,
+                f"Index reported as {shown}: the bound does not say which row of the table "
+                "applies, and the table has no 'index not available' figure at least as high "
+                "as every row it allows. No estimate; ask the laboratory for the exact index.",
+                ab.sources,
+            )
+        ]
+    return fallback, None, [
+        Finding(
+            Code.ANTIBODY_VALUE_BOUND,
+            Severity.WARNING,
+            f"Index reported as {shown}: the bound does not say which row of the table applies "
+            f"({' or '.join(r.label for r in possible)}), so the index is treated as not "
+            "available and that row is used, never the lower row. Ask the laboratory for the "
+            "exact index.",
+            ab.sources,
+        )
+    ]
+
+
+def _unread_findings(inputs: Inputs) -> list[Finding]:
+    o = inputs.overrides
+    findings: list[Finding] = []
+    if inputs.unknown(OBSERVATION) and o.antibody is None and o.index is None:
+        why = ("does not offer lab results (Observation)" if OBSERVATION in inputs.not_offered
+               else "did not let the app read lab results (Observation)")
+        findings.append(
+            Finding(
+                Code.ANTIBODY_UNREAD,
+                Severity.MISSING,
+                f"The EHR {why}: the anti-JCV antibody result is unknown, so no estimate can be "
+                "made. Check the app's access with the EHR team, or enter the result as a "
+                "what-if.",
+            )
+        )
+    if inputs.unknown(ADMINISTRATION):
+        why = ("does not offer natalizumab administrations (MedicationAdministration)"
+               if ADMINISTRATION in inputs.not_offered
+               else "did not let the app read natalizumab administrations "
+               "(MedicationAdministration)")
+        if o.infusion_count is None:
+            findings.append(
+                Finding(
+                    Code.EXPOSURE_UNREAD,
+                    Severity.MISSING,
+                    f"The EHR {why}: the number of infusions is unknown, so no estimate can be "
+                    "made. Enter the number of completed infusions as a what-if.",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    Code.EXPOSURE_UNREAD,
+                    Severity.WARNING,
+                    f"The EHR {why}: the infusion count is the clinician's entry.",
+                )
+            )
+    if inputs.not_offered:
+        findings.append(
+            Finding(
+                Code.SOURCES_NOT_OFFERED,
+                Severity.INFO,
+                f"This EHR does not offer {sources_in_words(sorted(inputs.not_offered))} to "
+                "apps: not a source here. The app searched "
+                + sources_in_words([t for t in SOURCES if t not in inputs.not_offered] or ["none"])
+                + ".",
+            )
+        )
+    return findings
+
+
+def _assess_one(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
     inputs, dated_later = _as_of(inputs, at)
     o = inputs.overrides
     ab, exp, prior, findings = _summaries(inputs, at, o)
-    findings += dated_later + _unresolved(inputs)
+    findings += dated_later + _unresolved(inputs) + _unread_findings(inputs)
     if o.any():
         chart = _summaries(inputs, at, Overrides())[:3]
         findings += _override_findings(o, chart, (ab, exp, prior))
+    if inputs.unknown(OBSERVATION) and o.antibody is None and o.index is None:
+        findings = [f for f in findings if f.code is not Code.ANTIBODY_MISSING]
+    if inputs.unknown(ADMINISTRATION) and o.infusion_count is None:
+        findings = [f for f in findings if f.code is not Code.EXPOSURE_NONE]
+        exp = replace(exp, unknown="not offered" if ADMINISTRATION in inputs.not_offered
+                      else "unread")
 
     cell: Cell | None = None
     qualitative: str | None = None
+    reason = ""
+    blocked = any(f.severity is Severity.MISSING for f in findings)
     if ab.status in (Antibody.POSITIVE, Antibody.NEGATIVE):
-        index = ab.index if ab.status is Antibody.POSITIVE else None
-        row = table.row_for(ab.status, prior.value, index)
-        if row is None:
+        row, index, more = _row(table, ab, prior.value, exp.infusions)
+        findings += more
+        if row is None and not more:
             findings.append(
                 Finding(
                     Code.ANTIBODY_MISSING,
@@ -178,8 +336,8 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
                     f"The risk table {table.id} has no row for this combination of inputs.",
                 )
             )
-        else:
-            band = next((b for b in row.bands if b.holds(exp.infusions)), row.bands[-1])
+        elif row is not None:
+            band = band_for(row.bands, exp.infusions)
             if not band.holds(exp.infusions):
                 findings.append(
                     Finding(
@@ -187,6 +345,18 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
                         Severity.WARNING,
                         f"Exposure beyond published data ({band.max} infusions); the "
                         f"{band.min}–{band.max} estimate is shown. Risk is not extrapolated.",
+                    )
+                )
+            published = table.published_max
+            if (ab.status is Antibody.NEGATIVE and published is not None
+                    and exp.infusions > published):
+                findings.append(
+                    Finding(
+                        Code.EXPOSURE_BEYOND_FOLLOW_UP,
+                        Severity.INFO,
+                        f"More than {published} infusions: the published follow-up of "
+                        f"antibody-negative patients ends at about {published} months; the "
+                        "figure is unchanged.",
                     )
                 )
             cell = Cell(row.label, band.label, band.per_1000, band.flag)
@@ -204,6 +374,9 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
                     )
                 )
             qualitative = qualitative_risk(ab.status, exp.infusions, prior.value, index)
+            reason = category_reason(qualitative, prior.value)
+    if blocked or any(f.severity is Severity.MISSING for f in findings):
+        cell, qualitative, reason = None, None, ""
 
     basis = _basis(ab, exp, prior, findings, o)
     return Assessment(
@@ -221,4 +394,84 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
         findings=tuple(sorted(findings, key=lambda f: _ORDER[f.severity])),
         basis=basis,
         overrides=inputs.overrides,
+        category_reason=reason,
+        unread=tuple(sorted(inputs.unread)),
+        not_offered=tuple(sorted(inputs.not_offered)),
+    )
+
+
+MAX_EXACT_VARIANTS = 64
+
+
+def _variants(conflicts: tuple[Conflict, ...]) -> list[tuple[Copy, ...]]:
+    """The ways the conflicting copies can be resolved, one copy per resource.
+
+    Every combination when there are few; otherwise the resolutions that count the most and
+    the least (the cell moves with the counts of infusions, prior-use records and usable
+    results), plus all-first and all-last copies.
+    """
+    total = 1
+    for c in conflicts:
+        total *= len(c.copies)
+    if total <= MAX_EXACT_VARIANTS:
+        return list(itertools.product(*(c.copies for c in conflicts)))
+
+    def weight(copy: Copy) -> int:
+        return (
+            sum(1 for i in copy.infusions if i.status == "completed")
+            + sum(1 for m in copy.medications if not m.excluded)
+            + sum(1 for r in copy.lab_results if r.use is ResultUse.USE)
+        )
+
+    most = tuple(max(c.copies, key=weight) for c in conflicts)
+    least = tuple(min(c.copies, key=weight) for c in conflicts)
+    first = tuple(c.copies[0] for c in conflicts)
+    last = tuple(c.copies[-1] for c in conflicts)
+    return list(dict.fromkeys([most, least, first, last]))
+
+
+def _with(inputs: Inputs, copies: tuple[Copy, ...]) -> Inputs:
+    return replace(
+        inputs,
+        lab_results=inputs.lab_results + tuple(r for c in copies for r in c.lab_results),
+        infusions=inputs.infusions + tuple(i for c in copies for i in c.infusions),
+        medications=inputs.medications + tuple(m for c in copies for m in c.medications),
+        conflicts=(),
+    )
+
+
+def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
+    if not inputs.conflicts:
+        return _assess_one(inputs, table, at)
+    # The same resource twice with different content and nothing to order the copies: weigh
+    # every resolution. The figure shown is the highest; where they give different cells,
+    # no estimate (risk-model §8).
+    results = [_assess_one(_with(inputs, v), table, at) for v in _variants(inputs.conflicts)]
+    cells = {(a.cell.row, a.cell.band) if a.cell else None for a in results}
+    shown = max(results, key=lambda a: (a.per_1000 is not None, a.per_1000 or Decimal(0)))
+    refs = tuple(c.reference for c in inputs.conflicts)
+    named = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
+    if len(cells) == 1:
+        finding = Finding(
+            Code.RESOURCE_CONFLICT,
+            Severity.WARNING,
+            f"The EHR sent different copies of {named} with nothing to say which is current; "
+            "every copy gives the same table cell, so the estimate stands. Ask the EHR team "
+            "to check these records.",
+            refs,
+        )
+        return replace(shown, findings=tuple(
+            sorted((*shown.findings, finding), key=lambda f: _ORDER[f.severity])
+        ))
+    finding = Finding(
+        Code.RESOURCE_CONFLICT,
+        Severity.MISSING,
+        f"The EHR sent different copies of {named} with nothing to say which is current, and "
+        "the copies give different table cells: no estimate can be made. Ask the EHR team to "
+        "correct these records, or enter the inputs as a what-if.",
+        refs,
+    )
+    return replace(
+        shown, cell=None, qualitative=None, category_reason="",
+        findings=tuple(sorted((*shown.findings, finding), key=lambda f: _ORDER[f.severity])),
     )

@@ -72,7 +72,10 @@ def summarise(
                 "(0–24 infusions) is used. If infusions were given elsewhere, enter the count.",
             )
         )
-    others = [i for i in infusions if i.status not in ("completed", "entered-in-error")]
+    others = sorted(
+        (i for i in infusions if i.status not in ("completed", "entered-in-error")),
+        key=lambda i: (i.when or date.min, i.source, i.status),
+    )
     if others:
         kinds = ", ".join(sorted({i.status for i in others}))
         findings.append(
@@ -122,6 +125,7 @@ def summarise(
         m
         for m in medications
         if m.agent_class is AgentClass.NATALIZUMAB
+        and not m.excluded
         and m.when is not None
         and (first is None or m.when < first - _grace(m))
     ]
@@ -134,7 +138,7 @@ def summarise(
                 f"A natalizumab order or statement dated {oldest.isoformat()} predates the "
                 "first recorded infusion: treatment may have begun elsewhere and exposure may "
                 "be undercounted. Confirm the infusion count.",
-                tuple(m.source for m in earlier),
+                tuple(sorted(m.source for m in earlier)),
             )
         )
     summary = ExposureSummary(

@@ -20,9 +20,45 @@ def _names(evidence: Sequence[MedicationEvidence]) -> str:
     return ", ".join(sorted({e.agent for e in evidence}))
 
 
+KIND_WORDS = {
+    "MedicationStatement": "statement",
+    "MedicationRequest": "order",
+    "MedicationAdministration": "administration",
+}
+SOURCE_WORDS = {
+    "Observation": "lab results (Observation)",
+    "MedicationAdministration": "medication administrations (MedicationAdministration)",
+    "MedicationStatement": "medication history (MedicationStatement)",
+    "MedicationRequest": "medication orders (MedicationRequest)",
+}
+
+
+def sources_in_words(types: Sequence[str]) -> str:
+    named = [SOURCE_WORDS.get(t, t) for t in types]
+    return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+
+
+def _not_counted(records: Sequence[MedicationEvidence]) -> str:
+    parts = []
+    for m in records:
+        when = m.when.isoformat() if m.when else "undated"
+        kind = KIND_WORDS.get(m.resource_type, "record")
+        parts.append(f"{m.agent} {kind} {when} ({m.excluded})")
+    return "; ".join(parts)
+
+
 def summarise(
-    medications: Sequence[MedicationEvidence], first_infusion: date | None, overrides: Overrides
+    medications: Sequence[MedicationEvidence],
+    first_infusion: date | None,
+    overrides: Overrides,
+    unread_sources: Sequence[str] = (),
 ) -> tuple[PriorImmunosuppressant, list[Finding]]:
+    not_counted = sorted(
+        (m for m in medications if m.excluded), key=lambda m: (m.when or date.min, m.source)
+    )
+    medications = sorted(
+        (m for m in medications if not m.excluded), key=lambda m: (m.when or date.min, m.source)
+    )
     agents = [m for m in medications if m.agent_class is AgentClass.IMMUNOSUPPRESSANT]
     # Prior: use had begun before the first infusion. A record whose start is unknown cannot be
     # placed after it, so it counts (and says so): the conservative reading.
@@ -50,7 +86,18 @@ def summarise(
     )
     findings: list[Finding] = []
 
-    if not prior and overrides.prior_immunosuppressant is None:
+    if not prior and overrides.prior_immunosuppressant is None and unread_sources:
+        findings.append(
+            Finding(
+                Code.PRIOR_IS_UNREAD,
+                Severity.WARNING,
+                f"Prior immunosuppressant use unknown: {sources_in_words(unread_sources)} could "
+                "not be read from the EHR. The estimate uses the 'no prior immunosuppressant' "
+                "row; if the patient ever took " + ", ".join(AGENTS) + ", the risk is higher. "
+                "Confirm with the patient and override if needed.",
+            )
+        )
+    elif not prior and overrides.prior_immunosuppressant is None:
         findings.append(
             Finding(
                 Code.PRIOR_IS_NONE_ON_RECORD,
@@ -99,6 +146,16 @@ def summarise(
                 tuple(m.source for m in others),
             )
         )
+    if not_counted:
+        findings.append(
+            Finding(
+                Code.RECORDS_NOT_COUNTED,
+                Severity.INFO,
+                f"Other records (not counted): {_not_counted(not_counted)}. They are not "
+                "evidence of use; review them if the chart may be wrong.",
+                tuple(m.source for m in not_counted),
+            )
+        )
     summary = PriorImmunosuppressant(
         value=value,
         on_record=bool(prior),
@@ -106,5 +163,7 @@ def summarise(
         concomitant=tuple(concomitant),
         other_therapies=tuple(others),
         overridden=overrides.prior_immunosuppressant is not None,
+        not_counted=tuple(not_counted),
+        unread_sources=tuple(unread_sources),
     )
     return summary, findings

@@ -1,11 +1,11 @@
-"""Monitoring advice (risk-model.md §6, MAGNIMS consensus S17; retest practice S18, S21)."""
+"""Monitoring advice (risk-model.md §6): MRI intervals of the MAGNIMS consensus (Wattjes et al.
+2015), six-monthly antibody retesting as reported in practice (docs/clinical-basis.md)."""
 
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 
-from .antibody import INDEX_CUTOFF, RETEST_MONTHS
+from .antibody import INDEX_CUTOFF, NEAR_CUTOFF, RETEST_MONTHS
 from .dates import add_months
 from .records import Antibody
 from .result import AntibodySummary, Monitoring
@@ -20,7 +20,9 @@ MRI_POSITIVE_EARLY = (
 
 
 def _due(due: date, at: date) -> str:
-    return f"next due {due.isoformat()}" if due >= at else (
+    if due == at:
+        return f"due today ({due.isoformat()})"
+    return f"next due {due.isoformat()}" if due > at else (
         f"overdue since {due.isoformat()}: retest now"
     )
 
@@ -36,7 +38,7 @@ def advise(antibody: AntibodySummary, infusions: int, prior_is: bool, at: date) 
         )
     if antibody.status is Antibody.POSITIVE:
         mri = MRI_HIGHER_RISK if infusions >= HIGHER_RISK_FROM_INFUSIONS else MRI_POSITIVE_EARLY
-        index: Decimal | None = antibody.index
+        index = antibody.index_range
         if prior_is:
             return Monitoring(
                 mri,
@@ -50,7 +52,24 @@ def advise(antibody: AntibodySummary, infusions: int, prior_is: bool, at: date) 
                 "row; then retest the index every 6 months while it is 1.5 or below.",
                 at,
             )
-        if index > INDEX_CUTOFF:
+        exact = index.exact
+        if exact is None and not (index.above(INDEX_CUTOFF) or index.at_most(INDEX_CUTOFF)):
+            return Monitoring(
+                mri,
+                f"Request the exact anti-JCV index now: the reported {antibody.index_text} does "
+                "not say whether it is above 1.5, which decides the row.",
+                at,
+            )
+        if index.above(INDEX_CUTOFF):
+            if exact is not None and exact - INDEX_CUTOFF <= NEAR_CUTOFF:
+                # Agrees with the near-cut-off warning: a retest can move the index below 1.5.
+                return Monitoring(
+                    mri,
+                    f"Index {antibody.index_text} is near the 1.5 cut-off, where the band can "
+                    f"change on retest: retest the index in {RETEST_MONTHS} months; "
+                    f"{_due(due, at)}.",
+                    due,
+                )
             return Monitoring(
                 mri,
                 "Index retesting does not change the stratum (index above 1.5).",

@@ -29,6 +29,69 @@ class ResultUse(StrEnum):
     IGNORE = "ignore"  # entered-in-error, cancelled: as if absent
 
 
+COMPARATORS = ("<", "<=", ">", ">=")
+
+
+@dataclass(frozen=True)
+class IndexRange:
+    """Where the true antibody index lies: one exact value, or one side of a reported bound.
+
+    Labs report values outside their reportable range as bounds (">1.5", "<0.20"). A bound is
+    evidence about which band the index falls in, and nothing more: every rule that reads an
+    index asks this range whether the answer is certain, so a bound can never silently stand
+    in for the value at its edge (risk-model §3).
+    """
+
+    low: Decimal  # ≥ 0: an index is never negative
+    low_open: bool
+    high: Decimal | None  # None: no upper limit
+    high_open: bool
+
+    @classmethod
+    def of(cls, value: Decimal, comparator: str = "") -> IndexRange:
+        if comparator == ">":
+            return cls(value, True, None, False)
+        if comparator == ">=":
+            return cls(value, False, None, False)
+        if comparator == "<":
+            return cls(Decimal(0), False, value, True)
+        if comparator == "<=":
+            return cls(Decimal(0), False, value, False)
+        if comparator:
+            raise ValueError(f"unknown comparator {comparator!r}")
+        return cls(value, False, value, False)
+
+    @property
+    def exact(self) -> Decimal | None:
+        return self.low if self.high == self.low and not self.low_open else None
+
+    def below(self, x: Decimal) -> bool:
+        """Every value in the range is < x."""
+        return self.high is not None and (self.high < x or (self.high == x and self.high_open))
+
+    def at_most(self, x: Decimal) -> bool:
+        """Every value in the range is ≤ x."""
+        return self.high is not None and self.high <= x
+
+    def above(self, x: Decimal) -> bool:
+        """Every value in the range is > x."""
+        return self.low > x or (self.low == x and self.low_open)
+
+    def at_least(self, x: Decimal) -> bool:
+        """Every value in the range is ≥ x."""
+        return self.low >= x
+
+    def within(self, above: Decimal | None, at_most: Decimal | None) -> bool:
+        """The whole range lies in (above, at_most]: the bound decides that band."""
+        return (above is None or self.above(above)) and (at_most is None or self.at_most(at_most))
+
+    def meets(self, above: Decimal | None, at_most: Decimal | None) -> bool:
+        """Some value of the range lies in (above, at_most]: that band stays possible."""
+        return (above is None or not self.at_most(above)) and (
+            at_most is None or not self.above(at_most)
+        )
+
+
 class AgentClass(StrEnum):
     NATALIZUMAB = "natalizumab"
     IMMUNOSUPPRESSANT = "immunosuppressant"  # the five agents of the source analyses
@@ -48,8 +111,22 @@ class LabResult:
     index: Decimal | None = None
     matched_by_text: bool = False  # an unmapped local code recognised by its name
     label: str = ""  # code text/display as the lab sent it
-    note: str = ""  # how the value was read when it was not a plain value, e.g. "<1.5"
+    note: str = ""  # why the value could not be read (with ``unreadable``)
     unreadable: bool = False  # a value the adapter could not interpret: never a silent gap
+    comparator: str = ""  # "<", "<=", ">", ">=": ``index`` is a bound, not the value
+
+    def __post_init__(self) -> None:
+        if self.comparator and self.comparator not in COMPARATORS:
+            raise ValueError(f"unknown comparator {self.comparator!r}")
+
+    @property
+    def index_range(self) -> IndexRange | None:
+        return None if self.index is None else IndexRange.of(self.index, self.comparator)
+
+    @property
+    def index_text(self) -> str:
+        """The index as the laboratory reported it, e.g. "1.51" or ">1.5"."""
+        return "" if self.index is None else f"{self.comparator}{self.index.normalize():f}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +153,8 @@ class MedicationEvidence:
     label: str = ""
     ended: date | None = None  # effectivePeriod.end
     noted: date | None = None  # dateAsserted: use had started by then
+    excluded: str = ""  # why the record is not evidence of use ("order intent plan"): listed
+
 
     @property
     def started_by(self) -> date | None:
@@ -115,9 +194,41 @@ class Overrides:
         )
 
 
+# The resource types the inputs come from (risk-model §1).
+OBSERVATION = "Observation"
+ADMINISTRATION = "MedicationAdministration"
+STATEMENT = "MedicationStatement"
+REQUEST = "MedicationRequest"
+PRIOR_IS_SOURCES = (STATEMENT, REQUEST, ADMINISTRATION)
+
+
+@dataclass(frozen=True)
+class Copy:
+    """The records one copy of a resource yields (a resource may yield none)."""
+
+    lab_results: tuple[LabResult, ...] = ()
+    infusions: tuple[Infusion, ...] = ()
+    medications: tuple[MedicationEvidence, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One resource (type/id) received more than once with different content and nothing
+    (``meta.versionId``, ``meta.lastUpdated``) to say which is newer. The engine weighs every
+    copy; none is chosen silently (risk-model §8)."""
+
+    reference: str
+    copies: tuple[Copy, ...]  # in a canonical order that does not depend on the input's
+
+
 @dataclass(frozen=True)
 class Inputs:
-    """Everything the engine reads for one patient, as plain records."""
+    """Everything the engine reads for one patient, as plain records.
+
+    ``unread`` and ``not_offered`` say which resource types the chart could not supply: a type
+    the EHR offers but did not let the app read is unknown, never "none on record"; a type the
+    EHR does not offer at all is simply not a source there (risk-model §8).
+    """
 
     patient: str  # "Patient/123"
     lab_results: tuple[LabResult, ...] = ()
@@ -125,6 +236,13 @@ class Inputs:
     medications: tuple[MedicationEvidence, ...] = ()
     overrides: Overrides = field(default_factory=Overrides)
     versions: tuple[tuple[str, str], ...] = ()  # (reference, meta.versionId) of the sources
+    unread: tuple[str, ...] = ()  # resource types offered but not read (grant, 403, 5xx, …)
+    not_offered: tuple[str, ...] = ()  # resource types the EHR does not offer
+    conflicts: tuple[Conflict, ...] = ()  # conflicting copies, kept out of the records above
+
+    def unknown(self, resource_type: str) -> bool:
+        """The chart cannot tell anything about this type (unread or not offered)."""
+        return resource_type in self.unread or resource_type in self.not_offered
 
     def with_overrides(self, overrides: Overrides) -> Inputs:
         return replace(self, overrides=overrides)

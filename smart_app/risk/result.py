@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from .records import Antibody, Infusion, LabResult, MedicationEvidence, Overrides
+from .records import Antibody, IndexRange, Infusion, LabResult, MedicationEvidence, Overrides
 
 
 class Severity(StrEnum):
@@ -31,6 +31,8 @@ class Code(StrEnum):
     ANTIBODY_DISCORDANT = "antibody-discordant"
     ANTIBODY_UNDATED = "antibody-undated"
     ANTIBODY_VALUE_BOUND = "antibody-value-bound"
+    ANTIBODY_UNREAD = "antibody-unread"
+    INDEX_DUPLICATE = "index-duplicate"
     INDEX_MISSING = "index-missing"
     INDEX_NEAR_CUTOFF = "index-near-cutoff"
     INDEX_RISING = "index-rising"
@@ -49,6 +51,12 @@ class Code(StrEnum):
     MEDICATION_UNRESOLVED = "medication-unresolved"
     EXPOSURE_NOT_COUNTED = "exposure-not-counted"
     EXPOSURE_SAME_DAY = "exposure-same-day"
+    EXPOSURE_UNREAD = "exposure-unread"
+    EXPOSURE_BEYOND_FOLLOW_UP = "exposure-beyond-follow-up"
+    PRIOR_IS_UNREAD = "prior-is-unread"
+    RECORDS_NOT_COUNTED = "records-not-counted"
+    SOURCES_NOT_OFFERED = "sources-not-offered"
+    RESOURCE_CONFLICT = "resource-conflict"
     AFTER_ASSESSMENT_DATE = "after-assessment-date"
 
 
@@ -69,6 +77,15 @@ class AntibodySummary:
     history: tuple[LabResult, ...]  # usable results, oldest first (for the index chart)
     not_used: tuple[LabResult, ...]  # preliminary and other results shown but not used
     overridden: bool = False
+    comparator: str = ""  # the index was reported as a bound (">1.5"): ``index`` is the bound
+
+    @property
+    def index_range(self) -> IndexRange | None:
+        return None if self.index is None else IndexRange.of(self.index, self.comparator)
+
+    @property
+    def index_text(self) -> str:
+        return "" if self.index is None else f"{self.comparator}{self.index.normalize():f}"
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,7 @@ class ExposureSummary:
     mean_interval_days: Decimal | None
     extended_interval: bool
     overridden: bool = False
+    unknown: str = ""  # "unread" / "not offered": the chart could not give the count
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,13 @@ class PriorImmunosuppressant:
     concomitant: tuple[MedicationEvidence, ...]
     other_therapies: tuple[MedicationEvidence, ...]
     overridden: bool = False
+    not_counted: tuple[MedicationEvidence, ...] = ()  # records that are not use, with the reason
+    unread_sources: tuple[str, ...] = ()  # prior-IS sources the app could not read
+
+    @property
+    def unknown(self) -> bool:
+        """No evidence found, but some sources could not be read: use is unknown."""
+        return bool(self.unread_sources) and not self.on_record and not self.overridden
 
 
 @dataclass(frozen=True)
@@ -128,6 +153,9 @@ class Assessment:
     findings: tuple[Finding, ...]
     basis: tuple[str, ...]  # every resource the estimate rests on
     overrides: Overrides
+    category_reason: str = ""  # one sentence: why this qualitative category
+    unread: tuple[str, ...] = ()  # resource types the app could not read
+    not_offered: tuple[str, ...] = ()  # resource types the EHR does not offer
 
     @property
     def complete(self) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .records import Antibody
+from .records import Antibody, IndexRange
 
 
 class TableError(ValueError):
@@ -36,6 +36,11 @@ class Band:
         return self.min <= infusions and (self.max is None or infusions <= self.max)
 
 
+def band_for(bands: tuple[Band, ...], infusions: int) -> Band:
+    """The band holding ``infusions``; beyond the last band, the last band (never extrapolate)."""
+    return next((b for b in bands if b.holds(infusions)), bands[-1])
+
+
 @dataclass(frozen=True)
 class IndexRule:
     """Which index values a row takes: ``missing`` rows take a positive without an index."""
@@ -56,6 +61,14 @@ class IndexRule:
         if self.above is not None and not index > self.above:
             return False
         return self.max is None or index <= self.max
+
+    def decides(self, index: IndexRange) -> bool:
+        """Every value the (possibly bounded) index may take falls in this row."""
+        return not self.missing and self.used and index.within(self.above, self.max)
+
+    def allows(self, index: IndexRange) -> bool:
+        """Some value the (possibly bounded) index may take falls in this row."""
+        return not self.missing and self.used and index.meets(self.above, self.max)
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,23 @@ class RiskTable:
 
     def row_for(self, antibody: Antibody, prior_is: bool, index: Decimal | None) -> Row | None:
         return next((r for r in self.rows if r.matches(antibody, prior_is, index)), None)
+
+    def possible_rows(
+        self, antibody: Antibody, prior_is: bool, index: IndexRange
+    ) -> tuple[Row, ...]:
+        """The rows an index range leaves possible (a row that ignores the index is always
+        possible); one row that *decides* the range is the bound's answer."""
+        return tuple(
+            r for r in self.rows
+            if r.antibody is antibody and r.prior_immunosuppressant == prior_is
+            and (not r.index.used or r.index.allows(index))
+        )
+
+    @property
+    def published_max(self) -> int | None:
+        """The longest exposure any row publishes a closed band for (72 infusions here)."""
+        ends = [b.max for r in self.rows for b in r.bands if b.max is not None]
+        return max(ends) if ends else None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> RiskTable:

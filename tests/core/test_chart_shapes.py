@@ -91,15 +91,23 @@ def test_an_unreadable_duplicate_does_not_spoil_a_readable_result() -> None:
     assert a.per_1000 == Decimal("1.1")
 
 
-def test_an_index_below_a_bound_is_never_placed_in_a_band() -> None:
-    a = assess(
+def test_a_bound_decides_only_the_band_it_proves() -> None:
+    below = assess(
         obs("q", JCV, "2026-10-01", valueString="Positive"),
         obs("i", JCV_INDEX, "2026-10-01", valueQuantity={"value": 1.5, "comparator": "<"}),
         *infusions(30),
     )
-    assert a.antibody.index is None
-    assert a.cell is not None and a.cell.row.endswith("index not available")
-    assert "antibody-value-bound" in codes(a)
+    # "<1.5" proves the index is at most 1.5: that row, and the page says it was a bound.
+    assert below.cell is not None and below.cell.row.endswith("index ≤ 1.5")
+    assert "antibody-value-bound" in codes(below)
+    spanning = assess(
+        obs("q", JCV, "2026-10-01", valueString="Positive"),
+        obs("i", JCV_INDEX, "2026-10-01", valueQuantity={"value": 0.9, "comparator": ">"}),
+        *infusions(30),
+    )
+    # ">0.9" leaves both sides of 1.5 open: "index not available", never the lower row.
+    assert spanning.cell is not None and spanning.cell.row.endswith("index not available")
+    assert "antibody-value-bound" in codes(spanning)
     negative = assess(obs("i", JCV_INDEX, "2026-10-01",
                           valueQuantity={"value": 0.2, "comparator": "<"}), *infusions(30))
     assert negative.antibody.status.value == "negative"

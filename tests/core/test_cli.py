@@ -118,7 +118,7 @@ def test_notes_carry_the_fixture_warnings(fixture_runs: dict[str, Run]) -> None:
 
     assert "beyond published data (72 infusions)" in notes("ex10-beyond-72-100-infusions")
     assert "retest due since 2026-09-25" in notes("stale-result")
-    assert "flagged in the source notes" in notes("no-infusions")
+    assert "Reported in one analysis only" in notes("no-infusions")
     assert "Extended-interval dosing" in notes("ex12-eid-40-over-60-months")
 
 

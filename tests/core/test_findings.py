@@ -10,7 +10,14 @@ from decimal import Decimal
 import pytest
 
 from smart_app.risk import Antibody, Assessment, Code, Overrides, Severity
-from smart_app.risk.records import AgentClass, Infusion, MedicationEvidence, ResultUse
+from smart_app.risk.records import (
+    AgentClass,
+    Conflict,
+    Copy,
+    Infusion,
+    MedicationEvidence,
+    ResultUse,
+)
 
 from .builders import (
     AT,
@@ -74,10 +81,36 @@ CASES: dict[Code, Callable[[], Assessment]] = {
     ),
     Code.EXPOSURE_NONE: lambda: run(inputs(POSITIVE, [])),
     Code.ANTIBODY_VALUE_BOUND: lambda: run(
-        inputs([lab(Antibody.POSITIVE),
-                replace(lab(index="1.5"), index=None, note="index reported as <1.5")],
+        inputs([lab(Antibody.POSITIVE), replace(lab(index="1.5"), comparator=">=")],
                infusions(30))
     ),
+    Code.ANTIBODY_UNREAD: lambda: run(replace(inputs([], infusions(30)),
+                                              unread=("Observation",))),
+    Code.INDEX_DUPLICATE: lambda: run(
+        inputs([lab(Antibody.POSITIVE), lab(index="0.9"), lab(index="1.2")], infusions(30))
+    ),
+    Code.EXPOSURE_UNREAD: lambda: run(replace(inputs(POSITIVE),
+                                              unread=("MedicationAdministration",))),
+    Code.EXPOSURE_BEYOND_FOLLOW_UP: lambda: run(
+        inputs(antibody_test(Antibody.NEGATIVE, "0.1"), infusions(80))
+    ),
+    Code.PRIOR_IS_UNREAD: lambda: run(replace(inputs(POSITIVE, infusions(30)),
+                                              unread=("MedicationStatement",))),
+    Code.RECORDS_NOT_COUNTED: lambda: _positive_with(
+        [replace(medication("azathioprine", BEFORE_NATALIZUMAB, kind="MedicationRequest"),
+                 excluded="order intent plan")]
+    ),
+    Code.SOURCES_NOT_OFFERED: lambda: run(replace(inputs(POSITIVE, infusions(30)),
+                                                  not_offered=("MedicationStatement",))),
+    Code.RESOURCE_CONFLICT: lambda: run(replace(
+        inputs(POSITIVE, infusions(30)),
+        conflicts=(Conflict("MedicationAdministration/twice", (
+            Copy(infusions=(Infusion("MedicationAdministration/twice", date(2017, 1, 2),
+                                     "completed"),)),
+            Copy(infusions=(Infusion("MedicationAdministration/twice", date(2017, 1, 2),
+                                     "entered-in-error"),)),
+        )),),
+    )),
     Code.MEDICATION_UNRESOLVED: lambda: _positive_with(
         [medication("unidentified medication", None, agent_class=AgentClass.UNRESOLVED)]
     ),
@@ -121,7 +154,8 @@ CASES: dict[Code, Callable[[], Assessment]] = {
     Code.OVERRIDE: lambda: _positive_with(overrides=Overrides(infusion_count=50)),
 }
 
-BLOCKING = {Code.ANTIBODY_MISSING, Code.ANTIBODY_INDETERMINATE}
+BLOCKING = {Code.ANTIBODY_MISSING, Code.ANTIBODY_INDETERMINATE, Code.ANTIBODY_DISCORDANT,
+            Code.ANTIBODY_UNREAD, Code.EXPOSURE_UNREAD}
 
 
 @pytest.mark.parametrize("code", list(Code), ids=str)
@@ -203,8 +237,12 @@ def test_discordant_qualitative_and_index(
     qualitative: Antibody, index: str, discordant: bool
 ) -> None:
     a = run(inputs([lab(qualitative), lab(index=index)], infusions(30)))
-    assert a.antibody.status is qualitative  # the qualitative result is used
     assert ("antibody-discordant" in codes(a)) is discordant
+    if discordant:  # never resolved by picking one: no estimate, "confirm with the laboratory"
+        assert not a.complete
+        assert "laboratory" in finding(a, "antibody-discordant").message
+    else:
+        assert a.antibody.status is qualitative and a.complete
 
 
 def test_undated_result_is_not_used() -> None:
