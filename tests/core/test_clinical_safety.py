@@ -17,8 +17,8 @@ from smart_app.config import Settings
 from smart_app.fhir.present import text_summary
 from smart_app.fhir.riskassessment import identifier_value
 from smart_app.risk import Antibody, Assessment, Overrides, RiskTable, Severity
+from smart_app.risk.tables import load_table
 from smart_app.service import ChartAssessment, assess_chart
-from smart_app.tables import load_table
 
 AT = date(2026, 11, 25)
 PID = "p1"
