@@ -1,0 +1,319 @@
+"""The edges of the clinical input rules (risk-model.md §2–§6), one rule per test.
+
+Each test sits on a boundary a one-character change to the rules would move (``>`` for ``>=``,
+a status dropped from a set, two rows swapped): the value exactly on the boundary and the first
+value past it, so a mutation test of the core cannot slip a changed rule past the suite.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from smart_app.fhir.extract import extract_inputs
+from smart_app.risk import Antibody, Assessment
+from smart_app.risk.table import RiskTable
+
+from .builders import (
+    AT,
+    FIRST_INFUSION,
+    JCV_ANTIBODY,
+    JCV_INDEX,
+    PATIENT,
+    administration,
+    antibody_test,
+    codes,
+    concept,
+    finding,
+    index_value,
+    infusions,
+    inputs,
+    natalizumab_series,
+    observation,
+    patient,
+    run,
+    snomed_result,
+    statement,
+)
+
+POSITIVE = snomed_result("10828004", "Positive")
+
+
+def assess_fhir(*resources: dict[str, Any], n: int = 30, at: date = AT) -> Assessment:
+    return run(extract_inputs([patient(), *natalizumab_series(n), *resources], PATIENT), at=at)
+
+
+# --- the assessment date ------------------------------------------------------------------------
+
+def test_a_result_dated_on_the_assessment_date_is_used() -> None:
+    """Records dated after the assessment date are left out; one dated on it is not."""
+    a = run(inputs([*antibody_test(Antibody.POSITIVE, "0.9"),
+                    *antibody_test(Antibody.NEGATIVE, on=AT)], infusions(10)))
+    assert a.antibody.status is Antibody.NEGATIVE
+    assert a.antibody.tested_on == AT
+    assert "after-assessment-date" not in codes(a)
+
+    later = run(inputs([*antibody_test(Antibody.POSITIVE, "0.9"),
+                        *antibody_test(Antibody.NEGATIVE, on=AT + timedelta(days=1))],
+                       infusions(10)))
+    assert later.antibody.status is Antibody.POSITIVE
+    assert "after-assessment-date" in codes(later)
+
+
+def test_an_infusion_and_a_medication_dated_on_the_assessment_date_are_used() -> None:
+    given = infusions(25, start=AT - timedelta(days=28 * 24))
+    assert given[-1].when == AT
+    a = run(inputs(antibody_test(Antibody.POSITIVE, "0.9"), given))
+    assert a.exposure.infusions == 25
+    assert a.cell is not None and a.cell.band == "25–48 infusions"
+    assert "after-assessment-date" not in codes(a)
+
+
+# --- pairing a qualitative result with its index ------------------------------------------------
+
+@pytest.mark.parametrize(("days", "paired"), [(0, True), (3, True), (4, False)])
+def test_index_and_qualitative_result_up_to_three_days_apart_are_one_test(
+    days: int, paired: bool
+) -> None:
+    """A concordant index reported up to 3 days before its qualitative result is the same test;
+    4 days apart they are two tests, and the later (qualitative only) has no index."""
+    drawn = date(2026, 9, 10)
+    a = assess_fhir(
+        observation("idx", JCV_INDEX, on=drawn.isoformat(), **index_value("2.0")),
+        observation("ab", JCV_ANTIBODY, on=(drawn + timedelta(days=days)).isoformat(),
+                    **POSITIVE),
+    )
+    assert a.antibody.status is Antibody.POSITIVE
+    assert a.cell is not None
+    if paired:
+        assert a.antibody.index == Decimal("2.0")
+        assert set(a.antibody.sources) == {"Observation/idx", "Observation/ab"}
+        assert a.cell.row == "antibody positive, no prior IS, index > 1.5"
+        assert a.per_1000 == Decimal("8.8")
+    else:
+        assert a.antibody.index is None
+        assert a.antibody.sources == ("Observation/ab",)
+        assert a.cell.row == "antibody positive, no prior IS, index not available"
+        assert a.per_1000 == Decimal("3")
+
+
+# --- the table: exclusive "above", inclusive "max", whatever the row order ------------------------
+
+def _reordered_table() -> RiskTable:
+    """A custom table listing the "> 1.5" row before the "≤ 1.5" row."""
+    cells = [{"min": 0, "max": 24, "per_1000": 1}, {"min": 25, "max": 48, "per_1000": 2}]
+    rows: list[dict[str, Any]] = [
+        {"label": "negative", "antibody": "negative", "prior_immunosuppressant": False,
+         "cells": cells},
+        {"label": "above 1.5", "antibody": "positive", "prior_immunosuppressant": False,
+         "index": {"above": 1.5}, "cells": cells},
+        {"label": "at most 1.5", "antibody": "positive", "prior_immunosuppressant": False,
+         "index": {"max": 1.5}, "cells": cells},
+        {"label": "no index", "antibody": "positive", "prior_immunosuppressant": False,
+         "index": "missing", "cells": cells},
+    ]
+    return RiskTable.from_mapping(
+        {"id": "reordered", "title": "Reordered", "sources": ["test"], "rows": rows}
+    )
+
+
+@pytest.mark.parametrize(("index", "row"), [("1.5", "at most 1.5"), ("1.51", "above 1.5"),
+                                            ("1.49", "at most 1.5")])
+def test_a_rows_above_bound_is_exclusive_even_when_it_comes_first(index: str, row: str) -> None:
+    a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(30)),
+            risk_table=_reordered_table())
+    assert a.cell is not None and a.cell.row == row
+
+
+@pytest.mark.parametrize(("index", "row", "per_1000"), [
+    ("1.5", "antibody positive, no prior IS, index ≤ 1.5", "1.1"),
+    ("1.51", "antibody positive, no prior IS, index > 1.5", "8.8"),
+])
+def test_index_exactly_1_5_is_the_lower_band_in_the_bundled_table(
+    index: str, row: str, per_1000: str
+) -> None:
+    a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(30)))
+    assert a.cell is not None and a.cell.row == row
+    assert a.per_1000 == Decimal(per_1000)
+
+
+@pytest.mark.parametrize(("index", "qualitative"), [("1.5", "moderate"), ("1.51", "high")])
+def test_higher_risk_group_needs_an_index_above_1_5(index: str, qualitative: str) -> None:
+    """EMA/PRAC "higher risk": positive, > 24 infusions and index > 1.5 (1.5 itself is not)."""
+    a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(30)))
+    assert a.qualitative == qualitative
+
+
+@pytest.mark.parametrize(("n", "qualitative"), [(24, "moderate"), (25, "high")])
+def test_higher_risk_group_needs_more_than_24_infusions(n: int, qualitative: str) -> None:
+    a = run(inputs(antibody_test(Antibody.POSITIVE, "2.0"), infusions(n)))
+    assert a.qualitative == qualitative
+
+
+@pytest.mark.parametrize(("index", "retest"), [("1.5", True), ("1.51", False)])
+def test_index_retest_advice_stops_only_above_1_5(index: str, retest: bool) -> None:
+    a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(10)))
+    if retest:
+        assert a.monitoring.antibody_retest_due is not None
+        advice = a.monitoring.antibody_retest
+        assert "retest every 6 months while the index is 1.5 or below" in advice
+    else:
+        assert a.monitoring.antibody_retest_due is None
+        assert "index above 1.5" in a.monitoring.antibody_retest
+
+
+@pytest.mark.parametrize(("index", "near"), [("1.39", False), ("1.4", True), ("1.6", True),
+                                             ("1.61", False)])
+def test_near_the_cut_off_means_within_0_1_of_1_5(index: str, near: bool) -> None:
+    a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(10)))
+    assert ("index-near-cutoff" in codes(a)) is near
+
+
+# --- retest due dates ---------------------------------------------------------------------------
+
+def test_a_retest_due_today_is_due_not_overdue() -> None:
+    """The antibody retest falls due 6 calendar months after the test: on that day it is due
+    (not stale, not overdue); the next day it is overdue."""
+    tested = date(2026, 5, 25)
+    due_today = run(inputs(antibody_test(Antibody.NEGATIVE, on=tested), infusions(10)))
+    assert due_today.monitoring.antibody_retest_due == AT
+    assert due_today.monitoring.antibody_retest.endswith(f"next due {AT.isoformat()}.")
+    assert "overdue" not in due_today.monitoring.antibody_retest
+    assert "antibody-stale" not in codes(due_today)
+
+    day_after = run(inputs(antibody_test(Antibody.NEGATIVE, on=tested), infusions(10)),
+                    at=AT + timedelta(days=1))
+    assert f"overdue since {AT.isoformat()}" in day_after.monitoring.antibody_retest
+    assert f"retest due since {AT.isoformat()}" in finding(day_after, "antibody-stale").message
+
+
+def test_a_low_index_retest_due_today_is_due_not_overdue() -> None:
+    tested = date(2026, 5, 25)
+    a = run(inputs(antibody_test(Antibody.POSITIVE, "0.9", on=tested), infusions(10)))
+    assert a.monitoring.antibody_retest.endswith(f"next due {AT.isoformat()}.")
+
+
+# --- prior immunosuppressant use ----------------------------------------------------------------
+
+@pytest.mark.parametrize("status", ["intended", "not-taken", "entered-in-error", "unknown"])
+def test_a_statement_of_intended_or_untaken_use_is_not_prior_use(status: str) -> None:
+    """A MedicationStatement that does not say the drug was taken is not evidence of use."""
+    before = (FIRST_INFUSION - timedelta(days=200)).isoformat()
+    a = assess_fhir(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        observation("idx", JCV_INDEX, **index_value("1.0")),
+        statement("aza", before, concept("azathioprine 50 mg"), status=status),
+    )
+    assert a.prior_immunosuppressant.value is False
+    assert a.per_1000 == Decimal("1.1")
+
+    taken = assess_fhir(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        observation("idx", JCV_INDEX, **index_value("1.0")),
+        statement("aza", before, concept("azathioprine 50 mg"), status="completed"),
+    )
+    assert taken.prior_immunosuppressant.value is True
+    assert taken.per_1000 == Decimal("12")
+
+
+# --- index values and comparators near the assay cut-offs ---------------------------------------
+
+def _index_only(**value: Any) -> Assessment:
+    return assess_fhir(observation("idx", JCV_INDEX, **value), n=10)
+
+
+@pytest.mark.parametrize(("comparator", "status"), [
+    ("<", Antibody.NEGATIVE),  # every value below 0.20 is negative
+    ("<=", Antibody.INDETERMINATE),  # 0.20 itself is indeterminate: not proven negative
+])
+def test_an_index_bounded_at_0_20_is_negative_only_strictly_below(
+    comparator: str, status: Antibody
+) -> None:
+    a = _index_only(valueQuantity={"value": Decimal("0.20"), "comparator": comparator})
+    assert a.antibody.status is status
+    assert a.antibody.index is None
+    if status is Antibody.NEGATIVE:
+        assert a.per_1000 == Decimal("0.02")
+    else:
+        assert a.per_1000 is None and not a.complete
+
+
+@pytest.mark.parametrize(("text", "status"), [("<0.20", Antibody.NEGATIVE),
+                                              ("<=0.20", Antibody.INDETERMINATE),
+                                              ("<0.19", Antibody.NEGATIVE),
+                                              ("<=0.19", Antibody.NEGATIVE)])
+def test_an_index_string_bound_at_0_20(text: str, status: Antibody) -> None:
+    assert _index_only(valueString=text).antibody.status is status
+
+
+@pytest.mark.parametrize(("value", "status"), [("0.40", Antibody.INDETERMINATE),
+                                               ("0.41", Antibody.POSITIVE),
+                                               ("0.20", Antibody.INDETERMINATE),
+                                               ("0.19", Antibody.NEGATIVE)])
+def test_an_exact_index_at_the_assay_cut_offs(value: str, status: Antibody) -> None:
+    """0.20–0.40 inclusive is indeterminate; below 0.20 negative; above 0.40 positive."""
+    assert _index_only(**index_value(value)).antibody.status is status
+
+
+@pytest.mark.parametrize(("comparator", "value", "status"), [
+    (">", "0.40", Antibody.POSITIVE),  # every value above 0.40 is positive
+    pytest.param(">=", "0.40", Antibody.INDETERMINATE,  # 0.40 itself is indeterminate
+                 marks=pytest.mark.xfail(strict=True, reason="comparator fix (issue 16) pending")),
+    (">", "0.39", Antibody.INDETERMINATE),  # 0.395 would be indeterminate
+])
+def test_an_index_bounded_at_0_40_is_positive_only_strictly_above(
+    comparator: str, value: str, status: Antibody
+) -> None:
+    a = _index_only(valueQuantity={"value": Decimal(value), "comparator": comparator})
+    assert a.antibody.status is status
+    if status is Antibody.POSITIVE:
+        # positive, but the bound does not say on which side of 1.5 the index lies
+        assert a.antibody.index is None
+        assert a.cell is not None
+        assert a.cell.row == "antibody positive, no prior IS, index not available"
+    else:
+        assert a.per_1000 is None and not a.complete
+
+
+# --- qualitative words --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["Non-reactive", "Nonreactive", "NON-REACTIVE", "Not detected"])
+def test_non_reactive_is_negative(text: str) -> None:
+    """Negative words are read first: "non-reactive" contains the positive word "reactive"."""
+    for value in ({"valueString": text}, {"valueCodeableConcept": concept(text)}):
+        a = assess_fhir(observation("ab", JCV_ANTIBODY, **value), n=10)
+        assert a.antibody.status is Antibody.NEGATIVE, value
+        assert a.per_1000 == Decimal("0.02")
+
+
+@pytest.mark.parametrize("text", ["Reactive", "Present", "Detected"])
+def test_reactive_is_positive(text: str) -> None:
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, valueString=text), n=10)
+    assert a.antibody.status is Antibody.POSITIVE
+
+
+# --- natalizumab administrations that are not counted --------------------------------------------
+
+def test_not_done_and_unknown_administrations_are_named_as_not_counted() -> None:
+    """Only completed infusions count; every other natalizumab administration but a voided one
+    is listed in the "not counted" finding with its status."""
+    a = assess_fhir(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        administration("nd", "2026-10-01", status="not-done"),
+        administration("unk", "2026-10-29", status="unknown"),
+        administration("eie", "2026-11-05", status="entered-in-error"),
+        administration("stop", "2026-11-10", status="stopped"),
+        n=24,
+    )
+    assert a.exposure.infusions == 24
+    f = finding(a, "exposure-not-counted")
+    assert set(f.sources) == {
+        "MedicationAdministration/nd",
+        "MedicationAdministration/unk",
+        "MedicationAdministration/stop",
+    }
+    assert f.message.startswith("3 natalizumab administration(s) not counted "
+                                "(not-done, stopped, unknown)")
