@@ -53,12 +53,17 @@ def assess_chart(
     full_urls: Mapping[str, Mapping[str, Any]] | None = None,
     unread: Iterable[str] = (),
     not_offered: Iterable[str] = (),
+    resource: bool = True,
 ) -> ChartAssessment:
     """Assess one patient's resources (already checked to belong to ``patient_id``).
 
     ``unread`` names the resource types the EHR offers but did not let the app read (grant,
     403, 5xx); ``not_offered`` those it does not offer at all. Both reach the engine as plain
     data: what the app could not see is unknown, never "none on record".
+
+    ``resource=False`` skips building the write-back RiskAssessment (about half the cost of a
+    light chart) for callers that only show the assessment, such as the worklist's thousands of
+    rows; the assessment itself is the same.
 
     Raises ``smart_app.fhir.extract.ForeignResourceError`` when a resource belongs to another
     patient: mixing two charts must never produce a number.
@@ -75,7 +80,7 @@ def assess_chart(
         build_risk_assessment(
             result, encounter=encounter, performer=performer, versions=dict(inputs.versions)
         )
-        if result.complete
+        if result.complete and resource
         else None
     )
     return ChartAssessment(result, ra)

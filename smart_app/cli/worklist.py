@@ -76,6 +76,8 @@ def worklist_command(args: argparse.Namespace) -> int:
         return _fail("--from-ndjson and --group exclude each other")
     if not args.from_ndjson and not (tenant and args.group):
         return _fail("give --tenant and --group (a Bulk export), or --from-ndjson DIR")
+    if args.workers is not None and not 1 <= args.workers <= 16:
+        return _fail("--workers: expected 1 to 16")
     options = None
     if not args.from_ndjson:
         from ..worklist.export import ExportOptions
@@ -90,13 +92,13 @@ def worklist_command(args: argparse.Namespace) -> int:
         with _terminate_as_exit():
             if args.from_ndjson:
                 result = from_ndjson(Path(args.from_ndjson), out=out, at=at, settings=settings,
-                                     tenant=tenant)
+                                     tenant=tenant, workers=args.workers)
             else:
                 from ..worklist.run import from_ehr
 
                 assert tenant is not None and options is not None
                 result = from_ehr(tenant, args.group, out=out, at=at, settings=settings,
-                                  options=options)
+                                  options=options, workers=args.workers)
     except NdjsonError as exc:
         return _fail(str(exc))
     except (config.ConfigError, TableError) as exc:
@@ -139,4 +141,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                      help="_typeFilter for Observations: the app's own category narrowing "
                      "(default) or only the anti-JCV codes (smaller; local codes must be "
                      "configured under [codes])")
+    cmd.add_argument("--workers", type=int, default=None,
+                     help="processes assessing charts (default: every core, at most 4, from 500 "
+                     "patients; 1 below)")
     cmd.set_defaults(func=worklist_command)

@@ -350,6 +350,8 @@ def _content(resource: Resource) -> str:
 def _newest(copies: Sequence[Resource]) -> list[Resource]:
     """The newest copies of one resource by ``meta.versionId``, then ``meta.lastUpdated``;
     several distinct ones when nothing orders them (canonically sorted)."""
+    if len(copies) == 1:  # the usual case: nothing to order, no canonical text needed
+        return list(copies)
     best = max(_version_key(r) for r in copies)
     distinct = {_content(r): r for r in copies if _version_key(r) == best}
     return [distinct[k] for k in sorted(distinct)]

@@ -24,6 +24,7 @@ MAX_RETRIES = 2
 @dataclass(frozen=True)
 class PatientSearch:
     patient_id: str
+    kind: str  # the resource type searched
     resources: tuple[dict[str, Any], ...]
     error: str | None  # why the chart part could not be read (safe to show)
     requests: int
@@ -49,27 +50,27 @@ def _search(client: BulkClient, kind: str, patient_id: str) -> PatientSearch:
             continue
         if resp.status_code != 200:
             codes, _ = outcome_codes(resp)
-            return PatientSearch(patient_id, (), f"{kind} could not be read (HTTP "
+            return PatientSearch(patient_id, kind, (), f"{kind} could not be read (HTTP "
                                  f"{resp.status_code}{', ' + codes[0] if codes else ''})", sent)
         try:
             bundle = resp.json()
         except ValueError:
-            return PatientSearch(patient_id, (), f"{kind} could not be read (not JSON)", sent)
+            return PatientSearch(patient_id, kind, (), f"{kind} could not be read (not JSON)", sent)
         for entry in bundle.get("entry") or [] if isinstance(bundle, dict) else []:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict):
                 continue
             kind_found = resource.get("resourceType")
             if kind_found == kind and subject_patient(resource) != patient_id:
-                return PatientSearch(patient_id, (), f"{kind}: the EHR answered with another "
+                return PatientSearch(patient_id, kind, (), f"{kind}: the EHR answered with another "
                                      "patient's data", sent)
             if kind_found in (kind, "Medication"):
                 found.append(resource)
         pages += 1
         url = _next(bundle, client.base)
         if url is not None and pages >= MAX_PAGES:
-            return PatientSearch(patient_id, (), f"{kind}: more than {MAX_PAGES} pages", sent)
-    return PatientSearch(patient_id, tuple(found), None, sent)
+            return PatientSearch(patient_id, kind, (), f"{kind}: more than {MAX_PAGES} pages", sent)
+    return PatientSearch(patient_id, kind, tuple(found), None, sent)
 
 
 def _next(bundle: Any, base: str) -> str | None:

@@ -26,7 +26,8 @@ INFUSION_THRESHOLD = 24
 STALE_OR_MISSING = frozenset({
     Code.ANTIBODY_STALE, Code.ANTIBODY_UNDATED, Code.ANTIBODY_PRELIMINARY, Code.INDEX_MISSING,
     Code.EXPOSURE_NONE, Code.EXPOSURE_UNDATED, Code.EXPOSURE_UNDERCOUNT,
-    Code.MEDICATION_UNRESOLVED, Code.PRIOR_IS_UNDATED,
+    Code.MEDICATION_UNRESOLVED, Code.PRIOR_IS_UNDATED, Code.ANTIBODY_UNREAD, Code.EXPOSURE_UNREAD,
+    Code.PRIOR_IS_UNREAD,
 })
 MRI_INTERVALS = {
     monitoring.MRI_HIGHER_RISK: "every 3–4 months",
@@ -235,7 +236,8 @@ def previous_infusions(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         if not isinstance(row, Mapping):
             continue
         patient, infusions = row.get("patient"), row.get("infusions")
-        unread = "chart-unread" in (row.get("missing_or_stale") or [])
+        gaps = row.get("missing_or_stale") or []
+        unread = "chart-unread" in gaps or "exposure-unread" in gaps  # count unknown then
         if isinstance(patient, str) and isinstance(infusions, int) and not unread:
             found[patient] = infusions
     return found

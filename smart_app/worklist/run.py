@@ -19,13 +19,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..config import Settings, Tenant
-from ..fhir.extract import ForeignResourceError
 from ..ops import audit
 from ..risk.table import RiskTable
 from ..risk.tables import load_table
 from . import ndjson, output
+from .assessing import Context, assess_all, jobs_from, workers_for
 from .errors import WorklistError
-from .rows import NO_ESTIMATE, Row, previous_infusions, row_for, sort_key, unread_row
+from .rows import NO_ESTIMATE, Row, previous_infusions, sort_key
 from .staging import Staging, StagingCounts
 
 TEMP_PREFIX = "pml-risk-worklist-"
@@ -45,8 +45,9 @@ class SourceReport:
     source: str  # "bulk-export" | "ndjson"
     transaction_time: str | None = None
     notes: list[str] = field(default_factory=list)
-    #: patient id → why the chart could not be read completely (no estimate for them)
-    unread: dict[str, str] = field(default_factory=dict)
+    #: patient id → resource types that could not be read for that patient (the engine then
+    #: treats them as unknown, exactly as the app does when a search fails)
+    unread: dict[str, set[str]] = field(default_factory=dict)
     #: patient id → how part of the chart was read (e.g. per-patient search)
     data_notes: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -79,28 +80,13 @@ def assess_staged(
     report: SourceReport,
     previous: Mapping[str, int],
     link: Callable[[str], str],
+    workers: int | None = None,
 ) -> list[Row]:
     """One row per staged patient, assessed through the app's seam (``service.assess_chart``)."""
-    from ..service import assess_chart  # the FHIR model import is slow: only when assessing
-
-    rows: list[Row] = []
-    for chart in staging.charts():
-        pid = chart.patient_id
-        if pid in report.unread:
-            rows.append(unread_row(patient_id=pid, patient=chart.patient, at=at,
-                                   reason=report.unread[pid], previous_infusions=previous.get(pid),
-                                   link=link(pid)))
-            continue
-        try:
-            result = assess_chart(chart.resources, pid, at=at, settings=settings, table=table)
-        except ForeignResourceError:
-            rows.append(unread_row(patient_id=pid, patient=chart.patient, at=at,
-                                   reason="the export mixes this chart with another patient's",
-                                   previous_infusions=previous.get(pid), link=link(pid)))
-            continue
-        rows.append(row_for(result.assessment, patient_id=pid, patient=chart.patient, at=at,
-                            previous_infusions=previous.get(pid),
-                            data_notes=report.data_notes.get(pid, ""), link=link(pid)))
+    jobs = jobs_from(staging, unread=report.unread, previous=previous,
+                     data_notes=report.data_notes, link=link)
+    context = Context(str(staging.path), settings, table, at)
+    rows = assess_all(jobs, context, workers_for(staging.counts().patients, workers))
     rows.sort(key=sort_key)
     return rows
 
@@ -152,6 +138,7 @@ def run(
     settings: Settings,
     tenant: Tenant | None = None,
     group: str | None = None,
+    workers: int | None = None,
 ) -> RunResult:
     """Stage with ``fill`` (which gets the staging and the private folder), assess, write."""
     table = load_table(settings.risk_table)
@@ -164,7 +151,7 @@ def run(
             report = fill(staging, folder)
             counts = staging.counts()
             rows = assess_staged(staging, at=at, settings=settings, table=table, report=report,
-                                 previous=previous,
+                                 previous=previous, workers=workers,
                                  link=lambda pid: deep_link(settings, tenant, pid))
         data = summary(rows, counts, report, at=at, table=table, tenant=tenant, group=group)
         files = output.write_all(out, rows, data)
@@ -304,7 +291,8 @@ def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunR
             for result in search_patients(client, per_patient, ids, options.concurrency):
                 if result.error is not None:
                     failed += 1
-                    report.unread.setdefault(result.patient_id, result.error)
+                    report.unread.setdefault(result.patient_id, set()).add(result.kind)
+                    report.data_notes[result.patient_id] = result.error
                     continue
                 for resource in result.resources:
                     staging.add_resource(resource)

@@ -35,7 +35,7 @@ class PatientChart:
     """One patient's staged resources, parsed as ``pml-risk assess`` parses a file."""
 
     patient_id: str
-    patient: Mapping[str, Any] | None  # the Patient resource (name, MRN), if exported
+    patient: Mapping[str, Any]  # the Patient resource (name, MRN)
     resources: tuple[Mapping[str, Any], ...]
 
 
@@ -149,48 +149,61 @@ class Staging:
         self._index()
         return [row[0] for row in self._db.execute("SELECT id FROM patient ORDER BY id")]
 
-    def charts(self) -> Iterator[PatientChart]:
-        """Every patient with a Patient resource, in id order, one chart in memory at a time."""
+    def raw_charts(self) -> Iterator[tuple[str, bytes, tuple[bytes, ...]]]:
+        """(patient id, Patient line, chart lines) of every patient with a Patient resource, in
+        id order, one chart in memory at a time; nothing parsed (workers parse)."""
         self._index()
-        reader = self._db.cursor()
-        rows = reader.execute(
+        rows = self._db.cursor().execute(
             "SELECT p.id, p.body, c.body FROM patient p LEFT JOIN chart c ON c.patient = p.id "
             "ORDER BY p.id"
         )
         current: str | None = None
-        patient: dict[str, Any] | None = None
+        patient = b""
         bodies: list[bytes] = []
         for pid, patient_body, body in rows:
             if pid != current:
                 if current is not None:
-                    yield self._chart(current, patient, bodies)
-                current, bodies = pid, []
-                patient = _parse(patient_body)
+                    yield current, patient, tuple(bodies)
+                current, patient, bodies = pid, patient_body, []
             if body is not None:
                 bodies.append(body)
         if current is not None:
-            yield self._chart(current, patient, bodies)
+            yield current, patient, tuple(bodies)
 
-    def _chart(self, pid: str, patient: dict[str, Any] | None,
-               bodies: list[bytes]) -> PatientChart:
-        resources: list[Mapping[str, Any]] = [patient] if patient is not None else []
-        resources.extend(_parse(b) for b in bodies)
-        resources.extend(self._medications(resources))
-        return PatientChart(pid, patient, tuple(resources))
+    def charts(self) -> Iterator[PatientChart]:
+        """Every patient's chart, parsed, with the Medications it references."""
+        for pid, patient, bodies in self.raw_charts():
+            yield chart_from_raw(self._db, pid, patient, bodies)
 
-    def _medications(self, resources: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        refs: set[str] = set()
-        for resource in resources:
-            reference = resource.get("medicationReference")
-            ref = reference.get("reference") if isinstance(reference, Mapping) else None
-            if isinstance(ref, str) and not ref.startswith("#"):
-                refs.add("/".join(unversioned(ref).split("/")[-2:]))
-        if not refs:
-            return []
-        marks = ",".join("?" * len(refs))
-        found = self._db.execute(f"SELECT body FROM shared WHERE ref IN ({marks})",  # noqa: S608
-                                 sorted(refs))
-        return [_parse(row[0]) for row in found]
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A second connection to a finished staging database (another process's reader)."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def chart_from_raw(db: sqlite3.Connection, pid: str, patient_body: bytes,
+                   bodies: tuple[bytes, ...]) -> PatientChart:
+    """Parse one staged chart as ``pml-risk assess`` parses a file, and join its Medications."""
+    patient = _parse(patient_body)
+    resources: list[Mapping[str, Any]] = [patient]
+    resources.extend(_parse(b) for b in bodies)
+    resources.extend(_medications(db, resources))
+    return PatientChart(pid, patient, tuple(resources))
+
+
+def _medications(db: sqlite3.Connection,
+                 resources: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    refs: set[str] = set()
+    for resource in resources:
+        reference = resource.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, Mapping) else None
+        if isinstance(ref, str) and not ref.startswith("#"):
+            refs.add("/".join(unversioned(ref).split("/")[-2:]))
+    if not refs:
+        return []
+    marks = ",".join("?" * len(refs))
+    found = db.execute(f"SELECT body FROM shared WHERE ref IN ({marks})", sorted(refs))  # noqa: S608
+    return [_parse(row[0]) for row in found]
 
 
 def _parse(body: bytes) -> dict[str, Any]:

@@ -167,3 +167,14 @@ def test_an_empty_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "in").mkdir()
     assert worklist("--from-ndjson", str(tmp_path / "in"), "--out", str(tmp_path / "o")) == 2
     assert "no .ndjson or .ndjson.gz files" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_same_rows(tmp_path: Path) -> None:
+    """Large cohorts are assessed in worker processes; the rows must not depend on it."""
+    write_ndjson(tmp_path / "in", gzip_types=("Observation",))
+    for workers in ("1", "2"):
+        assert worklist("--from-ndjson", str(tmp_path / "in"), "--out",
+                        str(tmp_path / f"out-{workers}"), "--at", AT, "--workers", workers) == 0
+    one = json.loads((tmp_path / "out-1" / "worklist.json").read_text(encoding="utf-8"))["rows"]
+    two = json.loads((tmp_path / "out-2" / "worklist.json").read_text(encoding="utf-8"))["rows"]
+    assert one == two and len(one) == len(INDEX)
