@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 AUTH_METHODS = ("public", "client_secret_basic", "private_key_jwt")
 SCOPE_PROFILES = ("v2", "v1")
 SIGNING_ALGS = ("RS384", "ES384")
+VENDORS = ("", "epic", "oracle")
 STORE_SCHEMES = ("sqlite://", "memory://", "redis://", "rediss://")
 ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
@@ -49,6 +50,18 @@ class Tenant:
     scopes: str = "v2"  # "v2" | "v1" | an explicit space-separated scope string
     frame_ancestors: tuple[str, ...] = ()
     signing_alg: str = "RS384"  # private_key_jwt only: "RS384" | "ES384" (SMART T4)
+    #: "epic" | "oracle" | "" (any other SMART server): switches on that vendor's published
+    #: conventions (Epic: ``Epic-Client-ID`` on ``/metadata``) and check-config's advice.
+    vendor: str = ""
+    #: The OpenID issuer of this EHR's id_tokens when it is on neither the FHIR host nor the
+    #: authorization host (an id_token from any other issuer is refused).
+    oidc_issuer: str | None = None
+    #: ``_count`` for this EHR's searches; None: ``fhir_page_size``. Servers cap it (Oracle
+    #: Millennium: 200), and a page the server will not fill only costs round trips.
+    page_size: int | None = None
+    #: The resource types read from this EHR; empty: what its CapabilityStatement offers of
+    #: the types the engine reads (``smart.scopes.READ_TYPES``).
+    read_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,9 +108,12 @@ class Settings:
     fhir_timeout: float = 10.0  # seconds per FHIR request (connect and read)
     fhir_max_pages: int = 20  # pages read per search before giving up (never under-count)
     fhir_page_size: int = 1000  # _count sent with every search
-    # Observation search narrowing: a category code ("" = all of the patient's Observations).
-    # Not by code, so unmapped local JCV codes can still be recognised by their text.
+    # Anti-JCV results are searched by code (the mapped LOINC and local codes, any date), and
+    # also within this category ("" = every Observation) over the last ``text_search_years``
+    # years, so unmapped local codes are still recognised by their text without reading a
+    # long-term chart's whole laboratory history.
     observation_category: str = "laboratory"
+    text_search_years: int = 3
     # The clinic's time zone: "today" for an assessment is the clinic's calendar day, since chart
     # dates are compared as written (a UTC date drops today's infusion east of Greenwich).
     timezone: str = "UTC"
@@ -148,11 +164,11 @@ def _code_sets(data: Any) -> CodeSets:
 TOP_KEYS = frozenset({
     "base_url", "secret_key", "session_store", "risk_table", "keys_file", "codes", "tenants",
     "session_ttl", "discovery_ttl", "fhir_timeout", "fhir_max_pages", "fhir_page_size",
-    "observation_category", "timezone", "server", "proxy", "audit",
+    "observation_category", "text_search_years", "timezone", "server", "proxy", "audit",
 })
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
-    "signing_alg",
+    "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types",
 })
 SERVER_KEYS = frozenset({"host", "port", "workers", "threads", "timeout", "graceful_timeout"})
 PROXY_KEYS = frozenset({"trusted_hops", "trusted_addresses"})
@@ -242,6 +258,17 @@ def _tenant(data: Any, n: int) -> Tenant:
     alg = data.get("signing_alg", "RS384")
     if alg not in SIGNING_ALGS:
         raise ConfigError(f"{where}signing_alg: expected one of {', '.join(SIGNING_ALGS)}")
+    vendor = data.get("vendor", "")
+    if vendor not in VENDORS:
+        raise ConfigError(f'{where}vendor: expected "epic", "oracle" or "" (any other EHR)')
+    oidc_issuer = data.get("oidc_issuer")
+    if oidc_issuer is not None and (
+        not isinstance(oidc_issuer, str) or not oidc_issuer.startswith(("https://", "http://"))
+    ):
+        raise ConfigError(f"{where}oidc_issuer: expected an absolute http(s) URL")
+    page_size = data.get("page_size")
+    if page_size is not None:
+        page_size = _number(data, "page_size", 1, integer=True, where=where)
     return Tenant(
         name=_str(data, "name", where, iss),
         iss=iss,
@@ -251,7 +278,21 @@ def _tenant(data: Any, n: int) -> Tenant:
         scopes=_str(data, "scopes", where, "v2"),
         frame_ancestors=tuple(origins),
         signing_alg=alg,
+        vendor=vendor,
+        oidc_issuer=oidc_issuer,
+        page_size=page_size,
+        read_types=_read_types(data, where),
     )
+
+
+def _read_types(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = data.get("read_types", [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and re.fullmatch(r"[A-Z][A-Za-z]+", v) for v in value
+    ):
+        raise ConfigError(f'{where}read_types: expected a list of FHIR resource types '
+                          '(e.g. ["Patient", "Observation", "MedicationRequest"])')
+    return tuple(value)
 
 
 def _number(
@@ -300,6 +341,8 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
         fhir_max_pages=_number(merged, "fhir_max_pages", defaults.fhir_max_pages, integer=True),
         fhir_page_size=_number(merged, "fhir_page_size", defaults.fhir_page_size, integer=True),
         observation_category=_category(merged.get("observation_category", "laboratory")),
+        text_search_years=_number(merged, "text_search_years", defaults.text_search_years,
+                                  integer=True),
         timezone=_timezone(merged.get("timezone", defaults.timezone)),
         server=_server(merged),
         proxy=_proxy(merged),

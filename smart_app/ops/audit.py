@@ -44,6 +44,7 @@ ALLOWED_FIELDS = frozenset({
     "status",  # ok | incomplete | saved | failed …
     "resource_id",  # e.g. RiskAssessment/123
     "created",  # conditional create: True when a new resource was made
+    "rotated",  # token refresh: the EHR sent a new refresh token (else the old one is kept)
     "http_status",
     "error",  # an error code, never a message with data in it
     "endpoint",  # the Flask endpoint name (never the URL: callback URLs carry codes)

@@ -21,11 +21,12 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from .. import config
+from ..fhir import capability
 from ..risk.table import TableError
 from ..risk.tables import load_table
 from ..smart import keys
-from ..smart.discovery import DiscoveryError, fetch
-from ..smart.scopes import READ_TYPES, GrantedScopes, requested_scopes
+from ..smart.discovery import DiscoveryError, SmartConfiguration, fetch
+from ..smart.scopes import READ_TYPES, GrantedScopes, requested_scopes, scope_profile
 
 DISCOVERY_TIMEOUT = 5.0
 NON_RESOURCE_SCOPES = frozenset({
@@ -176,6 +177,86 @@ def _scope_problems(tenant: config.Tenant, where: str, report: Report) -> None:
         report.warn(f"{where}scopes: no RiskAssessment create scope; the app is read-only")
 
 
+def _looks_like(iss: str) -> str:
+    """A vendor guessed from the FHIR base's shape (only to suggest setting ``vendor``)."""
+    lowered = iss.lower()
+    if "/api/fhir/r4" in lowered or "/interconnect-" in lowered:
+        return "epic"
+    if "cerner.com" in lowered or "oraclecloud.com" in lowered or "/r4/ec2458f2" in lowered:
+        return "oracle"
+    return ""
+
+
+#: Oracle Health Millennium answers at most this many entries per search page.
+ORACLE_PAGE_CAP = 200
+
+
+def vendor_advice(n: int, tenant: config.Tenant, report: Report) -> None:
+    """What each EHR vendor publishes that this configuration should follow (no network)."""
+    where = f"tenants[{n}]."
+    guess = _looks_like(tenant.iss)
+    if not tenant.vendor and guess:
+        report.warn(f'{where}vendor: the iss looks like {guess.title()}; set vendor = "{guess}" '
+                    "for its conventions and advice")
+    if tenant.vendor:
+        report.info("vendor", tenant.vendor, 4)
+    if tenant.vendor == "epic":
+        if tenant.auth == "private_key_jwt" and tenant.signing_alg != "RS384":
+            report.warn(f"{where}signing_alg: Epic recommends RS384, and an organisation that "
+                        "uploads the app's public key instead of using the JWKS URL can only "
+                        "take an RSA key; use RS384")
+        report.info("advice", "Epic: register the JWKS URL (non-production and production "
+                              "keys differ); organisations that upload keys per licence get "
+                              "the RSA key from `pml-risk keys show`", 4)
+    if tenant.vendor == "oracle":
+        size = tenant.page_size
+        if size is None or size > ORACLE_PAGE_CAP:
+            report.warn(f"{where}page_size: Oracle Health returns at most {ORACLE_PAGE_CAP} "
+                        f"entries per page; set page_size = {ORACLE_PAGE_CAP}")
+        report.info("advice", "Oracle: publish the DNS TXT record cerner-client-id=<client id> "
+                              "on the redirect domain; id_tokens are issued on the "
+                              "authorization host (accepted), or set oidc_issuer", 4)
+    unknown = [t for t in tenant.read_types if t not in READ_TYPES]
+    if unknown:
+        report.error(f"{where}read_types: {', '.join(unknown)} not read by the app "
+                     f"(expected some of {', '.join(READ_TYPES)})")
+
+
+def statement_advice(n: int, tenant: config.Tenant, found: SmartConfiguration,
+                     statement: capability.ServerCapabilities, report: Report) -> None:
+    """What the EHR's CapabilityStatement means for the reads, the scopes and the save."""
+    where = f"tenants[{n}]."
+    if not statement.known:
+        report.warn(f"{where}iss: the CapabilityStatement ({tenant.iss}/metadata) could not be "
+                    "read; every type is asked for, and no _include is sent")
+        return
+    offered = capability.offered_types(tenant, statement)
+    missing = [t for t in READ_TYPES if not statement.offers(t)]
+    if missing:
+        report.info("not offered", f"{', '.join(missing)} (not searched, not asked for; "
+                                   "shown as sources this EHR does not have)", 4)
+    if not statement.searchable("MedicationAdministration") or (
+            tenant.read_types and "MedicationAdministration" not in tenant.read_types):
+        report.warn(f"{where}: this EHR does not offer MedicationAdministration: no estimate "
+                    "without a clinician-entered infusion count (an estimate from the "
+                    "natalizumab orders is offered as a labelled what-if)")
+    includes = [f"{t}:medication" for t in READ_TYPES
+                if statement.includes(t, f"{t}:medication")]
+    report.info("_include", ", ".join(includes) or "none listed (medications looked up by id)",
+                4)
+    if tenant.scopes in ("v1", "v2"):
+        profile = scope_profile(tenant, found.capabilities)
+        scope = requested_scopes(tenant, ehr_launch=True, profile=profile, offered=offered)
+        report.info("scopes (EHR)", f"({profile}) {scope}", 4)
+    ra = statement.types.get("RiskAssessment")
+    if ra is None or "create" not in ra.interactions:
+        report.info("write-back", "no RiskAssessment create on this EHR: the result is saved "
+                                  "as a clinical note where notes are offered", 4)
+    else:
+        report.info("write-back", "RiskAssessment create" + (
+            " (conditional)" if ra.conditional_create else " (search, then create)"), 4)
+
+
 def check_tenant(
     n: int,
     tenant: config.Tenant,
@@ -201,12 +282,13 @@ def check_tenant(
         report.info("auth", auth, 4)
     if tenant.frame_ancestors:
         report.info("frame_ancestors", " ".join(tenant.frame_ancestors), 4)
+    vendor_advice(n, tenant, report)
     if offline:
         report.info("discovery", "not contacted (--offline)", 4)
         return
     try:
         started = time.perf_counter()
-        found = fetch(http, tenant.iss, DISCOVERY_TIMEOUT)
+        found = fetch(http, tenant.iss, DISCOVERY_TIMEOUT, capability.metadata_headers(tenant))
         ms = (time.perf_counter() - started) * 1000
     except (DiscoveryError, requests.RequestException, ValueError) as exc:
         report.error(f"{where}iss: SMART discovery at {tenant.iss} failed "
@@ -224,6 +306,12 @@ def check_tenant(
                     f"not {tenant.signing_alg}")
     if "S256" not in found.code_challenge_methods_supported:
         report.warn(f"{where}iss: the EHR does not advertise PKCE S256 (sent anyway)")
+    if auth == "private_key_jwt" and tenant.signing_alg == "ES384" and (
+            algs and "RS384" in algs and tenant.vendor != "epic"):
+        report.info("advice", "RS384 is also advertised; RSA keys are the ones every EHR "
+                              "accepts for per-organisation key upload", 4)
+    statement_advice(n, tenant, found, capability.fetch(
+        http, tenant.iss, DISCOVERY_TIMEOUT, capability.metadata_headers(tenant)), report)
 
 
 def check(path: str, *, offline: bool = False) -> Report:

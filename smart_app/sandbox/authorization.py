@@ -27,7 +27,7 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, RSAKey
 
 from . import scopes
 from .config import TOKEN_AUTH_METHOD, SandboxClient
@@ -205,7 +205,9 @@ class SmartCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     def save_authorization_code(self, code: str, request: Any) -> None:
         state: SandboxState = self.server.state
         data = request.payload.data
-        granted = scopes.grant(request.payload.scope, v1_only=state.controls.get().v1_only)
+        controls = state.controls.get()
+        granted = scopes.grant(request.payload.scope, v1_only=controls.v1_only,
+                               withhold=controls.withhold)
         state.grants.save_code(
             AuthorizationCode(
                 code=code,
@@ -242,17 +244,34 @@ class SmartCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         granted = set(token.get("scope", "").split())
         if {"openid", "fhirUser"} <= granted or {"openid", "profile"} <= granted:
             token["id_token"] = id_token(self.server.state, code)
-        return status, token, headers
+        return status, shown_grant(self.server.state, token), headers
 
 
 class SmartRefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
-    """Rotating refresh tokens: every use returns a new one and kills the old one."""
+    """Rotating refresh tokens: every use returns a new one and kills the old one.
+
+    With ``rotate_refresh_tokens`` off, the answer carries no refresh token and the one used
+    stays valid until it expires, as at Epic and Oracle Health.
+    """
 
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
+    def _rotating(self) -> bool:
+        state: SandboxState = self.server.state
+        return state.controls.get().rotate_refresh_tokens
+
     def authenticate_refresh_token(self, refresh_token: str) -> TokenRecord | None:
-        return self.server.state.grants.take_refresh(refresh_token)  # type: ignore[no-any-return]
+        grants_store = self.server.state.grants
+        if self._rotating():
+            return grants_store.take_refresh(refresh_token)  # type: ignore[no-any-return]
+        return grants_store.find_refresh(refresh_token)  # type: ignore[no-any-return]
+
+    def issue_token(self, user: Any, refresh_token: TokenRecord) -> dict[str, Any]:
+        scope = refresh_token.get_scope()
+        token: dict[str, Any] = self.generate_token(
+            user=user, scope=scope, include_refresh_token=self._rotating())
+        return token
 
     def authenticate_user(self, refresh_token: TokenRecord) -> LaunchContext:
         return refresh_token.context
@@ -265,7 +284,7 @@ class SmartRefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         state: SandboxState = self.server.state
         if state.controls.get().refresh_includes_context:
             token.update(context_parameters(state, self.request.user))
-        return status, token, headers
+        return status, shown_grant(state, token), headers
 
 
 class SmartPrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
@@ -373,6 +392,14 @@ def context_parameters(state: SandboxState, context: LaunchContext) -> dict[str,
     return params
 
 
+def shown_grant(state: SandboxState, token: dict[str, Any]) -> dict[str, Any]:
+    """The token response as the client sees it: the grant (already saved, and enforced, in
+    SMART syntax) rewritten in the vendor's format when ``grant_format`` asks for it."""
+    if state.controls.get().grant_format == "epic" and isinstance(token.get("scope"), str):
+        token["scope"] = scopes.api_style(token["scope"])
+    return token
+
+
 def id_token(state: SandboxState, code: AuthorizationCode) -> str:
     """An OpenID id_token (RS256) naming the practitioner as ``fhirUser``."""
     now = int(time.time())
@@ -389,6 +416,8 @@ def id_token(state: SandboxState, code: AuthorizationCode) -> str:
     if code.nonce:
         claims["nonce"] = code.nonce
     key = state.signing_key
+    if state.controls.get().id_token_unpublished_key:
+        key = RSAKey.generate_key(2048, private=True, auto_kid=True)
     header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
     return jwt.encode(header, claims, key, algorithms=["RS256"])
 

@@ -19,6 +19,7 @@ from .profiles import DEFAULT_PROFILE, EhrProfile, find_profile
 #: Keys of ``POST /sandbox/_control`` that are actions rather than settings.
 ACTIONS = frozenset({"reset", "reset_data", "clear_requests", "register_client"})
 MAX_LOG = 10_000
+GRANT_FORMATS = ("smart", "epic")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,17 @@ class Controls:
     no_risk_assessment: bool = False
     deny_authorization: bool = False
     refresh_includes_context: bool = False
+    #: False: a refresh answers without a new refresh token and the old one stays valid
+    #: (Epic, Oracle Health).
+    rotate_refresh_tokens: bool = True
+    #: True: id_tokens are signed with a key the JWKS does not publish (a key rollover the
+    #: app has not seen, or a misconfigured issuer).
+    id_token_unpublished_key: bool = False
+    #: "smart": the token response's ``scope`` in SMART syntax; "epic": the same grant written
+    #: in API-name style (``Observation.read Observation.search``), as Epic's examples show.
+    grant_format: str = "smart"
+    #: Resource types whose scopes are not granted even when asked for.
+    withhold: tuple[str, ...] = ()
     ehr_profile: str = DEFAULT_PROFILE
 
     @property
@@ -52,6 +64,7 @@ class Controls:
     def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["fail_next"] = list(self.fail_next)
+        data["withhold"] = list(self.withhold)
         return data
 
 
@@ -76,6 +89,8 @@ def _validated(current: Controls, changes: Mapping[str, Any]) -> Controls:
             "no_risk_assessment",
             "deny_authorization",
             "refresh_includes_context",
+            "rotate_refresh_tokens",
+            "id_token_unpublished_key",
         ):
             if not isinstance(value, bool):
                 raise ValueError(f"{key}: expected true or false")
@@ -84,6 +99,14 @@ def _validated(current: Controls, changes: Mapping[str, Any]) -> Controls:
             if not isinstance(value, str):
                 raise ValueError("ehr_profile: expected a profile name")
             find_profile(value)
+            updates[key] = value
+        elif key == "withhold":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("withhold: expected a list of resource types")
+            updates[key] = tuple(value)
+        elif key == "grant_format":
+            if value not in GRANT_FORMATS:
+                raise ValueError(f"grant_format: expected one of {', '.join(GRANT_FORMATS)}")
             updates[key] = value
         else:
             raise ValueError(f"unknown control key '{key}'")

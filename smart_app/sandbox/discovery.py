@@ -38,7 +38,10 @@ CAPABILITIES_V1 = (
 )
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 #: Search parameters advertised per type in the CapabilityStatement.
-_SEARCH_PARAMS = ("_id", "patient", "code", "status", "date", "identifier", "_count", "_sort")
+_SEARCH_PARAMS = ("_id", "patient", "code", "category", "status", "date", "identifier",
+                  "_count", "_sort")
+#: Types whose searches take ``_include=<type>:medication`` (listed in ``searchInclude``).
+MEDICATION_USERS = ("MedicationAdministration", "MedicationStatement", "MedicationRequest")
 
 
 def _endpoints() -> dict[str, str]:
@@ -115,8 +118,8 @@ def _resource_entry(resource_type: str, profile: EhrProfile) -> dict[str, Any]:
     entry["interaction"] = [{"code": code} for code in interactions]
     params = _SEARCH_PARAMS if resource_type in COMPARTMENT_TYPES else ("_id", "identifier")
     entry["searchParam"] = [{"name": name, "type": _param_type(name)} for name in params]
-    if resource_type == "MedicationAdministration":
-        entry["searchInclude"] = ["MedicationAdministration:medication"]
+    if resource_type in MEDICATION_USERS:
+        entry["searchInclude"] = [f"{resource_type}:medication"]
     return entry
 
 

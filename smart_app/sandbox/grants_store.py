@@ -168,6 +168,14 @@ class GrantsStore:
             return None
         return record
 
+    def find_refresh(self, refresh_token: str) -> TokenRecord | None:
+        """A refresh token that does not rotate: valid again until it expires."""
+        with self.lock:
+            record = self.refresh.get(refresh_token)
+        if record is None or record.refresh_expires_at < time.time():
+            return None
+        return record
+
     def claim_jti(self, client_id: str, jti: str, until: float) -> bool:
         """Record a client-assertion ``jti``; ``False`` if it was seen before (a replay)."""
         now = time.time()

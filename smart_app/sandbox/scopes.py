@@ -87,19 +87,21 @@ def to_v1(scope: ResourceScope) -> list[str]:
     return out
 
 
-def grant(requested: str | None, *, v1_only: bool) -> list[str]:
+def grant(requested: str | None, *, v1_only: bool, withhold: Iterable[str] = ()) -> list[str]:
     """Decide which of the requested scopes are granted (the sandbox auto-approves).
 
     Unknown scopes are silently dropped, as real EHRs do; the app must read the granted ``scope``
-    of the token response. In v1-only mode v2 resource scopes are converted to v1 ones.
+    of the token response. In v1-only mode v2 resource scopes are converted to v1 ones. Scopes
+    for the ``withhold`` types are not granted (a user whose rights are narrower).
     """
+    held = set(withhold)
     granted: list[str] = []
     for item in (requested or "").split():
         if item in CONTEXT_SCOPES:
             candidates = [item]
         else:
             parsed = parse_resource_scope(item)
-            if parsed is None:
+            if parsed is None or parsed.resource in held:
                 continue
             candidates = to_v1(parsed) if (v1_only and not parsed.v1) else [item]
         granted.extend(c for c in candidates if c not in granted)
@@ -144,3 +146,20 @@ def supported_scopes(*, v1_only: bool) -> list[str]:
         ]
     )
     return sorted(CONTEXT_SCOPES) + resource
+
+
+_API_VERBS = (("r", "read"), ("s", "search"), ("c", "create"), ("u", "update"), ("d", "delete"))
+
+
+def api_style(scope: str) -> str:
+    """A grant written the way Epic's documentation shows it: ``Observation.read
+    Observation.search`` instead of ``patient/Observation.rs``; other scopes are kept."""
+    out: list[str] = []
+    for token in scope.split():
+        parsed = parse_resource_scope(token)
+        if parsed is None:
+            out.append(token)
+            continue
+        out.extend(f"{parsed.resource}.{verb}" for letter, verb in _API_VERBS
+                   if letter in parsed.perms)
+    return " ".join(dict.fromkeys(out))

@@ -34,7 +34,11 @@ def client_assertion(
     lifetime: int = MAX_ASSERTION_LIFETIME,
     now: float | None = None,
 ) -> str:
-    """One signed assertion: ``kid`` and ``typ`` in the header, a fresh ``jti`` every call."""
+    """One signed assertion: ``kid`` and ``typ`` in the header, a fresh ``jti`` every call.
+
+    ``nbf`` equals ``iat``: SMART does not ask for it, Epic's client-assertion rules list it, and
+    a server that checks it then sees a token valid from the moment it was signed.
+    """
     if not 0 < lifetime <= MAX_ASSERTION_LIFETIME:
         raise ValueError("a SMART client assertion may live at most 300 seconds")
     issued = int(now if now is not None else time.time())
@@ -44,6 +48,7 @@ def client_assertion(
         "sub": client_id,
         "aud": token_endpoint,
         "iat": issued,
+        "nbf": issued,
         "exp": issued + lifetime,
         "jti": secrets.token_urlsafe(32),
     }

@@ -123,8 +123,12 @@ def parse_capability_statement(iss: str, data: Mapping[str, Any]) -> SmartConfig
     return replace(config, source="capability-statement")
 
 
-def fetch(http: requests.Session, iss: str, timeout: float) -> SmartConfiguration:
-    """D1, then D3 only when the well-known document does not exist (404/410)."""
+def fetch(http: requests.Session, iss: str, timeout: float,
+          metadata_headers: Mapping[str, str] | None = None) -> SmartConfiguration:
+    """D1, then D3 only when the well-known document does not exist (404/410).
+
+    ``metadata_headers`` go with the ``/metadata`` read (Epic: ``Epic-Client-ID``).
+    """
     headers = {"Accept": "application/json"}
     url = _base(iss) + ".well-known/smart-configuration"
     deadline = deadline_in(3 * timeout)
@@ -138,7 +142,7 @@ def fetch(http: requests.Session, iss: str, timeout: float) -> SmartConfiguratio
                 _base(iss) + "metadata",
                 max_bytes=2 * MB,
                 deadline=deadline,
-                headers={"Accept": "application/fhir+json"},
+                headers={"Accept": "application/fhir+json", **(metadata_headers or {})},
                 timeout=timeout,
                 allow_redirects=False,
             )
@@ -164,14 +168,15 @@ class DiscoveryCache:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def get(self, http: requests.Session, iss: str, timeout: float) -> SmartConfiguration:
+    def get(self, http: requests.Session, iss: str, timeout: float,
+            metadata_headers: Mapping[str, str] | None = None) -> SmartConfiguration:
         with self._guard:
             lock = self._locks.setdefault(iss, threading.Lock())
         with lock:
             cached = self._entries.get(iss)
             if cached is not None and cached[1] > self._clock():
                 return cached[0]
-            config = fetch(http, iss, timeout)
+            config = fetch(http, iss, timeout, metadata_headers)
             self._entries[iss] = (config, self._clock() + self._ttl)
             return config
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .context import LaunchContext
+from .scopes import GrantedScopes
 from .store import SessionStore
 from .tokens import TokenSet
 
@@ -42,6 +43,13 @@ class Launch:
     requested_scope: str
     fhir_user: str | None
     created_at: float
+    #: "verified" (a validated id_token), "unverified" (an id_token signed with a key the EHR
+    #: does not publish: no user is trusted), "none" (no id_token).
+    user_status: str = "none"
+
+    def granted(self) -> GrantedScopes:
+        """The scopes this launch acts on (``GrantedScopes.effective``)."""
+        return GrantedScopes.effective(self.tokens.scope, self.requested_scope)
 
     def with_tokens(self, tokens: TokenSet) -> Launch:
         return replace(self, tokens=tokens)

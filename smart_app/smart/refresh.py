@@ -2,8 +2,10 @@
 
 Parallel requests of one launch (the page's searches, a what-if, a save) may all find the token
 about to expire; the lock in the shared session store makes exactly one of them refresh, and the
-others pick up the result. The refresh token is forgotten before it is sent, so nothing can ever
-send it twice.
+others pick up the result. The refresh token is forgotten before it is sent, so a failed or lost
+refresh never sends it again. When the EHR's answer carries no new refresh token (Epic and
+Oracle Health do not rotate them), the one just used stays valid (RFC 6749 §6: only a *new*
+refresh token replaces the old) and is kept for the next refresh.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from authlib.integrations.base_client.errors import OAuthError
@@ -74,18 +77,23 @@ def fresh_launch(
             log.warning("token refresh failed: %s", type(exc).__name__)
             _audit_refresh(current, "failed", type(exc).__name__)
             raise TokenExpired("the EHR refused to refresh the access token") from exc
+        rotated = tokens.refresh_token is not None
+        if not rotated:
+            tokens = replace(tokens, refresh_token=refresh_token)  # RFC 6749 §6: still valid
         updated = current.with_tokens(tokens)
         repo.put(updated)
-        log.info("access token refreshed (rotated refresh token: %s)", bool(tokens.refresh_token))
-        _audit_refresh(updated, "ok", None)
+        log.info("access token refreshed (rotated refresh token: %s)", rotated)
+        _audit_refresh(updated, "ok", None, rotated=rotated)
         return updated
     finally:
         repo.store.unlock(f"refresh:{launch.id}")
 
 
-def _audit_refresh(launch: Launch, status: str, error: str | None) -> None:
+def _audit_refresh(launch: Launch, status: str, error: str | None,
+                   rotated: bool | None = None) -> None:
     audit.event("token.refresh", tenant=launch.tenant, launch=launch.id,
                 patient=launch.context.patient, user=launch.fhir_user, status=status,
-                error=error, scopes=launch.tokens.scope if status == "ok" else None)
+                error=error, scopes=launch.tokens.scope if status == "ok" else None,
+                rotated=rotated)
 
 

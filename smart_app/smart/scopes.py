@@ -8,6 +8,7 @@ RiskAssessment create was not granted, or to "data may be incomplete" when a rea
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..config import Tenant
@@ -31,12 +32,18 @@ _SCOPE = re.compile(
 )
 
 
-def _resource_scopes(profile: str) -> list[str]:
+#: What the app writes back (and searches, to find its earlier results).
+WRITE_TYPES = ("RiskAssessment",)
+
+
+def _resource_scopes(profile: str, offered: Collection[str] | None) -> list[str]:
+    reads = [t for t in READ_TYPES if offered is None or t in offered or t == "Patient"]
+    writes = [t for t in WRITE_TYPES if offered is None or t in offered]
     if profile == "v1":
-        reads = [f"patient/{t}.read" for t in READ_TYPES]
-        return [*reads, "patient/RiskAssessment.read", "patient/RiskAssessment.write"]
-    reads = [f"patient/{t}.{_V2_READS.get(t, 'rs')}" for t in READ_TYPES]
-    return [*reads, "patient/RiskAssessment.cs"]
+        return [*(f"patient/{t}.read" for t in reads),
+                *(s for t in writes for s in (f"patient/{t}.read", f"patient/{t}.write"))]
+    return [*(f"patient/{t}.{_V2_READS.get(t, 'rs')}" for t in reads),
+            *(f"patient/{t}.cs" for t in writes)]
 
 
 def scope_profile(tenant: Tenant, capabilities: tuple[str, ...]) -> str:
@@ -45,15 +52,18 @@ def scope_profile(tenant: Tenant, capabilities: tuple[str, ...]) -> str:
     return "v1" if tenant.scopes == "v2" and v1_only else tenant.scopes
 
 
-def requested_scopes(tenant: Tenant, *, ehr_launch: bool, profile: str | None = None) -> str:
+def requested_scopes(tenant: Tenant, *, ehr_launch: bool, profile: str | None = None,
+                     offered: Collection[str] | None = None) -> str:
     """L2/L4/L5: ``launch`` (EHR) or ``launch/patient`` (standalone), identity, and reads.
 
     ``profile`` ("v1"/"v2") overrides the tenant's profile; explicit scope strings are kept.
+    ``offered`` (the types the EHR offers, None: unknown) leaves out scopes for types the EHR
+    does not have (A4: the minimum; Oracle's app review asks for exactly that).
     """
     if tenant.scopes in ("v1", "v2"):
         profile = profile or tenant.scopes
         context = ["launch", "launch/patient"] if ehr_launch else ["launch/patient"]
-        return " ".join([*context, *_IDENTITY, *_resource_scopes(profile)])
+        return " ".join([*context, *_IDENTITY, *_resource_scopes(profile, offered)])
     scopes = tenant.scopes.split()
     if ehr_launch and "launch" not in scopes:
         scopes.insert(0, "launch")  # L2 is a SHALL: the launch handle is useless without it
@@ -88,12 +98,30 @@ def _parse_one(token: str) -> ResourceGrant | None:
 class GrantedScopes:
     raw: tuple[str, ...]
     resources: tuple[ResourceGrant, ...]
+    #: True: the grant named no resource scope the app could parse, so these are the
+    #: *requested* scopes, and the EHR's 403s say what is withheld (see ``effective``).
+    assumed: bool = False
 
     @classmethod
     def parse(cls, scope: str) -> GrantedScopes:
         tokens = tuple(scope.split())
         grants = tuple(g for g in (_parse_one(t) for t in tokens) if g is not None)
         return cls(tokens, grants)
+
+    @classmethod
+    def effective(cls, granted: str, requested: str) -> GrantedScopes:
+        """What the app acts on: the grant, or the request when the grant is unreadable.
+
+        Some EHRs answer with scopes in their own format (Epic's documentation shows grants
+        such as ``Patient.read Patient.search``). Read as SMART, such a grant allows nothing
+        and every read would be skipped as withheld; taken as "what was requested", each read
+        is tried and the EHR's own 403 marks what it really withholds.
+        """
+        parsed = cls.parse(granted)
+        if parsed.resources or not requested:
+            return parsed
+        fallback = cls.parse(requested)
+        return cls(parsed.raw, fallback.resources, assumed=bool(fallback.resources))
 
     def has(self, scope: str) -> bool:
         return scope in self.raw

@@ -2,10 +2,11 @@
 
 Refresh happens *before* expiry (no failed FHIR call first), under a lock that spans processes
 (the session store's exclusive ``add``), so two requests of one launch never send the same
-refresh token. A refresh token is used at most once: it is dropped from the record before the
-response is known, and replaced only by the one the server returns (RF3/RF4). A server that does
-not rotate therefore gets one refresh per launch, then a relaunch; that is the price of never
-replaying a token.
+refresh token at once. The refresh token is dropped from the record before it is sent, so a
+failed refresh never sends it again; a new one from the server replaces it (RF3), and when the
+server sends none (Epic, Oracle Health: refresh tokens that do not rotate) the one just used is
+kept, since it is still valid (RFC 6749 §6). How long a launch stays signed in is then the EHR's
+refresh-token policy, bounded by ``session_ttl``.
 """
 
 from __future__ import annotations

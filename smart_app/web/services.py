@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from flask import current_app, session
 
 from ..config import Settings, Tenant
+from ..fhir.capability import CapabilityCache, ServerCapabilities, metadata_headers
 from ..smart.client_auth import oauth_session
 from ..smart.discovery import DiscoveryCache, DiscoveryError, SmartConfiguration
 from ..smart.id_token import JwksCache
@@ -35,6 +36,7 @@ class Services:
     jwks: JwksCache
     key_ring: KeyRing
     styles: StyleCache
+    capabilities: CapabilityCache = field(default_factory=CapabilityCache)
 
     @property
     def keys(self) -> SigningKeys | None:
@@ -47,7 +49,8 @@ class Services:
 
     def smart_config(self, tenant: Tenant) -> SmartConfiguration:
         try:
-            return self.discovery.get(self.http, tenant.iss, self.settings.fhir_timeout)
+            return self.discovery.get(self.http, tenant.iss, self.settings.fhir_timeout,
+                                      metadata_headers(tenant))
         except DiscoveryError as exc:
             raise AppError(
                 502,
@@ -55,6 +58,11 @@ class Services:
                 "The app could not discover where to sign in. Try again; if it persists, "
                 "tell your EHR support team.",
             ) from exc
+
+    def statement(self, tenant: Tenant) -> ServerCapabilities:
+        """The tenant's CapabilityStatement (cached per issuer; UNKNOWN when unreadable)."""
+        return self.capabilities.get(self.http, tenant.iss, self.settings.fhir_timeout,
+                                     metadata_headers(tenant))
 
     def refresh_call(self, tenant: Tenant) -> Callable[[str], dict[str, Any]]:
         """A ``RefreshCall`` for this tenant that returns the *raw* token response.

@@ -75,6 +75,10 @@ class Stack:
         return [r for r in self.requests_log() if r["path"].startswith("/sandbox/fhir/")
                 and ".well-known" not in r["path"]]
 
+    def chart_requests(self) -> list[dict[str, Any]]:
+        """FHIR requests other than the open CapabilityStatement (read before authorizing)."""
+        return [r for r in self.fhir_requests() if not r["path"].endswith("/metadata")]
+
     def token_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests_log() if r["path"] == "/sandbox/auth/token"]
 

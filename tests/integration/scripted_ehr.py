@@ -16,17 +16,19 @@ Handler = Callable[[Request], Response]
 
 
 class Script:
-    """Routes by path; records every request path."""
+    """Routes by path; records every request path (and each path's latest query string)."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Handler] = {}
         self.hits: list[str] = []
+        self.queries: dict[str, str] = {}
         self.lock = threading.Lock()
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         request = Request(environ)
         with self.lock:
             self.hits.append(request.path)
+            self.queries[request.path] = request.query_string.decode("latin-1")
         handler = self.routes.get(request.path)
         response = handler(request) if handler else Response("{}", status=404)
         return response(environ, start_response)

@@ -42,7 +42,15 @@ def test_heavy_chart_in_one_round_trip(stack: Stack, expected: dict[str, Any]) -
     assert data["status"] == "ok"
     assert data["fhir"]["roundTrips"] == 1
     fhir = data_requests(stack)
-    assert len(fhir) == 6  # Patient + four searches + the app's saved RiskAssessments, parallel
+    # Patient + five searches (Observation twice: by code, and by category within a date
+    # window for text matches) + the app's saved RiskAssessments, all in parallel.
+    assert len(fhir) == 7
+    observations = sorted(
+        sorted(r["args"]) for r in fhir if r["path"].endswith("/Observation"))
+    assert observations == [["_count", "category", "date", "patient"],
+                            ["_count", "code", "patient"]]
+    by_code = next(r for r in fhir if "code" in r["args"])["args"]["code"]
+    assert by_code == ["http://loinc.org|100977-8,http://loinc.org|70173-0"]
     assert data["inputs"]["exposure"]["infusions"] == expected["heavy"]["infusions"]
 
 
@@ -72,7 +80,7 @@ def test_medication_reference_resolved_without_one_request_per_infusion(stack: S
     data = resp.json()
     assert data["status"] == "ok"
     assert data["inputs"]["exposure"]["infusions"] == 20
-    assert len(data_requests(stack)) == 6
+    assert len(data_requests(stack)) == 7
     assert not any(r["path"].startswith("/sandbox/fhir/Medication/") for r in stack.fhir_requests())
 
 
@@ -91,8 +99,8 @@ def test_429_with_retry_after_is_retried(stack: Stack) -> None:
     resp = browser.get(page + "/assessment", timeout=60)
     assert resp.status_code == 200
     statuses = sorted(r["status"] for r in data_requests(stack))
-    assert statuses == [200] * 6 + [429]
-    assert resp.json()["fhir"] == {"roundTrips": 1, "requests": 7}
+    assert statuses == [200] * 7 + [429]
+    assert resp.json()["fhir"] == {"roundTrips": 1, "requests": 8}
 
 
 def test_503_is_retried(stack: Stack) -> None:

@@ -44,7 +44,8 @@ def test_ehr_launch_shows_the_assessment(
     assert data["launch"]["user"] == "Practitioner/dr-ada"  # id_token validated, fhirUser
     assert data["launch"]["smartStyleUrl"].endswith("/sandbox/smart-style.json")
     assert data["access"] == {
-        "readOnly": False, "withheld": [], "dataMayBeIncomplete": False, "serverMessages": []
+        "readOnly": False, "withheld": [], "notOffered": [], "dataMayBeIncomplete": False,
+        "serverMessages": [],
     }
     assert expected["ex05-index-1-51-25-infusions"]["per_1000"] == "8.8"
     assert data["fhir"]["roundTrips"] == 1
@@ -222,7 +223,7 @@ def test_denied_authorization(stack: Stack) -> None:
     assert resp.status_code == 403
     assert "Access was not granted" in resp.text
     assert stack.token_requests() == []
-    assert stack.fhir_requests() == []
+    assert stack.chart_requests() == []  # the open CapabilityStatement only
 
 
 def test_missing_patient_context(make_stack: StackFactory) -> None:
@@ -232,7 +233,7 @@ def test_missing_patient_context(make_stack: StackFactory) -> None:
     resp = browser.get(redirect.headers["Location"], allow_redirects=False, timeout=30)
     assert resp.status_code == 400
     assert "No patient selected" in resp.text
-    assert stack.fhir_requests() == []
+    assert stack.chart_requests() == []
 
 
 def test_two_launches_in_one_browser_never_mix(stack: Stack) -> None:

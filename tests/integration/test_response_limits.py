@@ -16,7 +16,8 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from smart_app.fhir.client import FhirClient, FhirError, transport
+from smart_app.fhir import capability
+from smart_app.fhir.client import FhirClient, FhirError, ReadPlan, transport
 from smart_app.fhir.client import chart as fhir_client
 from smart_app.http.bounded import DeadlineExceeded, ResponseTooLarge, deadline_in, get_json
 from smart_app.smart.discovery import DiscoveryError, fetch
@@ -145,8 +146,18 @@ def test_count_matches_plus_as_many_includes_are_accepted(ehr: tuple[str, Script
     page = bundle(*admins, *meds, mode=None)  # no search.mode: inferred from the type
     patient_routes(script, MedicationAdministration=lambda _req: fhir(page),
                    Observation=lambda _req: fhir(bundle(*[obs(i) for i in range(5)])))
-    data = client(base, page_size=5).read_chart("p1", ALL)
+    plan = ReadPlan(capabilities=capability.parse({
+        "resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+            {"type": t} for t in ("Observation", "MedicationStatement", "MedicationRequest",
+                                  "Medication")] + [
+            {"type": "MedicationAdministration",
+             "searchInclude": ["MedicationAdministration:medication"]}]}]}))
+    data = client(base, page_size=5).read_chart("p1", ALL, plan)
     assert len(data.resources) == 1 + 5 + 5 + 5 and data.round_trips == 1
+    assert "_include=MedicationAdministration" in script.queries["/fhir/MedicationAdministration"]
+    # Without searchInclude the app does not ask for includes, and does not accept them.
+    with pytest.raises(FhirError, match="entries when 5 were asked for"):
+        client(base, page_size=5).read_chart("p1", ALL)
 
 
 def test_resource_and_request_caps_end_a_runaway_chart(

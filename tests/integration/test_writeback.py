@@ -200,7 +200,7 @@ def test_read_only_when_the_ehr_has_no_risk_assessment(make_stack: StackFactory)
     tab = Tab(stack)
     data = tab.assessment().json()
     assert data["save"]["enabled"] is False and data["save"]["reason"] == "unsupported"
-    assert data["history"]["status"] == "unsupported"
+    assert data["history"]["status"] == "not-offered"  # not even searched
     assert data["status"] == "ok"  # the estimate itself is not affected
     assert "does not accept RiskAssessment" in tab.html
     assert tab.save().json()["error"] == "read-only"

@@ -151,3 +151,35 @@ def test_offline_skips_the_network(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["check-config", "--offline", str(config)]) == 0
     out = capsys.readouterr().out
     assert "not contacted" in out and "hunter2" not in out and ":***@" in out
+
+
+def test_vendor_advice(deployment: Deployment, tmp_path: Path,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    config = _good(deployment)
+    config["tenants"] = [
+        {**config["tenants"][0], "vendor": "epic"},  # ES384 at Epic
+        {"name": "Oracle", "iss": f"{deployment.iss}/", "client_id": "o", "auth": "public",
+         "vendor": "oracle", "page_size": 500},
+    ]
+    config["tenants"][1]["iss"] = deployment.iss.replace("127.0.0.1", "localhost")
+    code, out = _run(tmp_path, capsys, **config)
+    assert code == 0, out
+    assert "tenants[0].signing_alg: Epic recommends RS384" in out
+    assert "tenants[1].page_size: Oracle Health returns at most 200" in out
+    assert "cerner-client-id" in out and "pml-risk keys show" in out
+    # What the sandbox's CapabilityStatement means for this tenant.
+    assert "_include          MedicationAdministration:medication" in out
+    assert "write-back        RiskAssessment create (conditional)" in out
+    assert "scopes (EHR)      (v2) launch launch/patient" in out
+
+
+def test_vendor_guess_and_read_types(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(
+        tmp_path / "guess.toml", secret_key=SECRET_KEY,
+        tenants=[{"iss": "https://ehr.example.org/interconnect-fhir/api/FHIR/R4",
+                  "client_id": "c", "auth": "public", "read_types": ["Observation", "Encounter"]}],
+    )
+    assert main(["check-config", "--offline", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert 'tenants[0].vendor: the iss looks like Epic; set vendor = "epic"' in out
+    assert "tenants[0].read_types: Encounter not read by the app" in out

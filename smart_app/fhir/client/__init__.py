@@ -8,6 +8,7 @@ retry-safe create. ``FhirClient`` is all three for one launch.
 from __future__ import annotations
 
 from .chart import ChartData, ChartReads, in_compartment
+from .plan import ReadPlan, plan_for
 from .transport import FhirError, ForeignResource, TokenProvider
 from .write import WriteResult, Writes
 
@@ -16,9 +17,11 @@ __all__ = [
     "FhirClient",
     "FhirError",
     "ForeignResource",
+    "ReadPlan",
     "TokenProvider",
     "WriteResult",
     "in_compartment",
+    "plan_for",
 ]
 
 

@@ -3,14 +3,16 @@
 An embedded app that makes the clinician wait one round trip per infusion is unusable over a
 hospital WAN, so the reads are shaped as *waves* of requests sent in parallel:
 
-1. Patient read + one search per resource type (large ``_count``; medications ``_include``d);
+1. Patient read + one search per resource type the EHR offers (large ``_count``; medications
+   ``_include``d where the EHR lists it; Observations by code and by text, see ``plan``);
 2. the ``next`` page of every search that has one, plus one ``Medication?_id=`` search for
    references neither contained nor included;
 3. ... further pages, up to ``max_pages`` per search (then it fails rather than under-count).
 
 With ``_count`` honoured that is one wave for most charts and at most three for heavy ones.
 Every request has a timeout; 429 (Retry-After) and 503 are retried a bounded number of times;
-a 401 triggers one forced token refresh; a 403 on a search marks that type as withheld.
+a 401 triggers one forced token refresh; a 403 on a search marks that type as withheld; a 400
+is retried once with only the search's required parameters (``plan.REQUIRED_PARAMS``).
 Every resource returned must be in the launch patient's compartment, or the whole read fails:
 mixing two charts must never produce a number. Logs carry resource types and counts only.
 
@@ -31,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 from ...http.bounded import deadline_in
 from ...smart.scopes import GrantedScopes
 from ..extract import unversioned
+from .plan import REQUIRED_PARAMS, ReadPlan
 from .transport import FhirError, FhirTransport, ForeignResource, _Job, _Result
 
 log = logging.getLogger(__name__)
@@ -63,10 +66,14 @@ class ChartData:
     round_trips: int  # waves of parallel requests
     requests: int  # HTTP requests, retries included
     withheld: tuple[str, ...] = ()  # types the app may not read (scope) or was refused (403)
+    #: Types the EHR does not offer (CapabilityStatement, tenant ``read_types``): not sources
+    #: there, which is not the same as withheld (risk-model.md §8).
+    not_offered: tuple[str, ...] = ()
     outcomes: tuple[str, ...] = ()  # OperationOutcome diagnostics returned inside searches
     #: This app's earlier RiskAssessments for the patient (newest first), read in the same wave.
     history: tuple[dict[str, Any], ...] = ()
-    #: "ok" | "not-requested" | "not-granted" | "unsupported" (4xx) | "failed" (5xx)
+    #: "ok" | "not-requested" | "not-granted" | "not-offered" | "unsupported" (4xx) |
+    #: "failed" (5xx)
     history_status: str = "not-requested"
 
 
@@ -74,6 +81,7 @@ class ChartData:
 class _Collected:
     by_key: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     withheld: list[str] = field(default_factory=list)
+    not_offered: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
     requested_medications: set[str] = field(default_factory=set)
     entries: int = 0  # entries absorbed so far (duplicates included), against MAX_RESOURCES
@@ -116,46 +124,63 @@ class ChartReads(FhirTransport):
         self,
         patient_id: str,
         granted: GrantedScopes,
-        observation_params: Sequence[tuple[str, str]],
+        plan: ReadPlan,
         history_system: str | None = None,
-    ) -> tuple[list[_Job], list[str]]:
+    ) -> tuple[list[_Job], list[str], list[str]]:
+        """The first wave, the types withheld by the grant, and the types not offered."""
         jobs: list[_Job] = []
         withheld: list[str] = []
+        not_offered: list[str] = []
         if granted.can_search("Patient"):
             jobs.append(_Job("Patient", self._url(f"Patient/{patient_id}")))
         else:
             withheld.append("Patient")
         for rtype in PATIENT_TYPES:
+            if not plan.offered(rtype):
+                not_offered.append(rtype)  # not a source on this EHR: nothing to ask for
+                continue
             if not granted.can_search(rtype):
                 withheld.append(rtype)
                 continue
-            params: list[tuple[str, str]] = [("patient", patient_id)]
-            if rtype == "Observation":
-                params.extend(observation_params)
-            if rtype in _INCLUDES:
-                params.append(("_include", _INCLUDES[rtype]))
-            params.append(("_count", str(self._page_size)))
-            jobs.append(_Job(rtype, self._url(rtype, params), count=self._page_size,
-                             include=rtype in _INCLUDES))
-        if history_system and granted.can_search(HISTORY):
+            include = rtype in _INCLUDES and plan.include(rtype, _INCLUDES[rtype])
+            searches = plan.observation_searches if rtype == "Observation" else ((),)
+            for extra in searches:
+                params: list[tuple[str, str]] = [("patient", patient_id), *extra]
+                if include:
+                    params.append(("_include", _INCLUDES[rtype]))
+                params.append(("_count", str(self._page_size)))
+                jobs.append(self._search_job(rtype, params, self._page_size, include))
+        if history_system and granted.can_search(HISTORY) and plan.offered(HISTORY):
             # In the same wave as the chart: the history costs no extra round trip.
             params = [("patient", patient_id), ("identifier", f"{history_system}|"),
                       ("_sort", "-date"), ("_count", str(HISTORY_COUNT))]
-            jobs.append(_Job(HISTORY, self._url(HISTORY, params), count=HISTORY_COUNT))
-        return jobs, withheld
+            jobs.append(self._search_job(HISTORY, params, HISTORY_COUNT, False))
+        return jobs, withheld, not_offered
+
+    def _search_job(self, rtype: str, params: Sequence[tuple[str, str]], count: int,
+                    include: bool) -> _Job:
+        """A first-page search and, when it has optional parameters, its 400-retry URL."""
+        required = [(k, v) for k, v in params if k in REQUIRED_PARAMS]
+        fallback = self._url(rtype, required) if len(required) < len(params) else None
+        return _Job(rtype, self._url(rtype, params), count=count, include=include,
+                    fallback=fallback)
 
     def read_chart(
         self,
         patient_id: str,
         granted: GrantedScopes,
-        observation_params: Sequence[tuple[str, str]] = (),
+        plan: ReadPlan | None = None,
         history_system: str | None = None,
     ) -> ChartData:
         """The chart, plus (``history_system`` given) the app's earlier RiskAssessments."""
-        jobs, withheld = self.initial_jobs(patient_id, granted, observation_params, history_system)
-        got = _Collected(withheld=withheld)
+        plan = plan or ReadPlan()
+        jobs, withheld, not_offered = self.initial_jobs(patient_id, granted, plan,
+                                                        history_system)
+        got = _Collected(withheld=withheld, not_offered=not_offered)
         if history_system:
-            got.history_status = "ok" if granted.can_search(HISTORY) else "not-granted"
+            got.history_status = (
+                "not-offered" if not plan.offered(HISTORY)
+                else "ok" if granted.can_search(HISTORY) else "not-granted")
         waves = 0
         sent = 0
         deadline = deadline_in(self._budget)
@@ -175,7 +200,7 @@ class ChartReads(FhirTransport):
                     follow = self._absorb(result, patient_id, got)
                     if follow is not None:
                         jobs.append(follow)
-                jobs.extend(self._medication_jobs(got, granted))
+                jobs.extend(self._medication_jobs(got, granted, plan))
         counts: dict[str, int] = {}
         for rtype, _ in got.by_key:
             counts[rtype] = counts.get(rtype, 0) + 1
@@ -185,6 +210,7 @@ class ChartReads(FhirTransport):
             round_trips=waves,
             requests=sent,
             withheld=tuple(dict.fromkeys(got.withheld)),
+            not_offered=tuple(dict.fromkeys(got.not_offered)),
             outcomes=tuple(got.outcomes),
             history=tuple(got.history),
             history_status=got.history_status,
@@ -202,6 +228,10 @@ class ChartReads(FhirTransport):
             raise FhirError("the EHR does not know the launch patient", 404)
         if result.status == 401:
             raise FhirError("the EHR no longer accepts this session; relaunch the app", 401)
+        if result.status == 400 and job.fallback is not None:
+            # An unknown or unsupported parameter: once more with only what the search needs.
+            log.info("FHIR %s: 400, retrying with the required parameters only", job.label)
+            return _Job(job.label, job.fallback)
         if result.status != 200 or result.body is None:
             raise FhirError(f"the EHR answered {result.status} ({job.label})", result.status)
         body = result.body
@@ -230,6 +260,9 @@ class ChartReads(FhirTransport):
         """The history is a nicety: an EHR without RiskAssessment must not block the estimate."""
         if result.status == 401:
             raise FhirError("the EHR no longer accepts this session; relaunch the app", 401)
+        if result.status == 400 and result.job.fallback is not None:
+            got.history_status = "unsupported"  # no retry: the history is a nicety
+            return
         if result.status != 200 or result.body is None:
             got.history_status = "failed" if result.status >= 500 else "unsupported"
             log.info("FHIR RiskAssessment history: %s", result.status)
@@ -343,7 +376,8 @@ class ChartReads(FhirTransport):
                 return _Job(job.label, url, job.page + 1, job.count, job.include)
         return None
 
-    def _medication_jobs(self, got: _Collected, granted: GrantedScopes) -> list[_Job]:
+    def _medication_jobs(self, got: _Collected, granted: GrantedScopes,
+                         plan: ReadPlan) -> list[_Job]:
         wanted: set[str] = set()
         for (rtype, _), resource in got.by_key.items():
             if rtype in _INCLUDES:
@@ -356,6 +390,9 @@ class ChartReads(FhirTransport):
             raise FhirError(f"more than {MAX_MEDICATION_IDS} medications to look up; the chart "
                             "is too large to read completely")
         got.requested_medications.update(missing)
+        if not plan.offered("Medication"):
+            got.not_offered.append("Medication")  # e.g. Oracle: no standalone Medication
+            return []
         if not granted.can_search("Medication"):
             got.withheld.append("Medication")
             return []

@@ -54,6 +54,7 @@ class _Job:
     page: int = 1
     count: int | None = None  # the _count asked for (a page may not hold more matches)
     include: bool = False  # _include asked for: up to ``count`` more included entries
+    fallback: str | None = None  # a first page's URL with its required parameters only
 
 
 @dataclass

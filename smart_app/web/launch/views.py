@@ -27,12 +27,13 @@ from requests import RequestException
 from werkzeug.wrappers import Response
 
 from ...config import Tenant
+from ...fhir.capability import offered_types
 from ...ops import audit
 from ...smart import context as launch_context
 from ...smart.client_auth import oauth_session
 from ...smart.id_token import IdTokenError, validate
 from ...smart.launches import Launch, PendingAuth
-from ...smart.scopes import requested_scopes, scope_profile
+from ...smart.scopes import GrantedScopes, requested_scopes, scope_profile
 from ...smart.store import derive_key
 from ...smart.tokens import TokenSet
 from ..errors import AppError
@@ -80,7 +81,8 @@ def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Re
     verifier = secrets.token_urlsafe(64)  # 86 characters, within RFC 7636's 43–128
     if tenant.scopes in ("v1", "v2"):
         profile = profile or scope_profile(tenant, config.capabilities)
-    scope = requested_scopes(tenant, ehr_launch=launch is not None, profile=profile)
+    scope = requested_scopes(tenant, ehr_launch=launch is not None, profile=profile,
+                             offered=offered_types(tenant, svc.statement(tenant)))
     client = oauth_session(
         tenant,
         token_endpoint=config.token_endpoint,
@@ -238,6 +240,8 @@ def callback() -> Response:
     # S8, RFC 9207: compare with the discovered issuer; without one, only this EHR will do.
     expected = (config.issuer,) if config.issuer else (tenant.iss, _origin(
         config.authorization_endpoint))
+    if tenant.oidc_issuer:
+        expected = (*expected, tenant.oidc_issuer)
     if callback_iss and callback_iss.rstrip("/") not in tuple(e.rstrip("/") for e in expected):
         raise AppError(400, "Sign-in came back from the wrong server",
                        "The authorization response names another issuer.", "issuer-mismatch")
@@ -273,6 +277,12 @@ def callback() -> Response:
                        "token-exchange") from exc
     audit.event("token.exchange", status="ok", client_auth=tenant.auth, kid=_kid(tenant),
                 scopes=tokens.scope)
+    if GrantedScopes.effective(tokens.scope, pending.scope).assumed:
+        # The grant, kept verbatim above, names no SMART resource scope: the app acts on the
+        # requested set and lets the EHR's 403s say what is withheld.
+        log.info("granted scopes are not SMART resource scopes; acting on the requested set")
+        audit.event("scope.unparsed", scopes=tokens.scope, requested_scopes=pending.scope,
+                    status="requested-set")
     try:
         ctx = launch_context.parse(response)
     except launch_context.MissingPatientContext as exc:
@@ -280,20 +290,30 @@ def callback() -> Response:
                        "The EHR launched the app without a patient. Open a patient's chart "
                        "first, then launch the app.", "no-patient") from exc
     fhir_user = None
+    user_status = "none"  # no id_token: the EHR did not say who is signed in
     if tokens.id_token is not None:
         try:
             identity = validate(tokens.id_token, http=svc.http, config=config,
                                 client_id=tenant.client_id, jwks=svc.jwks,
                                 timeout=svc.settings.fhir_timeout,
                                 nonce=oidc_nonce(svc.settings.secret_key,
-                                                 request.args.get("state", "")))
+                                                 request.args.get("state", "")),
+                                oidc_issuer=tenant.oidc_issuer)
         except IdTokenError as exc:
             log.warning("id_token rejected: %s", exc)
             audit.event("id_token.rejected", error=type(exc).__name__)
             raise AppError(502, "The EHR's identity token is not valid",
                            "The app could not verify who is signed in.", "id-token") from exc
-        fhir_user = identity.fhir_user
-        audit.event("id_token.validated", user=fhir_user)
+        if identity.verified:
+            fhir_user = identity.fhir_user
+            user_status = "verified"
+            audit.event("id_token.validated", user=fhir_user)
+        else:
+            # A key the issuer does not publish (after one refetch): the launch goes on, but
+            # nothing in the token is trusted, so no user is named anywhere.
+            user_status = "unverified"
+            log.warning("id_token signed with an unknown key; user not verified")
+            audit.event("id_token.unverified", status="unverified", error="unknown-kid")
     elif "openid" in pending.scope.split():
         log.info("no id_token although openid was requested; user unknown")
     launch = Launch(
@@ -306,6 +326,7 @@ def callback() -> Response:
         requested_scope=pending.scope,
         fhir_user=fhir_user,
         created_at=time.time(),
+        user_status=user_status,
     )
     svc.repo.put(launch)
     # The launch is also written into this browser's signed cookie: a cookie planted from

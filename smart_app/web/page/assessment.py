@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ...fhir.client import ChartData, FhirClient, FhirError
+from ...config import Tenant
+from ...fhir.client import ChartData, FhirClient, FhirError, plan_for
 from ...fhir.extract import ForeignResourceError
 from ...fhir.present import text_summary
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
@@ -76,6 +77,7 @@ class LaunchAssessment:
             "access": {
                 "readOnly": self.granted.read_only,
                 "withheld": list(self.data.withheld),
+                "notOffered": list(self.data.not_offered),
                 "dataMayBeIncomplete": bool(self.data.withheld),
                 "serverMessages": list(self.data.outcomes),
             },
@@ -83,6 +85,7 @@ class LaunchAssessment:
                 "patient": f"Patient/{ctx.patient}",
                 "encounter": f"Encounter/{ctx.encounter}" if ctx.encounter else None,
                 "user": self.launch.fhir_user,
+                "userStatus": self.launch.user_status,
                 "needPatientBanner": ctx.need_patient_banner,
                 "intent": ctx.intent,
                 "smartStyleUrl": ctx.smart_style_url,
@@ -106,12 +109,6 @@ class LaunchAssessment:
         }
 
 
-def observation_params(svc: Services) -> list[tuple[str, str]]:
-    """By category, not by code: risk-model.md §3 also matches unmapped local codes by text."""
-    category = svc.settings.observation_category
-    return [("category", category)] if category else []
-
-
 @dataclass
 class LaunchClient:
     """A FHIR client for one launch; ``launch`` follows token refreshes made while it works."""
@@ -124,11 +121,16 @@ class LaunchClient:
         return self.current[0]
 
 
-def launch_client(svc: Services, launch: Launch) -> LaunchClient:
+def launch_tenant(svc: Services, launch: Launch) -> Tenant:
     tenant = svc.settings.tenant_for(launch.iss)
     if tenant is None:
         raise AppError(403, "This EHR is no longer registered",
                        "The app's configuration no longer includes this EHR.", "unknown-iss")
+    return tenant
+
+
+def launch_client(svc: Services, launch: Launch) -> LaunchClient:
+    tenant = launch_tenant(svc, launch)
     refresh = svc.refresh_call(tenant)
     current = [launch]
 
@@ -145,7 +147,7 @@ def launch_client(svc: Services, launch: Launch) -> LaunchClient:
         token,
         timeout=svc.settings.fhir_timeout,
         max_pages=svc.settings.fhir_max_pages,
-        page_size=svc.settings.fhir_page_size,
+        page_size=tenant.page_size or svc.settings.fhir_page_size,
     )
     return LaunchClient(client, current)
 
@@ -160,10 +162,13 @@ def assess_launch(
 ) -> LaunchAssessment:
     """Read the chart (and the app's earlier RiskAssessments, same wave) and assess it."""
     lc = launch_client(svc, launch)
-    granted = GrantedScopes.parse(launch.tokens.scope)
+    granted = launch.granted()
     overrides = overrides or Overrides()
+    today = datetime.now(ZoneInfo(svc.settings.timezone)).date()
+    statement = svc.statement(launch_tenant(svc, launch))
+    plan = plan_for(svc.settings, launch_tenant(svc, launch), statement, today)
     try:
-        data = lc.client.read_chart(launch.context.patient, granted, observation_params(svc),
+        data = lc.client.read_chart(launch.context.patient, granted, plan,
                                     history_system=IDENTIFIER_SYSTEM)
     except TokenExpired as exc:
         raise session_ended() from exc
@@ -178,7 +183,7 @@ def assess_launch(
         chart = assess_chart(
             data.resources,
             launch.context.patient,
-            at=datetime.now(ZoneInfo(svc.settings.timezone)).date(),
+            at=today,
             settings=svc.settings,
             overrides=overrides if overrides.any() else None,
             table=table,
@@ -189,8 +194,8 @@ def assess_launch(
         raise AppError(502, "The chart could not be read",
                        "The EHR returned data of another patient; nothing is shown for safety.",
                        "foreign-resource") from exc
-    support = capability.cache().get(svc.http, launch.iss, svc.settings.fhir_timeout)
-    save = capability.save_state(granted, support, chart.assessment.complete)
+    save = capability.save_state(granted, capability.write_support(statement),
+                                 chart.assessment.complete)
     done = lc.launch
     who = {"tenant": done.tenant, "iss": done.iss, "user": done.fhir_user,
            "patient": done.context.patient, "launch": done.id}

@@ -6,15 +6,14 @@ Two independent checks, both needed before the button is enabled:
   narrower than the request);
 * the EHR's CapabilityStatement: RiskAssessment with the ``create`` interaction. Whether it
   also does ``conditionalCreate`` chooses the write path (conditional create, or search then
-  create). It is read once per issuer and cached; when it cannot be read the app assumes
-  support and lets the write itself answer, so a flaky ``/metadata`` never hides the button.
+  create). It is read once per issuer and cached (``fhir.capability``); when it cannot be read
+  the app assumes support and lets the write itself answer, so a flaky ``/metadata`` never
+  hides the button.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,10 @@ from typing import Any
 import requests
 from flask import current_app
 
-from ...http.bounded import MB, deadline_in, get_json
+from ...fhir import capability as fhir_capability
+from ...fhir.capability import ServerCapabilities
 from ...smart.scopes import GrantedScopes
+from ..services import services
 
 log = logging.getLogger(__name__)
 
@@ -54,65 +55,48 @@ class SaveState:
     conditional: bool = True  # False: search by identifier first, then a plain create
 
 
+def write_support(statement: ServerCapabilities) -> WriteSupport:
+    """What the statement says about RiskAssessment (an unreadable one: assume support)."""
+    if not statement.known:
+        return UNKNOWN
+    support = statement.types.get("RiskAssessment")
+    if support is None:
+        return WriteSupport(known=True, create=False, conditional_create=False,
+                            search_identifier=False)
+    return WriteSupport(
+        known=True,
+        create="create" in support.interactions,
+        conditional_create=support.conditional_create,
+        search_identifier="identifier" in support.search_params,
+    )
+
+
 def parse_capability(data: Mapping[str, Any]) -> WriteSupport:
-    for rest in data.get("rest", []) or []:
-        if not isinstance(rest, dict) or rest.get("mode", "server") != "server":
-            continue
-        for res in rest.get("resource", []) or []:
-            if not isinstance(res, dict) or res.get("type") != "RiskAssessment":
-                continue
-            codes = {i.get("code") for i in res.get("interaction", []) or [] if isinstance(i, dict)}
-            params = {p.get("name") for p in res.get("searchParam", []) or []
-                      if isinstance(p, dict)}
-            return WriteSupport(
-                known=True,
-                create="create" in codes,
-                conditional_create=res.get("conditionalCreate") is True,
-                search_identifier="identifier" in params,
-            )
-    return WriteSupport(known=True, create=False, conditional_create=False,
-                        search_identifier=False)
+    return write_support(fhir_capability.parse(data))
 
 
 class CapabilityCache:
-    def __init__(self, ttl: float = TTL) -> None:
-        self._ttl = ttl
-        self._entries: dict[str, tuple[WriteSupport, float]] = {}
-        self._lock = threading.Lock()
+    """The EHR's statement per issuer (``fhir.capability.CapabilityCache``), read once for the
+    chart read (which types, which ``_include``) and the save (how to write)."""
 
-    def get(self, http: requests.Session, iss: str, timeout: float) -> WriteSupport:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(iss)
-            if hit is not None and hit[1] > now:
-                return hit[0]
-        support = _fetch(http, iss, timeout)
-        with self._lock:
-            # An unreadable statement is retried after a minute, not after an hour.
-            self._entries[iss] = (support, now + (self._ttl if support.known else 60.0))
-        return support
+    def __init__(self, ttl: float = TTL,
+                 statements: fhir_capability.CapabilityCache | None = None) -> None:
+        self._statements = statements or fhir_capability.CapabilityCache(ttl)
 
+    def statement(self, http: requests.Session, iss: str, timeout: float,
+                  headers: Mapping[str, str] | None = None) -> ServerCapabilities:
+        return self._statements.get(http, iss, timeout, headers)
 
-def _fetch(http: requests.Session, iss: str, timeout: float) -> WriteSupport:
-    try:
-        data = get_json(http, iss.rstrip("/") + "/metadata", max_bytes=2 * MB,
-                        deadline=deadline_in(2 * min(timeout, 5.0)),
-                        headers={"Accept": "application/fhir+json"},
-                        timeout=min(timeout, 5.0), allow_redirects=False)
-    except (requests.RequestException, ValueError) as exc:
-        log.info("CapabilityStatement not readable (%s); assuming RiskAssessment create",
-                 type(exc).__name__)
-        return UNKNOWN
-    if not isinstance(data, dict) or data.get("resourceType") != "CapabilityStatement":
-        return UNKNOWN
-    return parse_capability(data)
+    def get(self, http: requests.Session, iss: str, timeout: float,
+            headers: Mapping[str, str] | None = None) -> WriteSupport:
+        return write_support(self.statement(http, iss, timeout, headers))
 
 
 def cache() -> CapabilityCache:
-    """One cache per app (on ``app.extensions``), created on first use."""
+    """One cache per app, sharing the statements the chart read uses (``Services``)."""
     found = current_app.extensions.get(EXTENSION)
     if not isinstance(found, CapabilityCache):
-        found = CapabilityCache()
+        found = CapabilityCache(statements=services().capabilities)
         current_app.extensions[EXTENSION] = found
     return found
 
@@ -121,19 +105,20 @@ def save_state(granted: GrantedScopes, support: WriteSupport, complete: bool) ->
     if not complete:
         return SaveState(False, "no-estimate",
                          "Nothing can be saved: there is no estimate (see what is missing).")
-    if not granted.can_create("RiskAssessment"):
-        return SaveState(
-            False, "scope",
-            "Read-only: the EHR did not grant this app permission to save a RiskAssessment "
-            "(scope patient/RiskAssessment.c or patient/RiskAssessment.write). Download the "
-            "result or copy the summary into a note instead.",
-        )
+    # The EHR's lack of the type first: then no scope for it was asked for either.
     if not support.create:
         return SaveState(
             False, "unsupported",
             "Read-only: this EHR does not accept RiskAssessment resources (its "
             "CapabilityStatement has no RiskAssessment create). Download the result or copy "
             "the summary into a note instead.",
+        )
+    if not granted.can_create("RiskAssessment"):
+        return SaveState(
+            False, "scope",
+            "Read-only: the EHR did not grant this app permission to save a RiskAssessment "
+            "(scope patient/RiskAssessment.c or patient/RiskAssessment.write). Download the "
+            "result or copy the summary into a note instead.",
         )
     conditional = support.conditional_create or not (
         support.search_identifier and granted.can_search("RiskAssessment")

@@ -27,11 +27,10 @@ from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 from ...ops import audit
 from ...risk.records import Overrides
 from ...smart.launches import Launch
-from ...smart.scopes import GrantedScopes
 from ...smart.tokens import TokenExpired
 from ..services import Services
 from . import capability, history
-from .assessment import assess_launch, launch_client, session_ended
+from .assessment import assess_launch, launch_client, launch_tenant, session_ended
 from .render import remember_shown, shown_record
 
 log = logging.getLogger(__name__)
@@ -96,8 +95,8 @@ def save(svc: Services, launch: Launch, *, identifier: str | None,
         return problem
     resource: dict[str, Any] = record["resource"]
     ident = str(resource["identifier"][0]["value"])
-    granted = GrantedScopes.parse(launch.tokens.scope)
-    support = capability.cache().get(svc.http, launch.iss, svc.settings.fhir_timeout)
+    granted = launch.granted()
+    support = capability.write_support(svc.statement(launch_tenant(svc, launch)))
     state = capability.save_state(granted, support, complete=True)
     if not state.enabled:
         _audit(launch, ident, status="refused", error=f"read-only-{state.code}")
