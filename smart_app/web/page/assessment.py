@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from ...config import Tenant
 from ...fhir.client import ChartData, FhirClient, FhirError, plan_for
+from ...fhir.client.chart import PATIENT_TYPES as CHART_TYPES
 from ...fhir.extract import ForeignResourceError
 from ...fhir.present import text_summary
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
@@ -189,6 +190,9 @@ def assess_launch(
             table=table,
             encounter=encounter,
             performer=performer,
+            # Withheld (scope, 403) is unknown; not offered by this EHR is not a source here.
+            unread=[t for t in data.withheld if t in CHART_TYPES],
+            not_offered=[t for t in data.not_offered if t in CHART_TYPES],
         )
     except ForeignResourceError as exc:
         raise AppError(502, "The chart could not be read",
