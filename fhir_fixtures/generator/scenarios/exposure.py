@@ -108,7 +108,7 @@ def not_done_and_other_statuses() -> Fixture:
             antibody="positive",
             index="2.20",
             prior_is=False,
-            findings=[NONE_ON_RECORD],
+            findings=["exposure-not-counted", NONE_ON_RECORD],
         ),
     )
 
