@@ -63,6 +63,15 @@ class Deployment:
         app.start()
         return app
 
+    def running(self, port: int, name: str = "") -> AppProcess:
+        """The instance serving ``port``, started if no live one is: a test that needs
+        instance A (the address the sandbox fetches the app's JWKS from) must not rely on an
+        earlier test having started it."""
+        for app in self.instances:
+            if app.port == port and app.proc is not None and app.proc.poll() is None:
+                return app
+        return self.start(port, name)
+
     def app_logs(self) -> str:
         return "".join(p.log.read_text(encoding="utf-8", errors="replace")
                        for p in self.instances if p.log.exists())

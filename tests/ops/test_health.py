@@ -23,7 +23,7 @@ def _ready(base: str) -> requests.Response:
 
 def test_readyz_follows_redis_down_and_back(deployment: Deployment) -> None:
     d = deployment
-    app = d.start(d.port_a, "a")
+    app = d.running(d.port_a, "a")
     assert d.redis is not None
     ok = _ready(app.base)
     assert ok.status_code == 200 and ok.json()["status"] == "ok"
@@ -56,6 +56,7 @@ def test_readyz_follows_redis_down_and_back(deployment: Deployment) -> None:
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(deployment: Deployment) -> None:
     d = deployment
+    d.running(d.port_a, "a")  # the sandbox fetches the app's JWKS from instance A
     app = d.start(d.port_b, "b")
     http = browser()
     page = launch(http, d.ehr, "ex03-index-0-90", app_port=d.port_b, callback_port=d.port_b)
