@@ -197,38 +197,6 @@ def test_csrf_token_is_per_launch_and_constant_time_checked() -> None:
     assert not csrf.valid("k" * 40, "launch-1", None)
 
 
-class StubClient:
-    """Records the search-then-create path (an EHR without conditional create)."""
-
-    def __init__(self, found: list[dict[str, Any]]) -> None:
-        self.found = found
-        self.calls: list[tuple[str, Any]] = []
-
-    def search_one(self, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        self.calls.append(("search", params))
-        return self.found
-
-    def create(self, resource: dict[str, Any], *, if_none_exist: str | None) -> WriteResult:
-        self.calls.append(("create", if_none_exist))
-        return WriteResult(201, {**resource, "id": "new"}, None, 1)
-
-
-def test_without_conditional_create_search_comes_first() -> None:
-    from smart_app.web.page.writeback import _write
-
-    resource = {**RA, "identifier": [{"system": "s", "value": "v"}]}
-    fresh = StubClient([])
-    result = _write(fresh, resource, "v", conditional=False)  # type: ignore[arg-type]
-    assert result.created and [c[0] for c in fresh.calls] == ["search", "create"]
-    assert fresh.calls[0][1] == [("patient", "p"), (
-        "identifier", "https://pml-risk.app/fhir/sid/risk-assessment|v")]
-    assert fresh.calls[1][1] is None
-    existing = StubClient([{**resource, "id": "old"}])
-    found = _write(existing, resource, "v", conditional=False)  # type: ignore[arg-type]
-    assert found.ok and not found.created and found.resource_id == "old"
-    assert [c[0] for c in existing.calls] == ["search"]
-
-
 class FakeChart(requests.Session):
     """Answers the chart reads by resource type; the history search by a given response."""
 
