@@ -16,7 +16,8 @@ from .fhir.extract import extract_inputs
 from .fhir.present import assessment_json
 from .fhir.riskassessment import build_risk_assessment
 from .risk.engine import assess
-from .risk.records import Overrides
+from .risk.orders import OrderEstimate, estimate_from_orders
+from .risk.records import ADMINISTRATION, REQUEST, Overrides
 from .risk.result import Assessment
 from .risk.table import RiskTable
 from .risk.tables import load_table
@@ -26,6 +27,9 @@ from .risk.tables import load_table
 class ChartAssessment:
     assessment: Assessment
     risk_assessment: dict[str, Any] | None  # validated FHIR R4 RiskAssessment, or None
+    #: The infusion count estimated from natalizumab orders, offered as the what-if's
+    #: suggestion when administrations could not be read (never applied by itself).
+    order_estimate: OrderEstimate | None = None
 
     @property
     def status(self) -> str:
@@ -33,11 +37,21 @@ class ChartAssessment:
 
     def api_json(self) -> dict[str, Any]:
         """The body of ``GET /launches/<id>/assessment``."""
-        return {
+        body = {
             "status": self.status,
             "riskAssessment": self.risk_assessment,
             **assessment_json(self.assessment),
         }
+        estimate = self.order_estimate
+        body["suggestions"] = {} if estimate is None else {"infusions": {
+            "value": estimate.infusions,
+            "label": estimate.label,
+            "firstOrder": estimate.first_order.isoformat(),
+            "intervalDays": estimate.interval_days,
+            "orders": list(estimate.orders),
+            "reason": estimate.reason,
+        }}
+        return body
 
 
 def assess_chart(
@@ -83,4 +97,7 @@ def assess_chart(
         if result.complete and resource
         else None
     )
-    return ChartAssessment(result, ra)
+    estimate = None
+    if inputs.unknown(ADMINISTRATION) and not inputs.unknown(REQUEST):
+        estimate = estimate_from_orders(inputs.medications, at)
+    return ChartAssessment(result, ra, estimate)

@@ -378,8 +378,10 @@ def _medication_evidence(resource: Resource, kind: str, status: str, concept: An
                          excluded: str = "") -> MedicationEvidence:
     period = resource.get("effectivePeriod")
     period = period if isinstance(period, Mapping) else {}
+    every = None
     if kind == "MedicationRequest":
         when, ended, noted = parse_date(resource.get("authoredOn")), None, None
+        every = dosing_interval_days(resource)
     else:
         # dateAsserted is when the history was written down, not when the drug was taken: it
         # only bounds the start, it never dates the use itself.
@@ -389,8 +391,30 @@ def _medication_evidence(resource: Resource, kind: str, status: str, concept: An
     agent_class, agent = found or (AgentClass.UNRESOLVED, "unidentified medication")
     return MedicationEvidence(
         ref_of(resource), agent_class, agent, when, status, codes.label(concept),
-        ended=ended, noted=noted, excluded=excluded,
+        ended=ended, noted=noted, excluded=excluded, every_days=every,
     )
+
+
+_UNIT_DAYS = {"d": 1, "wk": 7, "mo": 30}
+
+
+def dosing_interval_days(order: Resource) -> int | None:
+    """Days between doses from the first ``dosageInstruction.timing.repeat`` (``frequency``
+    per ``period`` ``periodUnit``), or None when the order does not say (or says in hours)."""
+    dosage = order.get("dosageInstruction")
+    first = dosage[0] if isinstance(dosage, list) and dosage else None
+    timing = first.get("timing") if isinstance(first, Mapping) else None
+    repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
+    if not isinstance(repeat, Mapping):
+        return None
+    period, unit = repeat.get("period"), repeat.get("periodUnit")
+    frequency = repeat.get("frequency", 1)
+    if (isinstance(period, bool) or not isinstance(period, int | float) or period <= 0
+            or unit not in _UNIT_DAYS or isinstance(frequency, bool)
+            or not isinstance(frequency, int) or frequency <= 0):
+        return None
+    days = int(period * _UNIT_DAYS[unit] // frequency)
+    return days if 0 < days <= 366 else None
 
 
 def _excluded(kind: str, status: str, resource: Resource) -> str:

@@ -154,6 +154,7 @@ class MedicationEvidence:
     ended: date | None = None  # effectivePeriod.end
     noted: date | None = None  # dateAsserted: use had started by then
     excluded: str = ""  # why the record is not evidence of use ("order intent plan"): listed
+    every_days: int | None = None  # an order's dosing interval (timing.repeat), in days
 
 
     @property

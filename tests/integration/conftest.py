@@ -172,9 +172,9 @@ def make_stack(
             }
         )
         app = create_app(app_settings, keys=signing_keys)
+        sandbox_options = {"fixtures_dir": FIXTURES, **(sandbox or {})}
         sandbox_app = create_sandbox(
-            SandboxConfig(
-                fixtures_dir=FIXTURES,
+            SandboxConfig(  # type: ignore[arg-type]
                 clients=(
                     SandboxClient(
                         client_id=CLIENT_ID,
@@ -188,7 +188,7 @@ def make_stack(
                 ),
                 launch_url="/launch",
                 allow_control=True,
-                **(sandbox or {}),
+                **sandbox_options,
             )
         )
         late.target = DispatcherMiddleware(app, {"/sandbox": sandbox_app})
