@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from . import cds
 from .config import Settings, require_web
 from .http.session import make_http
 from .smart.discovery import DiscoveryCache
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(jwks.bp)
     app.register_blueprint(health.bp)
+    cds.init_app(app)  # CDS Hooks: /cds-services, /t/<tenant>/cds-services, /basis
     log.info("app ready: %d tenant(s), session store %s", len(settings.tenants),
              settings.session_store.split(":", 1)[0])
     return app

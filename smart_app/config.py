@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 AUTH_METHODS = ("public", "client_secret_basic", "private_key_jwt")
@@ -36,6 +37,25 @@ class CodeSets:
     jcv_index: tuple[str, ...] = ()
     natalizumab: tuple[str, ...] = ()
     immunosuppressants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CdsSettings:
+    """``[tenants.cds]``: the tenant's EHR as a CDS Hooks client (CDS Hooks 2.0, "Trusting CDS
+    Clients"). Only calls whose JWT ``iss`` is ``issuer``, signed by a key from ``jwks_url``,
+    are answered; a ``jku`` header must equal ``jwks_url``, so no other URL is ever fetched.
+    """
+
+    issuer: str
+    jwks_url: str
+    audience: str | None = None  # an exact ``aud`` the site typed into its EHR, if not the URL
+    slug: str = ""  # /t/<slug>/cds-services; derived from the tenant's name when not given
+    # Prefetch the laboratory Observations by these "system|code"s rather than by category,
+    # for EHRs whose prefetch cannot search by category.
+    observation_codes: tuple[str, ...] = ()
+    jcv_order: str = "http://loinc.org|70173-0"  # "system|code" of the anti-JCV test to order
+    mri_order: str = ""  # "system|code" of a brain MRI order; "" offers no MRI suggestion
+    basis_url: str = ""  # the card's evidence link; "" = the app's own /basis page
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,7 @@ class Tenant:
     #: The resource types read from this EHR; empty: what its CapabilityStatement offers of
     #: the types the engine reads (``smart.scopes.READ_TYPES``).
     read_types: tuple[str, ...] = ()
+    cds: CdsSettings | None = None  # the EHR calls the app's CDS Hooks services
 
 
 @dataclass(frozen=True)
@@ -134,12 +155,12 @@ def _str(data: Mapping[str, Any], key: str, where: str, default: str | None = No
     return value
 
 
-def _codes(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+def _codes(data: Mapping[str, Any], key: str, where: str = "codes.") -> tuple[str, ...]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(
         isinstance(v, str) and "|" in v and v.split("|", 1)[1] for v in value
     ):
-        raise ConfigError(f'codes.{key}: expected a list of "system|code" strings')
+        raise ConfigError(f'{where}{key}: expected a list of "system|code" strings')
     return tuple(value)
 
 
@@ -168,8 +189,11 @@ TOP_KEYS = frozenset({
 })
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
-    "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types",
+    "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types", "cds",
 })
+CDS_KEYS = frozenset({"issuer", "jwks_url", "audience", "slug", "observation_codes", "jcv_order",
+                      "mri_order", "basis_url"})
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SERVER_KEYS = frozenset({"host", "port", "workers", "threads", "timeout", "graceful_timeout"})
 PROXY_KEYS = frozenset({"trusted_hops", "trusted_addresses"})
 AUDIT_KEYS = frozenset({"path"})
@@ -269,8 +293,9 @@ def _tenant(data: Any, n: int) -> Tenant:
     page_size = data.get("page_size")
     if page_size is not None:
         page_size = _number(data, "page_size", 1, integer=True, where=where)
+    name = _str(data, "name", where, iss)
     return Tenant(
-        name=_str(data, "name", where, iss),
+        name=name,
         iss=iss,
         client_id=_str(data, "client_id", where),
         auth=auth,
@@ -282,6 +307,51 @@ def _tenant(data: Any, n: int) -> Tenant:
         oidc_issuer=oidc_issuer,
         page_size=page_size,
         read_types=_read_types(data, where),
+        cds=_cds(data["cds"], name, f"{where}cds.") if "cds" in data else None,
+    )
+
+
+def _url(data: Mapping[str, Any], key: str, where: str) -> str:
+    """https, or http on loopback (the demo and tests): keys and tokens never cross a network
+    in the clear."""
+    value = _str(data, key, where)
+    try:
+        host = urlsplit(value).hostname or ""
+    except ValueError:
+        host = ""
+    if not host or not (value.startswith("https://")
+                        or (value.startswith("http://") and host in LOOPBACK)):
+        raise ConfigError(f"{where}{key}: expected an https URL (http only on 127.0.0.1)")
+    return value
+
+
+def _system_code(data: Mapping[str, Any], key: str, where: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or (value and not value.partition("|")[2]):
+        raise ConfigError(f'{where}{key}: expected "system|code"')
+    return value
+
+
+def _cds(data: Any, name: str, where: str) -> CdsSettings:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where[:-1]}: expected a table ([tenants.cds])")
+    _known(data, CDS_KEYS, where)
+    audience = data.get("audience")
+    if audience is not None and (not isinstance(audience, str) or not audience):
+        raise ConfigError(f"{where}audience: expected a non-empty string")
+    slug = data.get("slug") or re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64]
+    if not isinstance(slug, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", slug):
+        raise ConfigError(f"{where}slug: expected lowercase letters, digits and dashes")
+    basis = data.get("basis_url", "")
+    return CdsSettings(
+        issuer=_str(data, "issuer", where).rstrip("/"),
+        jwks_url=_url(data, "jwks_url", where),
+        audience=audience,
+        slug=slug,
+        observation_codes=_codes(data, "observation_codes", where),
+        jcv_order=_system_code(data, "jcv_order", where, CdsSettings.jcv_order),
+        mri_order=_system_code(data, "mri_order", where, ""),
+        basis_url=_url(data, "basis_url", where) if basis else "",
     )
 
 
@@ -376,6 +446,11 @@ def _unique(tenants: tuple[Tenant, ...]) -> tuple[Tenant, ...]:
         if tenant.iss in seen:
             raise ConfigError(f"tenants[{n}].iss: {tenant.iss} is registered twice")
         seen.add(tenant.iss)
+        if tenant.cds is not None:  # a CDS call names its tenant by JWT issuer or by slug
+            for key, value in (("issuer", tenant.cds.issuer), ("slug", tenant.cds.slug)):
+                if f"cds {key} {value}" in seen:
+                    raise ConfigError(f"tenants[{n}].cds.{key}: {value} is used twice")
+                seen.add(f"cds {key} {value}")
     return tenants
 
 

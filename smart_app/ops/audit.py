@@ -50,6 +50,16 @@ ALLOWED_FIELDS = frozenset({
     "endpoint",  # the Flask endpoint name (never the URL: callback URLs carry codes)
     "request_id",  # one id per HTTP request, also sent back as X-Request-ID
     "instance",  # host:pid of the process that handled it (several instances, one trail)
+    # CDS Hooks calls (smart_app/cds): identifiers and codes only, never the JWT or a token
+    "service",  # the CDS service id
+    "hook",  # patient-view | order-select | order-sign
+    "hook_instance",  # the EHR's UUID for this hook firing
+    "jti",  # the CDS client JWT's id (replay investigations)
+    "prefetch",  # e.g. {"observations": "provided", "patient": "fetched"}
+    "cards",  # number of cards returned
+    "card",  # a card's uuid (also the SMART link's appContext)
+    "outcome",  # feedback: accepted | overridden
+    "override_reason",  # feedback: the override reason's code
 })
 
 _HOST = socket.gethostname()

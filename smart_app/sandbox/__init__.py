@@ -17,6 +17,7 @@ The Flask app returned by :func:`create_sandbox` uses relative routes; mount it 
 * ``/fhir/Group/{id}/$export``, ``/bulk/status/{job}``, ``/bulk/files/..``, ``/bulk/storage/..``
   (Bulk Data, ``bulk.py``; tokens from Backend Services, ``backend.py``)
 * ``/_control``, ``/_control/bulk`` (only with ``allow_control``)
+* ``/chart/<patient>``, ``/cds/jwks.json``, ``/cds/launch``, ``/_cds``: the CDS Hooks client
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from joserfc.jwk import RSAKey
 
-from . import auth_views, bulk, control, discovery, fhir_api, views
+from . import auth_views, bulk, cds_client, control, discovery, fhir_api, views
 from .authorization import init_authorization
 from .backend import init_backend
 from .config import SandboxClient, SandboxConfig
@@ -75,5 +76,6 @@ def create_sandbox(config: SandboxConfig) -> Flask:
     app.extensions[EXTENSION_KEY] = state
     for module in (views, auth_views, discovery, fhir_api, control, bulk):
         app.register_blueprint(module.blueprint)
+    cds_client.init(app, config.cds_signing_key)  # /chart/<patient>, /cds/..., /_cds
     app.after_request(_log_request)
     return app

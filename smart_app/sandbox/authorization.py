@@ -387,6 +387,8 @@ def context_parameters(state: SandboxState, context: LaunchContext) -> dict[str,
         params["intent"] = context.intent
     if context.fhir_context:
         params["fhirContext"] = [dict(item) for item in context.fhir_context]
+    if context.app_context:
+        params["appContext"] = context.app_context
     if state.config.tenant:
         params["tenant"] = state.config.tenant
     return params

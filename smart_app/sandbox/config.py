@@ -102,6 +102,12 @@ class SandboxConfig:
     ehr_profile: str = "full"
     signing_key: dict[str, Any] | None = None
     jwks_fetch_timeout: float = 5.0
+    #: CDS Hooks client (``cds_client.py``): the CDS services' discovery URL (``/path`` = on the
+    #: serving origin), the ``iss`` of its JWTs (None: the sandbox's base URL) and its private
+    #: EC P-384 JWK (None: a new key per sandbox).
+    cds_services: str | None = None
+    cds_issuer: str | None = None
+    cds_signing_key: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         find_profile(self.ehr_profile)  # an unknown name fails here, not on the first write

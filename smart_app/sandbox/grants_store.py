@@ -26,6 +26,7 @@ class LaunchContext:
     need_patient_banner: bool = True
     intent: str | None = None
     fhir_context: tuple[dict[str, Any], ...] = ()
+    app_context: str | None = None  # CDS Hooks: the card link's appContext
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,9 @@ def home() -> Response:
         summary = f" &mdash; {escape(patient.summary)}" if patient.summary else ""
         rows.append(
             f"<li><strong>{escape(patient.name)}</strong>{summary} "
-            f'<a class="launch" href="{escape(href)}">Launch</a></li>'
+            f'<a class="launch" href="{escape(href)}">Launch</a> '
+            f'<a class="chart" href="{escape(root_url())}chart/{escape(patient.id)}">'
+            "Open chart</a></li>"
         )
     html = _PAGE.format(fhir=escape(f"{root_url()}fhir"), rows="\n".join(rows))
     response = Response(html, mimetype="text/html")

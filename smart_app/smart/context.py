@@ -36,6 +36,9 @@ class LaunchContext:
     intent: str | None = None
     tenant: str | None = None
     fhir_context: tuple[FhirContextItem, ...] = ()
+    #: CDS Hooks: the ``appContext`` of the card link that launched the app (an opaque card
+    #: id from this app's own CDS service; anything longer than an id is dropped).
+    app_context: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,4 +98,10 @@ def parse(token_response: Mapping[str, Any]) -> LaunchContext:
         intent=_opt_str(token_response.get("intent")),
         tenant=_opt_str(token_response.get("tenant")),
         fhir_context=_fhir_context(token_response.get("fhirContext")),
+        app_context=_app_context(token_response.get("appContext")),
     )
+
+
+def _app_context(value: Any) -> str | None:
+    text = _opt_str(value)
+    return text if text is not None and len(text) <= 128 else None

@@ -335,6 +335,6 @@ def callback() -> Response:
     log.info("launch established (tenant %s, refresh token: %s)", tenant.name,
              tokens.refresh_token is not None)
     audit.bind(launch=launch.id, patient=ctx.patient, user=fhir_user)
-    audit.event("launch.established", scopes=tokens.scope,
+    audit.event("launch.established", scopes=tokens.scope, card=ctx.app_context,
                 status="refresh-token" if tokens.refresh_token else "no-refresh-token")
     return redirect(url_for("views.launch_page", launch_id=launch.id), code=303)

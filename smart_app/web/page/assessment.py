@@ -91,6 +91,7 @@ class LaunchAssessment:
                 "intent": ctx.intent,
                 "smartStyleUrl": ctx.smart_style_url,
                 "tenant": ctx.tenant,
+                "appContext": ctx.app_context,  # the CDS card that launched the app, if any
                 "fhirContext": [
                     {k: v for k, v in asdict(item).items() if v is not None}
                     for item in ctx.fhir_context

@@ -1,0 +1,66 @@
+"""The figure on a card equals the figure the app shows, for every fixture patient; and a card's
+SMART link launches the app with the card's id as ``appContext``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from .conftest import AuditLines, Stack, follow_to_app
+
+pytestmark = pytest.mark.integration
+
+FIGURE = re.compile(r"^PML risk ([0-9.]+) per 1,000 ")
+
+
+def app_assessment(stack: Stack, patient: str, **launch: str) -> dict[str, Any]:
+    query = urlencode({"patient": patient, **launch})
+    browser, page = follow_to_app(stack.base, f"{stack.base}/sandbox/launch?{query}")
+    resp = browser.get(page + "/assessment", timeout=30)
+    assert resp.status_code == 200, resp.text[:300]
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+def test_the_card_figure_is_the_apps_for_every_fixture_patient(
+        stack: Stack, fixture_index: list[dict[str, Any]]) -> None:
+    assert len(fixture_index) >= 20
+    for item in fixture_index:
+        patient = item["id"]
+        card = stack.card("patient-view", patient)
+        app = app_assessment(stack, patient)
+        found = FIGURE.match(card["summary"])
+        if app["result"] is None:
+            assert found is None and card["summary"].startswith("No PML estimate"), patient
+            assert card["indicator"] == "warning", patient
+        else:
+            assert found is not None, (patient, card["summary"])
+            assert found.group(1) == app["result"]["per1000"], patient
+            assert app["result"]["per1000"] in card["detail"], patient
+        # The order card, answered from the same data, shows the same line.
+        assert stack.card("order-sign", patient)["summary"] == card["summary"], patient
+
+
+def test_the_card_link_launches_the_app_with_the_cards_id(
+        stack: Stack, audit_lines: AuditLines) -> None:
+    card = stack.card("patient-view", "ex03-index-0-90")
+    link = next(link for link in card["links"] if link["type"] == "smart")
+    # The EHR (the sandbox) launches the link's URL with the link's appContext.
+    start = f"{stack.base}/sandbox/cds/launch?" + urlencode({
+        "patient": "ex03-index-0-90", "url": link["url"], "appContext": link["appContext"]})
+    browser, page = follow_to_app(stack.base, start)
+    data = browser.get(page + "/assessment", timeout=30).json()
+    assert data["launch"]["appContext"] == card["uuid"]
+    assert data["launch"]["patient"] == "Patient/ex03-index-0-90"
+    established = audit_lines.events("launch.established")[-1]
+    assert established["card"] == card["uuid"]
+    call = next(e for e in audit_lines.events("cds.call") if e.get("card") == card["uuid"])
+    assert call["patient"] == "ex03-index-0-90"  # the trail ties the launch to its card
+    # The sandbox, like Oracle's "allowed links", launches only the registered app URL.
+    bad = browser.get(f"{stack.base}/sandbox/cds/launch?" + urlencode({
+        "patient": "ex03-index-0-90", "url": "https://elsewhere.example/launch"}), timeout=10,
+        allow_redirects=False)
+    assert bad.status_code == 400
