@@ -77,7 +77,7 @@ def assess_chart(
 
     ``resource=False`` skips building the write-back RiskAssessment (about half the cost of a
     light chart) for callers that only show the assessment, such as the worklist's thousands of
-    rows; the assessment itself is the same.
+    rows and the CDS cards; the assessment itself is the same.
 
     Raises ``smart_app.fhir.extract.ForeignResourceError`` when a resource belongs to another
     patient: mixing two charts must never produce a number.

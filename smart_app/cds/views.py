@@ -275,7 +275,7 @@ def _call(service_id: str, slug: str | None) -> Response | tuple[Response, int]:
         statuses.update({k: f"fetched ({statuses[k]})" for k in got.missing})
     try:
         chart = assess_chart(resources, patient_id, at=_today(settings), settings=settings,
-                             table=load_table(settings.risk_table))
+                             table=load_table(settings.risk_table), resource=False)
     except ForeignResourceError:
         audit.event("cds.call", **who, error="foreign-resource", http_status=400)
         return outcome(400, "invalid", "The data holds resources of another patient; nothing "

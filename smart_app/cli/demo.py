@@ -33,6 +33,13 @@ def demo_settings(base_url: str, instance: Path, *, auth: str = "private_key_jwt
                     "client_id": DEMO_CLIENT_ID,
                     "auth": auth,
                     "signing_alg": "ES384",
+                    # The sandbox is also the CDS Hooks client: opening a chart fires
+                    # patient-view with JWTs signed by the sandbox's own published key.
+                    "cds": {
+                        "issuer": f"{base_url}/sandbox",
+                        "jwks_url": f"{base_url}/sandbox/cds/jwks.json",
+                        "slug": "sandbox",
+                    },
                 }
             ],
         }
@@ -68,6 +75,7 @@ def build_demo(port: int, instance: Path, fixtures: Path, *, ehr_profile: str = 
             launch_url=f"{base_url}/launch",
             allow_control=True,
             ehr_profile=ehr_profile,
+            cds_services=f"{base_url}/cds-services",
         )
     )
     return DispatcherMiddleware(app, {"/sandbox": sandbox})

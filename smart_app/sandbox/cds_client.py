@@ -525,7 +525,9 @@ body { font-family: system-ui, sans-serif; margin: 1rem; color: #222; }
   margin-bottom: 1rem; background: #fff; }
 .cds-card.warning { border-left-color: #c77700; }
 .cds-card.critical { border-left-color: #b00020; }
-.cds-card table { border-collapse: collapse; font-size: .85rem; }
+.cds-card table { border-collapse: collapse; font-size: .85rem; width: 100%;
+  table-layout: fixed; overflow-wrap: anywhere; }
+.card-link { margin-right: .8rem; }
 .cds-card td, .cds-card th { border: 1px solid #ccc; padding: 2px 4px; text-align: left; }
 .cds-error { color: #8a1c1c; }
 table.chart { border-collapse: collapse; }

@@ -6,6 +6,9 @@ claimed issuer and jti, and never put the token in the audit trail.
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,3 +223,46 @@ def test_the_fhir_authorization_token_is_never_audited(ehr: Ehr, audit_lines: Au
     call = audit_lines.events("cds.call")[-1]
     assert call["iss"] == ISSUER and call["patient"] and call["hook"] == "patient-view"
     assert call["card"] and call["cards"] == 1
+
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not Path(REDIS).exists():
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [REDIS, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path_factory.mktemp("redis"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_replays_are_refused_with_every_session_store(
+        tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    store = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
+    gen = serve_ehr(tmp_path, store=store)
+    ehr = next(gen)
+    try:
+        token = ehr.token()
+        assert ehr.call(token).status_code == 200
+        assert ehr.call(token).status_code == 401
+        assert ehr.call(ehr.token()).status_code == 200
+    finally:
+        gen.close()
