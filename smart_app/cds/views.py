@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.wrappers import Response
 
 from ..config import Settings, Tenant
@@ -165,8 +165,6 @@ def discovery() -> Response:
 def _tenant(slug: str) -> Tenant:
     tenant = cds_tenant(_svc().settings, slug=slug)
     if tenant is None:
-        from werkzeug.exceptions import NotFound
-
         raise NotFound("No CDS tenant at this address.")
     return tenant
 
