@@ -17,12 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import requests
 
-from ..config import Settings
+from ..config import Settings, Tenant
 from ..fhir.client import FhirClient, FhirError
+from ..fhir.client.plan import ReadPlan, observation_searches
 from ..smart.scopes import GrantedScopes
 
 DEADLINE = 2.0  # seconds for every FHIR read of one call together
@@ -53,6 +55,7 @@ class Fetched:
     resources: tuple[dict[str, Any], ...]
     requests: int
     round_trips: int
+    unread: tuple[str, ...] = ()  # types the server refused (403) although the token allows
 
 
 def access(
@@ -80,13 +83,13 @@ def access(
                       GrantedScopes.parse(scope if isinstance(scope, str) else ""))
 
 
-def _client(http: requests.Session, fhir: FhirAccess, settings: Settings,
+def _client(http: requests.Session, fhir: FhirAccess, settings: Settings, tenant: Tenant,
             budget: float) -> FhirClient:
     token = fhir.token
     return FhirClient(
         http, fhir.base, lambda _rejected: token,
         timeout=min(settings.fhir_timeout, budget), max_pages=settings.fhir_max_pages,
-        page_size=settings.fhir_page_size, deadline=budget,
+        page_size=tenant.page_size or settings.fhir_page_size, deadline=budget,
     )
 
 
@@ -94,40 +97,46 @@ def fetch(
     http: requests.Session,
     fhir: FhirAccess,
     settings: Settings,
+    tenant: Tenant,
     patient_id: str,
     types: Sequence[str],
-    observation_params: Sequence[tuple[str, str]],
+    today: date,
     have: Iterable[Mapping[str, Any]],
     *,
     deadline: float = DEADLINE,
 ) -> Fetched:
-    """Read ``types`` for the patient (as the app does at launch), then any Medication that
-    the resources reference and nobody sent. Raises :class:`CannotFetch`."""
+    """Read ``types`` for the patient with the app's own read plan (the same searches as at
+    launch), then any Medication that the resources reference and nobody sent. Raises
+    :class:`CannotFetch`."""
     started = time.monotonic()
     refused = [t for t in types if not fhir.granted.can_search(t)]
     if refused:
         raise CannotFetch("scope", "fhirAuthorization does not allow reading "
                           + ", ".join(refused))
     found: list[dict[str, Any]] = []
+    unread: tuple[str, ...] = ()
     sent = trips = 0
     if types:
         wanted = [f"patient/{t}.rs" for t in types]
         if fhir.granted.can_search("Medication"):
             wanted.append("patient/Medication.rs")
+        plan = ReadPlan(observation_searches=observation_searches(settings, today))
         try:
-            data = _client(http, fhir, settings, deadline).read_chart(
-                patient_id, GrantedScopes.parse(" ".join(wanted)), observation_params)
+            data = _client(http, fhir, settings, tenant, deadline).read_chart(
+                patient_id, GrantedScopes.parse(" ".join(wanted)), plan)
         except FhirError as exc:
             raise CannotFetch("fhir", f"the FHIR server could not be read: {exc.message}") \
                 from exc
         found.extend(data.resources)
         sent, trips = data.requests, data.round_trips
+        # Refused by the server (403) although granted: unknown to the engine, as in the app.
+        unread = tuple(t for t in data.withheld if t in types)
     missing = unresolved_medications([*have, *found], fhir.base)
     if missing and fhir.granted.can_search("Medication"):
         left = deadline - (time.monotonic() - started)
         if left <= 0.05:
             raise CannotFetch("fhir", f"the FHIR server did not answer within {deadline:g} s")
-        client = _client(http, fhir, settings, left)
+        client = _client(http, fhir, settings, tenant, left)
         trips += 1
         for i in range(0, len(missing), MEDICATION_IDS_PER_SEARCH):
             ids = ",".join(missing[i:i + MEDICATION_IDS_PER_SEARCH])
@@ -137,7 +146,7 @@ def fetch(
                 raise CannotFetch("fhir", f"the FHIR server could not be read: {exc.message}") \
                     from exc
             sent += 1
-    return Fetched(tuple(found), sent, trips)
+    return Fetched(tuple(found), sent, trips, unread)
 
 
 def unresolved_medications(resources: Iterable[Mapping[str, Any]], base: str) -> list[str]:

@@ -241,8 +241,10 @@ def _call(service_id: str, slug: str | None) -> Response | tuple[Response, int]:
     if order and not natalizumab_orders(context, str(hook), settings.codes):
         audit.event("cds.call", **who, cards=0, status="no-natalizumab-order")
         return jsonify({"cards": []})
+    today = _today(settings)
     try:
-        got = prefetch.read(body.get("prefetch"), patient_id, tenant.iss)
+        got = prefetch.read(body.get("prefetch"), patient_id, tenant.iss,
+                            prefetch.keys(settings, tenant), prefetch.labs_since(settings, today))
     except prefetch.ForeignPrefetch:
         audit.event("cds.call", **who, error="foreign-prefetch", http_status=400)
         return outcome(400, "invalid", "The prefetch holds resources of another patient; "
@@ -252,14 +254,14 @@ def _call(service_id: str, slug: str | None) -> Response | tuple[Response, int]:
     access = fallback.access(body.get("fhirServer"), body.get("fhirAuthorization"), tenant.iss,
                              patient_id)
     round_trips = 0
+    unread: tuple[str, ...] = ()
     if got.missing or (isinstance(access, fallback.FhirAccess)
                        and fallback.unresolved_medications(resources, tenant.iss)):
         try:
             if isinstance(access, fallback.CannotFetch):
                 raise access
-            fetched = fallback.fetch(svc.http, access, settings, patient_id,
-                                     got.missing_types, prefetch.observation_params(
-                                         settings, tenant), resources)
+            fetched = fallback.fetch(svc.http, access, settings, tenant, patient_id,
+                                     got.missing_types, today, resources)
         except fallback.CannotFetch as exc:
             if got.missing:
                 audit.event("cds.call", **who, prefetch=statuses, error=exc.reason,
@@ -269,11 +271,14 @@ def _call(service_id: str, slug: str | None) -> Response | tuple[Response, int]:
                                f"cannot be read: {exc.message}.")
             fetched = fallback.Fetched((), 0, 0)  # only Medications were wanted: best effort
         resources.extend(fetched.resources)
-        round_trips = fetched.round_trips
+        round_trips, unread = fetched.round_trips, fetched.unread
         statuses.update({k: f"fetched ({statuses[k]})" for k in got.missing})
+    offered = prefetch.chart_types(tenant)
     try:
-        chart = assess_chart(resources, patient_id, at=_today(settings), settings=settings,
-                             table=load_table(settings.risk_table), resource=False)
+        chart = assess_chart(resources, patient_id, at=today, settings=settings,
+                             table=load_table(settings.risk_table), resource=False,
+                             unread=unread,
+                             not_offered=[t for t in prefetch.CHART_TYPES if t not in offered])
     except ForeignResourceError:
         audit.event("cds.call", **who, error="foreign-resource", http_status=400)
         return outcome(400, "invalid", "The data holds resources of another patient; nothing "

@@ -204,11 +204,11 @@ def _prefetch(templates: Mapping[str, Any], patient: str, user: str,
     token = _mint(PREFETCH_CLIENT, "patient/*.rs", patient)
     base = fhir_base()
     found: dict[str, Any] = {}
-    for n, (key, template) in enumerate(templates.items()):
+    for key, template in templates.items():
         if not isinstance(template, str):
             continue
-        if mode == "partial" and n >= 2:
-            continue  # only the first two templates (Patient, Observations) are fulfilled
+        if mode == "partial" and not template.startswith(("Patient/", "Observation?")):
+            continue  # only the Patient and the Observation searches are fulfilled
         query = _fill(template, tokens)
         if query is None:
             continue

@@ -81,7 +81,7 @@ def make_stack(tmp_path: Path, signing_keys: keys.SigningKeys) -> Iterator[Stack
 
     def build(*, cds: dict[str, Any] | None = None, services: str = "/cds-services",
               settings: dict[str, Any] | None = None, sandbox: dict[str, Any] | None = None,
-              store: str | None = None) -> Stack:
+              store: str | None = None, tenant: dict[str, Any] | None = None) -> Stack:
         late = LateApp()
         ctx = serve_in_thread(late)
         base = ctx.__enter__()
@@ -95,6 +95,7 @@ def make_stack(tmp_path: Path, signing_keys: keys.SigningKeys) -> Iterator[Stack
             "session_store": store or f"sqlite:///{tmp_path / 'sessions.sqlite3'}",
             "keys_file": str(keys_file),
             "tenants": [{
+                **(tenant or {}),
                 "name": "Sandbox", "iss": f"{base}/sandbox/fhir", "client_id": CLIENT_ID,
                 "auth": "private_key_jwt", "signing_alg": "ES384",
                 "cds": {"issuer": f"{base}/sandbox",

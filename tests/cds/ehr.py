@@ -58,7 +58,8 @@ def prefetch_from(fixture: str, patient: str) -> dict[str, Any]:
     assert patient_resource["id"] == patient
     return {
         "patient": patient_resource,
-        "observations": searchset("Observation"),
+        "observations": searchset("Observation"),  # a superset of the JCV-coded ones
+        "labs": searchset("Observation"),
         "administrations": searchset("MedicationAdministration", "Medication"),
         "statements": searchset("MedicationStatement"),
         "requests": searchset("MedicationRequest"),

@@ -46,27 +46,38 @@ def test_discovery_lists_both_services_with_the_apps_prefetch(stack: Stack) -> N
         assert service["title"] and service["description"]
         prefetch = service["prefetch"]
         assert prefetch["patient"] == "Patient/{{context.patientId}}"
+        # What the app reads at launch: anti-JCV results by code (any date), laboratory
+        # results for unmapped codes, and the three medication types with their Medications.
         assert prefetch["observations"] == (
+            "Observation?patient={{context.patientId}}"
+            "&code=http://loinc.org|100977-8,http://loinc.org|70173-0&_count=1000")
+        assert prefetch["labs"] == (
             "Observation?patient={{context.patientId}}&category=laboratory&_count=1000")
         assert prefetch["administrations"] == (
             "MedicationAdministration?patient={{context.patientId}}"
             "&_include=MedicationAdministration:medication&_count=1000")
-        assert set(prefetch) == {"patient", "observations", "administrations", "statements",
-                                 "requests"}
+        assert set(prefetch) == {"patient", "observations", "labs", "administrations",
+                                 "statements", "requests"}
 
 
-def test_tenant_discovery_uses_the_tenants_lab_codes(make_stack: StackFactory) -> None:
+def test_tenant_discovery_uses_the_tenants_codes_types_and_page_size(
+        make_stack: StackFactory) -> None:
     stack = make_stack(cds={"observation_codes": ["urn:oid:1.2.3|JCV AB"]},
+                       tenant={"page_size": 200, "read_types": [
+                           "Patient", "Observation", "MedicationAdministration",
+                           "MedicationRequest"]},
                        services=f"/t/{SLUG}/cds-services")
     services = requests.get(f"{stack.base}/t/{SLUG}/cds-services", timeout=10).json()["services"]
-    # The site's code, plus every anti-JCV code the engine knows (an index left out would
-    # silently move the patient to the "no index" row).
-    assert services[0]["prefetch"]["observations"] == (
+    prefetch = services[0]["prefetch"]
+    # The site's code next to every anti-JCV code the app knows; its page cap; no type the
+    # tenant's EHR does not offer (here MedicationStatement).
+    assert prefetch["observations"] == (
         "Observation?patient={{context.patientId}}"
         "&code=urn:oid:1.2.3|JCV%20AB,http://loinc.org|100977-8,http://loinc.org|70173-0"
-        "&_count=1000")
+        "&_count=200")
+    assert set(prefetch) == {"patient", "observations", "labs", "administrations", "requests"}
     assert requests.get(f"{stack.base}/cds-services", timeout=10).json()["services"][0][
-        "prefetch"]["observations"].endswith("&category=laboratory&_count=1000")
+        "prefetch"]["labs"].endswith("&category=laboratory&_count=1000")
     # The sandbox runs those templates as they are: a card comes back through the tenant URL.
     data = stack.fire("patient-view", EX05)
     assert data["endpoint"] == f"{stack.base}/t/{SLUG}/cds-services/pml-risk-patient-view"
@@ -95,8 +106,8 @@ def test_partial_prefetch_fetches_only_what_is_missing(stack: Stack) -> None:
     assert data["body"]["cards"][0]["summary"].startswith("PML risk 8.8 per 1,000")
     # The sandbox's own prefetch ran Patient and Observation; the service read the other three.
     paths = fhir_paths(stack, mark)
-    assert paths[:2] == [f"Patient/{EX05}", "Observation"]
-    assert sorted(paths[2:]) == ["MedicationAdministration", "MedicationRequest",
+    assert paths[:3] == [f"Patient/{EX05}", "Observation", "Observation"]
+    assert sorted(paths[3:]) == ["MedicationAdministration", "MedicationRequest",
                                  "MedicationStatement"]
     assert data["serviceFhirRequests"] == 3
 
@@ -104,14 +115,14 @@ def test_partial_prefetch_fetches_only_what_is_missing(stack: Stack) -> None:
 def test_absent_prefetch_is_read_with_fhir_authorization(stack: Stack) -> None:
     data = stack.fire("patient-view", EX05, prefetch="absent")
     assert data["status"] == 200
-    assert data["serviceFhirRequests"] == 5  # one wave: Patient + four searches
+    assert data["serviceFhirRequests"] == 6  # one wave: Patient + five searches
     assert data["body"]["cards"][0]["summary"].startswith("PML risk 8.8 per 1,000")
 
 
 def test_an_operation_outcome_in_prefetch_means_fetch_it(stack: Stack) -> None:
     data = stack.fire("patient-view", EX05, prefetch="failed")
     assert data["status"] == 200
-    assert data["serviceFhirRequests"] == 5
+    assert data["serviceFhirRequests"] == 6
     assert data["body"]["cards"][0]["summary"].startswith("PML risk 8.8 per 1,000")
 
 
