@@ -83,6 +83,9 @@ class Tenant:
     #: the types the engine reads (``smart.scopes.READ_TYPES``).
     read_types: tuple[str, ...] = ()
     cds: CdsSettings | None = None  # the EHR calls the app's CDS Hooks services
+    # SMART Backend Services (``pml-risk worklist``): EHRs such as Epic register a backend
+    # system as its own client; "" = the same client_id as the app.
+    backend_client_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ TOP_KEYS = frozenset({
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
     "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types", "cds",
+    "backend_client_id",
 })
 CDS_KEYS = frozenset({"issuer", "jwks_url", "audience", "slug", "observation_codes", "jcv_order",
                       "mri_order", "basis_url"})
@@ -308,6 +312,8 @@ def _tenant(data: Any, n: int) -> Tenant:
         page_size=page_size,
         read_types=_read_types(data, where),
         cds=_cds(data["cds"], name, f"{where}cds.") if "cds" in data else None,
+        backend_client_id=_str(data, "backend_client_id", where, "")
+        if "backend_client_id" in data else "",
     )
 
 

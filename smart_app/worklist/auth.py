@@ -80,7 +80,8 @@ class BackendAuth:
 
     def _fetch(self) -> None:
         alg = self._tenant.signing_alg
-        assertion = client_assertion(self._key, alg, client_id=self._tenant.client_id,
+        client_id = self._tenant.backend_client_id or self._tenant.client_id
+        assertion = client_assertion(self._key, alg, client_id=client_id,
                                      token_endpoint=self._endpoint, now=self._clock())
         form = {"grant_type": "client_credentials", "scope": self._scope,
                 "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}

@@ -7,6 +7,10 @@ must not see the token, short-lived tokens, a refused _typeFilter).
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,7 +27,15 @@ from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
 from smart_app.sandbox.testing import mounted, serve_in_thread
 from smart_app.smart import keys
 
-from .helpers import FIXTURES, INDEX, cli_assess, cli_figure, fixture_patient, rows_by_patient
+from .helpers import (
+    FIXTURES,
+    INDEX,
+    ROOT,
+    cli_assess,
+    cli_figure,
+    fixture_patient,
+    rows_by_patient,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -96,10 +108,12 @@ def ehr(tmp_path: Path, signing_keys: keys.SigningKeys,
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     with serve_in_thread(mounted(sandbox)) as root:
         conf = tmp_path / "pml-risk.toml"
+        # The app's launch client and the backend system are registered separately (Epic).
         conf.write_text(
             f'keys_file = "{keys_file}"\nbase_url = "https://pml-risk.test"\n'
             f'fhir_timeout = 5\n[[tenants]]\nname = "Sandbox"\niss = "{root}/sandbox/fhir"\n'
-            f'client_id = "{CLIENT_ID}"\nauth = "private_key_jwt"\nsigning_alg = "ES384"\n',
+            f'client_id = "pml-risk-launch"\nbackend_client_id = "{CLIENT_ID}"\n'
+            'auth = "private_key_jwt"\nsigning_alg = "ES384"\n',
             encoding="utf-8")
         yield Ehr(root, conf, tmp_path / "out", scratch)
 
@@ -233,6 +247,53 @@ def test_jcv_code_filter_narrows_the_export(ehr: Ehr) -> None:
     assert "http://loinc.org|70173-0" in codes and "http://loinc.org|100977-8" in codes
     counts = ehr.summary()["counts"]["resource_types"]
     assert counts["Observation"] < 419  # other labs left on the server
+
+
+def test_one_client_for_launch_and_backend(ehr: Ehr) -> None:
+    """Without backend_client_id the tenant's client_id signs the backend assertion (RS384)."""
+    text = ehr.config.read_text(encoding="utf-8")
+    text = text.replace('client_id = "pml-risk-launch"\n', "").replace(
+        "backend_client_id", "client_id").replace("ES384", "RS384")
+    ehr.config.write_text(text, encoding="utf-8")
+    assert ehr.worklist() == 0
+    assert ehr.summary()["counts"]["patients"] == len(INDEX)
+
+
+def test_unregistered_backend_client_is_refused(ehr: Ehr,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    text = ehr.config.read_text(encoding="utf-8")
+    ehr.config.write_text(text.replace(f'backend_client_id = "{CLIENT_ID}"',
+                                       'backend_client_id = "nobody"'), encoding="utf-8")
+    assert ehr.worklist() == 1
+    err = capsys.readouterr().err
+    assert "refused the backend token (HTTP 400, invalid_client)" in err
+    assert list(ehr.scratch.iterdir()) == []
+
+
+def test_sigterm_removes_the_phi_folder_and_cancels_the_export(ehr: Ehr) -> None:
+    """A scheduler's kill mid-run: the private folder goes, the job is cancelled (DELETE)."""
+    ehr.bulk(slow_polls=1000, retry_after=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PML_RISK_")}
+    env["TMPDIR"] = str(ehr.scratch)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "smart_app.cli", "worklist", "--config", str(ehr.config),
+         "--tenant", "Sandbox", "--group", GROUP, "--out", str(ehr.out)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (ehr.events("poll") and any(ehr.scratch.iterdir())):
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the run never started polling"
+            time.sleep(0.1)
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 128 + signal.SIGTERM
+    assert list(ehr.scratch.iterdir()) == []
+    assert len(ehr.events("delete")) == 1
+    assert not ehr.out.exists()
 
 
 def test_unknown_group_is_a_clear_failure(ehr: Ehr, capsys: pytest.CaptureFixture[str]) -> None:
