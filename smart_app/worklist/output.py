@@ -101,7 +101,7 @@ th button{all:unset;cursor:pointer;font-weight:600}
 th button:focus-visible{outline:2px solid #0a58ca}
 th[aria-sort=ascending] button::after{content:" \\25B2"}
 th[aria-sort=descending] button::after{content:" \\25BC"}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .none{color:#8a1c1c;font-weight:600}
 .high{color:#8a1c1c;font-weight:600}.moderate{color:#7a4d00}.low{color:#1d5e20}
 .overdue{color:#8a1c1c;font-weight:600}.due{color:#7a4d00;font-weight:600}
