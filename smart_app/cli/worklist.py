@@ -72,8 +72,8 @@ def worklist_command(args: argparse.Namespace) -> int:
         if tenant is None:
             names = ", ".join(t.name for t in settings.tenants) or "none configured"
             return _fail(f"--tenant: no tenant named {args.tenant!r} ({names})")
-    if args.from_ndjson and args.group:
-        return _fail("--from-ndjson and --group exclude each other")
+    if args.from_ndjson and (args.group or args.since):
+        return _fail("--from-ndjson excludes --group and --since")
     if not args.from_ndjson and not (tenant and args.group):
         return _fail("give --tenant and --group (a Bulk export), or --from-ndjson DIR")
     if args.workers is not None and not 1 <= args.workers <= 16:
@@ -130,6 +130,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                      help="read NDJSON files (.ndjson, .ndjson.gz; per type or mixed) instead")
     cmd.add_argument("--out", required=True, help="folder for the worklist files")
     cmd.add_argument("--at", help="assessment date YYYY-MM-DD (default: today, clinic time)")
+    cmd.add_argument("--since", metavar="INSTANT|last",
+                     help="incremental run: export only what changed since this FHIR instant "
+                     "('last': the previous run's transactionTime in --out), read those charts "
+                     "in full and keep the other rows")
     cmd.add_argument("--wait", type=float, default=6 * 3600, metavar="SECONDS",
                      help="longest wait for the export to complete (default 6 hours)")
     cmd.add_argument("--per-patient", default="", metavar="TYPES",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import email.utils
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ FHIR_JSON = "application/fhir+json"
 #: OperationOutcome issue codes that mean "try again later" (FHIR IssueType: transient + children).
 TRANSIENT = frozenset({"transient", "lock-error", "no-store", "exception", "timeout",
                        "incomplete", "throttled"})
+INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
 MAX_TRANSIENT = 8  # consecutive transient failures tolerated while polling
 MAX_REDIRECTS = 5
 FIRST_INTERVAL = 1.0  # seconds before the first re-poll when the server gives no Retry-After
@@ -53,8 +55,12 @@ class ExportOptions:
             raise ValueError("--concurrency: expected 1 to 16")
         if args.wait <= 0:
             raise ValueError("--wait: expected a positive number of seconds")
+        since = getattr(args, "since", None)
+        if since and since != "last" and not INSTANT.fullmatch(since):
+            raise ValueError("--since: expected a FHIR instant such as 2026-11-24T01:30:00Z, "
+                             "or 'last'")
         return cls(wait=args.wait, per_patient=types, concurrency=args.concurrency,
-                   observations=args.observations, since=getattr(args, "since", None))
+                   observations=args.observations, since=since or None)
 
 
 @dataclass(frozen=True)

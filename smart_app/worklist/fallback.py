@@ -7,7 +7,7 @@ that could not be read would make a lower band look certain. The run names them 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +30,12 @@ class PatientSearch:
     requests: int
 
 
-def _search(client: BulkClient, kind: str, patient_id: str) -> PatientSearch:
+def _search(client: BulkClient, kind: str, patient_id: str,
+            extra: Sequence[tuple[str, str]] = ()) -> PatientSearch:
     include = f"{kind}:medication" if kind.startswith("Medication") and kind != "Medication" \
         else None
-    params = [("patient", patient_id), ("_count", str(PAGE_SIZE))]
+    params = [("_id" if kind == "Patient" else "patient", patient_id), *extra,
+              ("_count", str(PAGE_SIZE))]
     if include:
         params.append(("_include", include))
     url: str | None = f"{client.base}/{kind}?{urlencode(params)}"
@@ -83,15 +85,18 @@ def _next(bundle: Any, base: str) -> str | None:
 
 
 def search_patients(client: BulkClient, kinds: Sequence[str], patient_ids: Sequence[str],
-                    concurrency: int) -> Iterator[PatientSearch]:
+                    concurrency: int,
+                    extra: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+                    ) -> Iterator[PatientSearch]:
     """Every (type, patient) search, ``concurrency`` at a time, yielded as they finish in
-    submission order (so the caller writes them from one thread)."""
+    submission order (so the caller writes them from one thread). ``extra`` adds search
+    parameters per type (the Observation narrowing the export used)."""
     jobs = [(kind, pid) for pid in patient_ids for kind in kinds]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="worklist-search") as pool:
         window = concurrency * 4  # bounded: never every patient's results in memory at once
         pending = []
         for kind, pid in jobs:
-            pending.append(pool.submit(_search, client, kind, pid))
+            pending.append(pool.submit(_search, client, kind, pid, (extra or {}).get(kind, ())))
             if len(pending) >= window:
                 yield pending.pop(0).result()
         for future in pending:

@@ -241,3 +241,23 @@ def previous_infusions(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         if isinstance(patient, str) and isinstance(infusions, int) and not unread:
             found[patient] = infusions
     return found
+
+
+def carried_row(data: Mapping[str, Any], *, at: date, since_run: str) -> Row:
+    """A previous run's row for a patient whose chart has not changed since: the assessment
+    stands, the retest status is judged again against ``at``. ``ValueError`` if malformed."""
+    fields = {f: data[f] for f in Row.__dataclass_fields__}
+    due = date.fromisoformat(fields["retest_due"]) if fields["retest_due"] else None
+    infusions = int(fields["infusions"])
+    fields.update(
+        missing_or_stale=tuple(str(c) for c in fields["missing_or_stale"]),
+        warnings=tuple(str(c) for c in fields["warnings"]),
+        findings=tuple((str(f["code"]), str(f["message"])) for f in fields["findings"]),
+        infusions=infusions,
+        previous_infusions=infusions,
+        crossed_24=NOT_CROSSED,
+        retest=retest_status(due, at),
+        data_notes=f"chart unchanged since the run of {since_run}: assessment carried over",
+    )
+    return Row(**fields)
+

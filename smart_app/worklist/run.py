@@ -25,7 +25,7 @@ from ..risk.tables import load_table
 from . import ndjson, output
 from .assessing import Context, assess_all, jobs_from, workers_for
 from .errors import WorklistError
-from .rows import NO_ESTIMATE, Row, previous_infusions, sort_key
+from .rows import NO_ESTIMATE, Row, carried_row, previous_infusions, sort_key
 from .staging import Staging, StagingCounts
 
 TEMP_PREFIX = "pml-risk-worklist-"
@@ -50,6 +50,8 @@ class SourceReport:
     unread: dict[str, set[str]] = field(default_factory=dict)
     #: patient id → how part of the chart was read (e.g. per-patient search)
     data_notes: dict[str, str] = field(default_factory=dict)
+    #: rows of an earlier run kept as they were (incremental runs: charts that did not change)
+    carried: list[Row] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -146,6 +148,7 @@ def run(
     previous = previous_infusions((previous_run or {}).get("rows") or [])
     status = "failed"
     counts: StagingCounts | None = None
+    listed: int | None = None
     try:
         with private_folder() as folder, Staging(folder) as staging:
             report = fill(staging, folder)
@@ -153,6 +156,8 @@ def run(
             rows = assess_staged(staging, at=at, settings=settings, table=table, report=report,
                                  previous=previous, workers=workers,
                                  link=lambda pid: deep_link(settings, tenant, pid))
+            rows = sorted([*rows, *report.carried], key=sort_key)
+        listed = len(rows)
         data = summary(rows, counts, report, at=at, table=table, tenant=tenant, group=group)
         files = output.write_all(out, rows, data)
         status = "ok"
@@ -164,7 +169,7 @@ def run(
             iss=tenant.iss if tenant else None,
             table=table.id,
             status=status,
-            patients=counts.patients if counts else None,
+            patients=listed,
             resource_types=dict(counts.resource_types) if counts else None,
         )
 
@@ -229,6 +234,14 @@ def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunR
                        scope=system_scopes(tenant), timeout=settings.fhir_timeout)
     client = BulkClient(http, tenant.iss, auth, timeout=settings.fhir_timeout)
     since = options.since
+    base_run: dict[str, Any] | None = None
+    if since:
+        base_run = _base_run(kwargs["out"], tenant, group)
+        if since == "last":
+            since = base_run["worklist"].get("transactionTime")
+            if not isinstance(since, str) or not since:
+                raise WorklistError("--since last: the previous run recorded no transactionTime; "
+                                    "run once without --since")
 
     def fill(staging: Staging, folder: Path) -> SourceReport:
         deadline = client.clock() + options.wait
@@ -262,6 +275,10 @@ def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunR
         if status_url is None:
             raise WorklistError("the EHR kept refusing the export")
         errors = 0
+        target = staging
+        if since:  # what changed goes to a scratch staging; full charts are read afterwards
+            (folder / "changes").mkdir(mode=0o700)
+            target = Staging(folder / "changes")
         try:
             manifest = client.wait(status_url, deadline=deadline)
             report.transaction_time = manifest.transaction_time
@@ -273,7 +290,7 @@ def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunR
                 name = f"{item.type} file {files}"
                 with client.open(item, requires_token=manifest.requires_token) as resp:
                     try:
-                        staging.add(ndjson.lines(resp.raw, name), name)
+                        target.add(ndjson.lines(resp.raw, name), name)
                     except ndjson.NdjsonError as exc:  # the EHR's data, not the user's input
                         raise WorklistError(f"the export is not usable: {exc}") from exc
             for item in manifest.error:
@@ -285,6 +302,23 @@ def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunR
         if errors:
             report.notes.append(f"the EHR reported {errors} export error(s) (OperationOutcome); "
                                 "affected charts may be incomplete")
+        if since and base_run is not None:
+            changed = target.mentioned_patients()
+            target.close()
+            _read_changed(client, staging, report, changed, filters, options.concurrency)
+            prev_at = str(base_run["worklist"].get("at", "?"))
+            carried = [r for r in base_run.get("rows") or []
+                       if isinstance(r, dict) and r.get("patient") not in set(changed)]
+            try:
+                report.carried = [carried_row(r, at=kwargs["at"], since_run=prev_at)
+                                  for r in carried]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise WorklistError("--since: the previous worklist.json cannot be carried "
+                                    "over; run once without --since") from exc
+            report.notes.append(f"incremental since {since}: {len(changed)} changed chart(s) "
+                                f"read in full by per-patient search, {len(report.carried)} "
+                                f"row(s) carried over from the run of {prev_at}")
+            per_patient = []
         if per_patient:
             ids = staging.patient_ids()
             failed = 0
@@ -297,7 +331,7 @@ def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunR
                 for resource in result.resources:
                     staging.add_resource(resource)
                 how = f"{', '.join(per_patient)} by per-patient search"
-                report.data_notes[result.patient_id] = how
+                report.data_notes.setdefault(result.patient_id, how)
             report.notes.append(f"{', '.join(per_patient)} read by per-patient search for "
                                 f"{len(ids)} patients" + (f" ({failed} failed: no estimate for "
                                                           "them)" if failed else ""))
@@ -314,3 +348,37 @@ def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunR
         return report
 
     return run(fill, tenant=tenant, group=group, **kwargs)
+
+
+def _base_run(out: Path, tenant: Tenant, group: str) -> dict[str, Any]:
+    """The previous run an incremental run builds on: same EHR, same group, same folder."""
+    previous = output.read_previous(out)
+    info = previous.get("worklist") if previous else None
+    if not isinstance(info, dict) or not isinstance(previous, dict) or \
+            info.get("iss") != tenant.iss or info.get("group") != group:
+        raise WorklistError(f"--since: {out} holds no earlier worklist of this tenant and "
+                            "group; run once without --since")
+    return previous
+
+
+CHART_SEARCHES = ("Patient", "Observation", "MedicationAdministration", "MedicationStatement",
+                  "MedicationRequest")
+
+
+def _read_changed(client: Any, staging: Staging, report: SourceReport, changed: list[str],
+                  filters: Mapping[str, list[list[tuple[str, str]]]], concurrency: int) -> None:
+    """Read every changed patient's whole chart by per-patient search (an incremental export
+    holds only the changed resources, and a figure needs the whole chart)."""
+    from .fallback import search_patients
+
+    extra = {kind: options[0] for kind, options in filters.items() if options}
+    for result in search_patients(client, CHART_SEARCHES, changed, concurrency, extra):
+        if result.error is not None:
+            report.unread.setdefault(result.patient_id, set()).add(result.kind)
+            report.data_notes[result.patient_id] = result.error
+            continue
+        for resource in result.resources:
+            staging.add_resource(resource)
+        report.data_notes.setdefault(result.patient_id, "changed since the last run: chart read "
+                                     "in full by per-patient search")
+

@@ -145,6 +145,13 @@ class Staging:
         ).fetchone()[0]
         return StagingCounts(dict(sorted(self._types.items())), patients, orphans, self._ignored)
 
+    def mentioned_patients(self) -> list[str]:
+        """Every patient with a staged Patient resource or chart resource (an incremental
+        export holds only what changed, often without the unchanged Patient)."""
+        self._index()
+        return [row[0] for row in self._db.execute(
+            "SELECT id FROM patient UNION SELECT DISTINCT patient FROM chart ORDER BY 1")]
+
     def patient_ids(self) -> list[str]:
         self._index()
         return [row[0] for row in self._db.execute("SELECT id FROM patient ORDER BY id")]

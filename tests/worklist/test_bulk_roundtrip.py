@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 
 from smart_app.cli import main
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
@@ -55,6 +56,7 @@ class Ehr:
     config: Path
     out: Path
     scratch: Path
+    sandbox: Flask
 
     @property
     def base(self) -> str:
@@ -115,7 +117,7 @@ def ehr(tmp_path: Path, signing_keys: keys.SigningKeys,
             f'client_id = "pml-risk-launch"\nbackend_client_id = "{CLIENT_ID}"\n'
             'auth = "private_key_jwt"\nsigning_alg = "ES384"\n',
             encoding="utf-8")
-        yield Ehr(root, conf, tmp_path / "out", scratch)
+        yield Ehr(root, conf, tmp_path / "out", scratch, sandbox)
 
 
 def assert_rows_equal_cli(rows: dict[str, dict[str, Any]]) -> None:
@@ -294,6 +296,62 @@ def test_sigterm_removes_the_phi_folder_and_cancels_the_export(ehr: Ehr) -> None
     assert list(ehr.scratch.iterdir()) == []
     assert len(ehr.events("delete")) == 1
     assert not ehr.out.exists()
+
+
+NEW_RESULT = {
+    "resourceType": "Observation", "status": "final",
+    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                              "observation-category", "code": "laboratory"}]}],
+    "code": {"coding": [{"system": "http://loinc.org", "code": "70173-0"}],
+             "text": "JC virus antibody"},
+    "subject": {"reference": "Patient/no-antibody-result"},
+    "effectiveDateTime": "2026-11-20T09:00:00Z",
+    "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct",
+                                         "code": "260385009"}], "text": "Negative"},
+}
+
+
+def test_since_last_reads_only_the_changed_charts(ehr: Ehr, tmp_path: Path) -> None:
+    assert ehr.worklist() == 0
+    first = ehr.rows()
+    since = ehr.summary()["transactionTime"]
+    assert first["no-antibody-result"]["status"] == "no estimate"
+    # The lab files a new anti-JCV result for one patient (on the EHR's side: its store).
+    ehr.sandbox.extensions["sandbox"].store.create(dict(NEW_RESULT))
+    ehr.control(clear_requests=True)
+
+    assert ehr.worklist("--since", "last") == 0
+    assert ehr.events("kickoff")[-1]["since"] == since
+    searched = {r["args"].get("patient", r["args"].get("_id", ["?"]))[0]
+                for r in ehr.requests_log() if r["path"].startswith("/sandbox/fhir/")
+                and "Group" not in r["path"] and ".well-known" not in r["path"]}
+    assert searched == {"no-antibody-result"}
+    rows = ehr.rows()
+    changed = rows["no-antibody-result"]
+    assert changed["status"] == "estimate" and changed["antibody"] == "negative"
+    assert changed["data_notes"].startswith("changed since the last run")
+    for pid, row in rows.items():
+        if pid != "no-antibody-result":
+            assert row["per_1000"] == first[pid]["per_1000"]
+            assert row["data_notes"].startswith("chart unchanged since the run of 2026-11-25")
+    assert len(rows) == len(INDEX)
+    # The incremental list says what a full export of the same data says.
+    full_out = tmp_path / "full"
+    assert main(["worklist", "--config", str(ehr.config), "--tenant", "Sandbox", "--group",
+                 GROUP, "--out", str(full_out), "--at", AT]) == 0
+    full = rows_by_patient(full_out)
+    assert {p: (r["per_1000"], r["category"], r["infusions"]) for p, r in full.items()} == {
+        p: (r["per_1000"], r["category"], r["infusions"]) for p, r in rows.items()}
+
+
+def test_since_needs_an_earlier_run_of_the_same_group(
+    ehr: Ehr, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert ehr.worklist("--since", "last") == 1
+    assert "no earlier worklist of this tenant and group" in capsys.readouterr().err
+    assert ehr.worklist("--since", "yesterday") == 2
+    assert "--since: expected a FHIR instant" in capsys.readouterr().err
+    assert ehr.events("kickoff") == []
 
 
 def test_unknown_group_is_a_clear_failure(ehr: Ehr, capsys: pytest.CaptureFixture[str]) -> None:
