@@ -18,7 +18,16 @@ from .errors import fail as _fail
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "fhir_fixtures"
 DEMO_CLIENT_ID = "pml-risk-demo"
 
-def demo_settings(base_url: str, instance: Path, *, auth: str = "private_key_jwt") -> Any:
+#: How the demo's tenant is configured for a vendor-like sandbox profile (as check-config
+#: advises for that vendor).
+VENDOR_TENANTS: dict[str, dict[str, Any]] = {
+    "epic-like": {"vendor": "epic", "signing_alg": "RS384"},
+    "oracle-like": {"vendor": "oracle", "signing_alg": "RS384", "page_size": 200},
+}
+
+
+def demo_settings(base_url: str, instance: Path, *, auth: str = "private_key_jwt",
+                  ehr_profile: str = "full") -> Any:
     """Settings for the app half of the demo: one tenant, the mounted sandbox."""
     return config.from_mapping(
         {
@@ -40,6 +49,7 @@ def demo_settings(base_url: str, instance: Path, *, auth: str = "private_key_jwt
                         "jwks_url": f"{base_url}/sandbox/cds/jwks.json",
                         "slug": "sandbox",
                     },
+                    **VENDOR_TENANTS.get(ehr_profile, {}),
                 }
             ],
         }
@@ -49,8 +59,9 @@ def demo_settings(base_url: str, instance: Path, *, auth: str = "private_key_jwt
 def build_demo(port: int, instance: Path, fixtures: Path, *, ehr_profile: str = "full") -> Any:
     """The app at ``/`` and the sandbox at ``/sandbox`` in one WSGI callable.
 
-    ``ehr_profile`` picks how the sandbox EHR takes writes (``sandbox/profiles.py``), so each
-    write-back rung (RiskAssessment, clinical note, read-only) can be tried by hand.
+    ``ehr_profile`` picks how the sandbox EHR behaves (``sandbox/profiles.py``), so each
+    write-back rung (RiskAssessment, clinical note, read-only) and each vendor-like EHR
+    (``epic-like``, ``oracle-like``) can be tried by hand.
     """
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
@@ -58,7 +69,7 @@ def build_demo(port: int, instance: Path, fixtures: Path, *, ehr_profile: str = 
     from ..sandbox import SandboxClient, SandboxConfig, create_sandbox
 
     base_url = f"http://127.0.0.1:{port}"
-    settings = demo_settings(base_url, instance)
+    settings = demo_settings(base_url, instance, ehr_profile=ehr_profile)
     signing = keys.load_or_create(settings.keys_file)
     app = create_app(settings, keys=signing)
     sandbox = create_sandbox(
@@ -120,7 +131,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     # The names are checked when the demo starts: importing the sandbox here would slow down
     # every other command.
     demo.add_argument("--ehr-profile", default="full", metavar="NAME",
-                      help="how the sandbox EHR takes writes: full (RiskAssessment), notes-only "
-                      "(clinical notes), no-conditional-create, read-only, or another profile "
-                      "of smart_app/sandbox/profiles.py (default: full)")
+                      help="how the sandbox EHR behaves: full (RiskAssessment), notes-only "
+                      "(clinical notes), no-conditional-create, read-only, epic-like, "
+                      "oracle-like (see smart_app/sandbox/README.md; default: full)")
     demo.set_defaults(func=demo_command)

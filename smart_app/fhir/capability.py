@@ -4,7 +4,8 @@ Production EHRs differ in what they offer: MedicationStatement has no R4 API at 
 Health, Medication is not a standalone R4 resource at Oracle, neither offers RiskAssessment, and
 ``_include`` is honoured only where listed. The app reads the statement once per EHR (cached)
 and decides from it which types to search (a type the server does not offer is *not offered*,
-not *withheld*: risk-model.md §8), which ``_include`` to send, and how to write back.
+not *withheld*: it is simply not a source there), which ``_include`` to send, and how to
+write back.
 
 When the statement cannot be read, nothing is assumed missing: every type counts as offered
 (the searches themselves then answer), but no ``_include`` is sent, since an unknown parameter

@@ -1,8 +1,8 @@
 """An infusion count estimated from natalizumab orders, for when administrations cannot be read.
 
 Some EHRs do not offer ``MedicationAdministration`` to apps, or the grant does not cover it.
-Then the exposure is unknown and there is no estimate (risk-model.md §8: an unknown input never
-gives the lowest band). Where natalizumab orders are readable, the page may offer a count
+Then the exposure is unknown and there is no estimate (an unknown input never gives the
+lowest band). Where natalizumab orders are readable, the page may offer a count
 estimated from them, as the what-if's *suggested* value, labelled "estimated from orders" and
 never applied by itself: the clinician decides whether to use it.
 

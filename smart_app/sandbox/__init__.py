@@ -54,6 +54,7 @@ def _log_request(response: Response) -> Response:
             request.query_string.decode("latin-1"),
             request.args.to_dict(flat=False),
             response.status_code,
+            request.headers.get("Epic-Client-ID"),
         )
     return response
 

@@ -35,7 +35,7 @@ from .grants_store import AuthorizationCode, LaunchContext, TokenRecord
 from .state import (
     SandboxState,
     fhir_base,
-    issuer,
+    id_token_issuer,
     resolve_origin_relative,
     root_url,
     sandbox_state,
@@ -407,7 +407,7 @@ def id_token(state: SandboxState, code: AuthorizationCode) -> str:
     now = int(time.time())
     practitioner = code.context.practitioner or state.config.default_practitioner
     claims: dict[str, Any] = {
-        "iss": issuer(),
+        "iss": id_token_issuer(),
         "sub": practitioner,
         "aud": code.client_id,
         "iat": now,

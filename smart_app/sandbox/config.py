@@ -85,7 +85,8 @@ class SandboxConfig:
     clients: tuple[SandboxClient, ...] = ()
     launch_url: str = "/launch"
     issuer: str | None = None
-    token_lifetime: int = 3600
+    #: Access-token ``expires_in``; None: the EHR profile's (oracle-like: 570), else 3600.
+    token_lifetime: int | None = None
     refresh_token_lifetime: int = 86400
     code_lifetime: int = 600
     launch_lifetime: int = 3600
@@ -97,8 +98,8 @@ class SandboxConfig:
     latency_ms: int = 0
     v1_only: bool = False
     no_risk_assessment: bool = False
-    #: The write behaviour (``profiles.PROFILES``): ``full``, ``notes-only``,
-    #: ``no-conditional-create``, ``read-only``, ...
+    #: How the EHR behaves (``profiles.PROFILES``): ``full``, ``notes-only``,
+    #: ``no-conditional-create``, ``read-only``, ``epic-like``, ``oracle-like``.
     ehr_profile: str = "full"
     signing_key: dict[str, Any] | None = None
     jwks_fetch_timeout: float = 5.0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import SandboxConfig
-from .profiles import DEFAULT_PROFILE, EhrProfile, find_profile
+from .profiles import DEFAULT_PROFILE, PROFILES, EhrProfile, find_profile
 
 #: Keys of ``POST /sandbox/_control`` that are actions rather than settings.
 ACTIONS = frozenset({"reset", "reset_data", "clear_requests", "register_client"})
@@ -29,7 +29,7 @@ class Controls:
     latency_ms: int = 0
     fail_next: tuple[int, ...] = ()
     rate_limit_next: int = 0
-    token_lifetime: int = 3600
+    token_lifetime: int = 3600  # DEFAULT_TOKEN_LIFETIME
     v1_only: bool = False
     no_risk_assessment: bool = False
     deny_authorization: bool = False
@@ -53,12 +53,16 @@ class Controls:
 
     @classmethod
     def initial(cls, config: SandboxConfig) -> Controls:
+        profile = find_profile(config.ehr_profile)
+        signed_in = _sign_in_defaults(profile)
+        if config.token_lifetime is not None:  # the short-token knob wins over the profile
+            signed_in["token_lifetime"] = config.token_lifetime
+        signed_in["v1_only"] = config.v1_only or profile.v1_only
         return cls(
             latency_ms=config.latency_ms,
-            token_lifetime=config.token_lifetime,
-            v1_only=config.v1_only,
             no_risk_assessment=config.no_risk_assessment,
             ehr_profile=config.ehr_profile,
+            **signed_in,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -68,8 +72,28 @@ class Controls:
         return data
 
 
+DEFAULT_TOKEN_LIFETIME = 3600
+
+
+def _sign_in_defaults(profile: EhrProfile) -> dict[str, Any]:
+    """The controls an EHR profile sets: how its tokens and grants behave."""
+    return {
+        "token_lifetime": profile.token_lifetime or DEFAULT_TOKEN_LIFETIME,
+        "rotate_refresh_tokens": profile.rotate_refresh_tokens,
+        "grant_format": profile.grant_format,
+        "v1_only": profile.v1_only,
+    }
+
+
 def _validated(current: Controls, changes: Mapping[str, Any]) -> Controls:
-    """Apply JSON changes to ``current``; ValueError names the offending key."""
+    """Apply JSON changes to ``current``; ValueError names the offending key.
+
+    Switching ``ehr_profile`` also switches the controls the profile sets (token lifetime,
+    refresh rotation, grant format, v1-only), unless the same change sets them explicitly.
+    """
+    if isinstance(changes.get("ehr_profile"), str) and changes["ehr_profile"] in PROFILES:
+        current = dataclasses.replace(
+            current, **_sign_in_defaults(find_profile(changes["ehr_profile"])))
     updates: dict[str, Any] = {}
     for key, value in changes.items():
         if key in ACTIONS:
@@ -151,15 +175,19 @@ class ControlState:
             return None
 
     def log(
-        self, method: str, path: str, query: str, args: dict[str, list[str]], status: int
+        self, method: str, path: str, query: str, args: dict[str, list[str]], status: int,
+        client_header: str | None = None,
     ) -> None:
-        """Append one request: raw ``query`` string, decoded ``args``, response ``status``."""
+        """Append one request: raw ``query`` string, decoded ``args``, response ``status``, and
+        the ``Epic-Client-ID`` header when the client sent one."""
         with self.lock:
             if len(self.requests) >= MAX_LOG:
                 del self.requests[: MAX_LOG // 10]
-            self.requests.append(
-                {"method": method, "path": path, "query": query, "args": args, "status": status}
-            )
+            entry: dict[str, Any] = {"method": method, "path": path, "query": query,
+                                     "args": args, "status": status}
+            if client_header is not None:
+                entry["epic_client_id"] = client_header
+            self.requests.append(entry)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self.lock:

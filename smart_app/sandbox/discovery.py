@@ -11,8 +11,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from . import scopes
-from .profiles import EhrProfile
-from .state import fhir_base, issuer, root_url, sandbox_state
+from .profiles import MEDICATION_USERS, EhrProfile
+from .state import DEFAULT_TENANT, fhir_base, id_token_issuer, issuer, root_url, sandbox_state
 from .store import COMPARTMENT_TYPES
 
 blueprint = Blueprint("sandbox_discovery", __name__)
@@ -40,26 +40,47 @@ OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-u
 #: Search parameters advertised per type in the CapabilityStatement.
 _SEARCH_PARAMS = ("_id", "patient", "code", "category", "status", "date", "identifier",
                   "_count", "_sort")
-#: Types whose searches take ``_include=<type>:medication`` (listed in ``searchInclude``).
-MEDICATION_USERS = ("MedicationAdministration", "MedicationStatement", "MedicationRequest")
 
 
 def _endpoints() -> dict[str, str]:
     return {
         "authorization_endpoint": f"{root_url()}auth/authorize",
         "token_endpoint": f"{root_url()}auth/token",
-        "jwks_uri": f"{fhir_base()}/.well-known/jwks.json",
+        "jwks_uri": _jwks_uri(),
     }
 
 
+def _jwks_uri() -> str:
+    """Oracle-style servers publish their keys at the authorization host's ``/jwk``."""
+    if sandbox_state().controls.get().profile.identity == "tenant-issuer":
+        return f"{root_url()}jwk"
+    return f"{fhir_base()}/.well-known/jwks.json"
+
+
+def _identity_fields() -> dict[str, str]:
+    """``issuer`` and ``jwks_uri`` of the SMART configuration, as the profile publishes them:
+    both (the FHIR base signs), neither (OpenID discovery under the OAuth server's base), or
+    only ``jwks_uri`` (Oracle-style: the issuer is a tenant path on the authorization host)."""
+    identity = sandbox_state().controls.get().profile.identity
+    if identity == "oauth-server":
+        return {}
+    if identity == "tenant-issuer":
+        return {"jwks_uri": _jwks_uri()}
+    return {"issuer": issuer(), "jwks_uri": _jwks_uri()}
+
+
 def smart_configuration() -> dict[str, Any]:
-    v1_only = sandbox_state().controls.get().v1_only
+    controls = sandbox_state().controls.get()
+    v1_only = controls.v1_only
     capabilities = list(CAPABILITIES_V1)
     if not v1_only:
         capabilities.insert(capabilities.index("permission-v1"), "permission-v2")
+    if not controls.profile.authorize_post:
+        capabilities.remove("authorize-post")
+    endpoints = {k: v for k, v in _endpoints().items() if k != "jwks_uri"}
     return {
-        "issuer": issuer(),
-        **_endpoints(),
+        **_identity_fields(),
+        **endpoints,
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
@@ -81,9 +102,49 @@ def smart_config_route() -> Response:
 
 @blueprint.route("/fhir/.well-known/openid-configuration")
 def openid_config_route() -> Response:
+    if sandbox_state().controls.get().profile.identity != "fhir":
+        return _not_here()
+    return _openid_configuration()
+
+
+@blueprint.route("/auth/.well-known/openid-configuration")
+def oauth_server_openid_config() -> Response:
+    """The OpenID configuration under the OAuth server's base (``oauth-server`` identity)."""
+    if sandbox_state().controls.get().profile.identity != "oauth-server":
+        return _not_here()
+    return _openid_configuration()
+
+
+@blueprint.route("/tenants/<tenant>/oidc/idsps/<idsp>/.well-known/openid-configuration")
+def tenant_openid_config(tenant: str, idsp: str) -> Response:
+    """The OpenID configuration under an Oracle-style tenant issuer path."""
+    state = sandbox_state()
+    expected = state.config.tenant or DEFAULT_TENANT
+    if state.controls.get().profile.identity != "tenant-issuer" or tenant != expected or (
+            idsp != expected):
+        return _not_here()
+    return _openid_configuration()
+
+
+@blueprint.route("/jwk")
+def authorization_host_jwks() -> Response:
+    """The keys at the authorization host (``tenant-issuer`` identity)."""
+    if sandbox_state().controls.get().profile.identity != "tenant-issuer":
+        return _not_here()
+    return jwks_route()
+
+
+def _not_here() -> Response:
+    """This EHR profile publishes no such document."""
+    response = jsonify({"error": "not published by this EHR profile"})
+    response.status_code = 404
+    return response
+
+
+def _openid_configuration() -> Response:
     return jsonify(
         {
-            "issuer": issuer(),
+            "issuer": id_token_issuer(),
             **_endpoints(),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
@@ -109,16 +170,20 @@ def jwks_route() -> Response:
 
 
 def _resource_entry(resource_type: str, profile: EhrProfile) -> dict[str, Any]:
-    """One type's entry; ``create`` and ``conditionalCreate`` as the EHR profile behaves."""
+    """One type's entry; ``create``, ``conditionalCreate``, its search parameters and
+    ``searchInclude`` as the EHR profile behaves."""
     interactions = ["read", "search-type"]
     entry: dict[str, Any] = {"type": resource_type}
     if profile.can_create(resource_type):
         interactions.append("create")
         entry["conditionalCreate"] = profile.conditional_create
     entry["interaction"] = [{"code": code} for code in interactions]
-    params = _SEARCH_PARAMS if resource_type in COMPARTMENT_TYPES else ("_id", "identifier")
+    params: tuple[str, ...] = (
+        _SEARCH_PARAMS if resource_type in COMPARTMENT_TYPES else ("_id", "identifier"))
+    if resource_type in profile.no_identifier_search:
+        params = tuple(p for p in params if p != "identifier")
     entry["searchParam"] = [{"name": name, "type": _param_type(name)} for name in params]
-    if resource_type in MEDICATION_USERS:
+    if resource_type in MEDICATION_USERS and profile.lists_include(resource_type):
         entry["searchInclude"] = [f"{resource_type}:medication"]
     return entry
 
@@ -141,6 +206,7 @@ def metadata() -> Response:
     types.update(("RiskAssessment", "DocumentReference"))
     if controls.no_risk_assessment:
         types.discard("RiskAssessment")
+    types = {t for t in types if controls.profile.offers(t)}
     endpoints = _endpoints()
     body = {
         "resourceType": "CapabilityStatement",

@@ -115,8 +115,13 @@ def _token() -> TokenRecord:
 def _check_type(resource_type: str) -> None:
     if not _TYPE.match(resource_type):
         raise FhirError(404, "not-found", f"Unknown resource type '{resource_type}'")
-    if resource_type == "RiskAssessment" and sandbox_state().controls.get().no_risk_assessment:
+    controls = sandbox_state().controls.get()
+    if resource_type == "RiskAssessment" and controls.no_risk_assessment:
         raise FhirError(404, "not-supported", "RiskAssessment is not supported by this server")
+    if not controls.profile.offers(resource_type):
+        raise FhirError(404, "not-supported",
+                        f"{resource_type} is not supported by this server "
+                        f"(EHR profile {controls.profile.name})")
     try:
         get_fhir_model_class(resource_type)
     except (ValueError, KeyError) as exc:
@@ -164,7 +169,7 @@ def read(resource_type: str, resource_id: str) -> Response:
     if not _in_compartment(token, level, entry):
         raise FhirError(403, "forbidden", "Resource is outside the token's patient compartment")
     version = entry.resource.get("meta", {}).get("versionId", "1")
-    return fhir_response(entry.resource, headers={"ETag": f'W/"{version}"'})
+    return fhir_response(_as_served(entry.resource), headers={"ETag": f'W/"{version}"'})
 
 
 def _page_token(offset: int) -> str:
@@ -225,6 +230,10 @@ def _includes(
         param = target.split(":", 1)[0]
         if source != resource_type or param not in _INCLUDE_FIELDS:
             raise FhirError(400, "not-supported", f"Unsupported _include '{value}'")
+        profile = sandbox_state().controls.get().profile
+        if param == "medication" and not profile.lists_include(resource_type):
+            raise FhirError(400, "not-supported",
+                            f"_include '{value}' is not supported by this server")
         for entry in page:
             for field in _INCLUDE_FIELDS[param]:
                 refs = entry.resource.get(field)
@@ -250,11 +259,21 @@ def search(resource_type: str) -> Response:
     if level == "patient" and resource_type in COMPARTMENT_TYPES:
         _guard_patient_params(token, resource_type, params)
         compartment = token.context.patient
+    profile = sandbox_state().controls.get().profile
+    if resource_type in profile.no_identifier_search and any(k == "identifier" for k, _ in params):
+        raise FhirError(400, "not-supported",
+                        f"Search by identifier is not supported for {resource_type}")
     try:
         matches = sandbox_state().store.search(resource_type, params, compartment)
+        if resource_type == "MedicationRequest" and profile.statements_as_requests:
+            matches += sandbox_state().store.search(
+                "MedicationStatement", [(k, v) for k, v in params if k in _STATEMENT_PARAMS],
+                compartment)
     except SearchError as exc:
         raise FhirError(400, "invalid", str(exc)) from exc
     count = _count(params)
+    if profile.max_count is not None:
+        count = min(count, profile.max_count)  # the server's page cap: more pages, not fewer
     offset = _page_offset(request.args.get("_page"))
     page = matches[offset : offset + count]
     base = f"{fhir_base()}/{resource_type}"
@@ -265,10 +284,12 @@ def search(resource_type: str) -> Response:
     if count and offset > 0:
         query = urlencode([*params, ("_page", _page_token(max(0, offset - count)))])
         links.append({"relation": "previous", "url": f"{base}?{query}"})
-    entries = [
-        {"fullUrl": f"{fhir_base()}/{e.ref}", "resource": e.resource, "search": {"mode": "match"}}
-        for e in page
-    ]
+    entries = []
+    for e in page:
+        served = _as_served(_statement_as_request(e.resource)
+                            if e.type == "MedicationStatement" else e.resource)
+        entries.append({"fullUrl": f"{fhir_base()}/{served['resourceType']}/{served['id']}",
+                        "resource": served, "search": {"mode": "match"}})
     entries += [
         {"fullUrl": f"{fhir_base()}/{e.ref}", "resource": e.resource, "search": {"mode": "include"}}
         for e in _includes(token, resource_type, params, page)
@@ -281,6 +302,63 @@ def search(resource_type: str) -> Response:
         "entry": entries,
     }
     return fhir_response(bundle)
+
+
+#: Parameters a MedicationRequest search passes on to the statements served among its results.
+_STATEMENT_PARAMS = frozenset({"patient", "subject", "code", "_count"})
+#: MedicationStatement status -> (MedicationRequest status, intent).
+_STATEMENT_STATUS = {
+    "active": ("active", "order"),
+    "completed": ("completed", "order"),
+    "stopped": ("stopped", "order"),
+    "on-hold": ("on-hold", "order"),
+    "entered-in-error": ("entered-in-error", "order"),
+    "not-taken": ("cancelled", "order"),
+    "intended": ("active", "plan"),
+    "unknown": ("unknown", "order"),
+}
+
+
+def _statement_as_request(statement: dict[str, Any]) -> dict[str, Any]:
+    """A medication-list entry as a documented home medication (``reportedBoolean``): what a
+    server without MedicationStatement serves instead (``statements_as_requests``)."""
+    status, intent = _STATEMENT_STATUS.get(str(statement.get("status")), ("unknown", "order"))
+    period = statement.get("effectivePeriod")
+    start = (statement.get("effectiveDateTime")
+             or (period.get("start") if isinstance(period, dict) else None)
+             or statement.get("dateAsserted"))
+    request = {
+        "resourceType": "MedicationRequest",
+        "id": f"ms-{statement['id']}",
+        "status": status,
+        "intent": intent,
+        "reportedBoolean": True,
+        "subject": statement.get("subject"),
+    }
+    for key in ("meta", "medicationCodeableConcept", "medicationReference", "contained"):
+        if key in statement:
+            request[key] = statement[key]
+    if start:
+        request["authoredOn"] = start
+    return request
+
+
+def _as_served(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource as this EHR profile serves it: where medications are not standalone
+    resources, the one a ``medicationReference`` names comes contained (``#id``)."""
+    if not sandbox_state().controls.get().profile.contained_medications:
+        return resource
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(target, str) or not target.startswith("Medication/"):
+        return resource
+    medication = sandbox_state().store.resolve(target)
+    if medication is None:
+        return resource
+    local = target.split("/", 1)[1]
+    contained = [c for c in resource.get("contained", []) if isinstance(c, dict)]
+    contained.append({**medication.resource, "id": local})
+    return {**resource, "contained": contained, "medicationReference": {"reference": f"#{local}"}}
 
 
 def _validate(resource_type: str, body: Any) -> dict[str, Any]:

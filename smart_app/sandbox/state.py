@@ -80,3 +80,19 @@ def resolve_origin_relative(url: str) -> str:
 def issuer() -> str:
     configured = sandbox_state().config.issuer
     return configured.rstrip("/") if configured else fhir_base()
+
+
+#: The tenant in an Oracle-style issuer path when the sandbox has no ``tenant`` configured.
+DEFAULT_TENANT = "sandbox-tenant"
+
+
+def id_token_issuer() -> str:
+    """Who signs id_tokens, as the EHR profile says (``profiles.Identity``)."""
+    state = sandbox_state()
+    identity = state.controls.get().profile.identity
+    if identity == "oauth-server":
+        return f"{request.url_root}auth"
+    if identity == "tenant-issuer":
+        tenant = state.config.tenant or DEFAULT_TENANT
+        return f"{request.url_root}tenants/{tenant}/oidc/idsps/{tenant}/"
+    return issuer()

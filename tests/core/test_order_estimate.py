@@ -1,4 +1,4 @@
-"""The infusion count estimated from natalizumab orders (risk-model.md §8): a suggestion only."""
+"""The infusion count estimated from natalizumab orders : a suggestion only."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Administrations the app may not read: no estimate, and a labelled count from the orders.
 
-risk-model.md §8: when natalizumab administrations cannot be read the exposure is unknown and
+When natalizumab administrations cannot be read the exposure is unknown and
 there is no estimate (never the lowest band); where orders are readable the page offers a count
 estimated from them as the what-if's suggestion, which the clinician must choose to use.
 """

@@ -67,7 +67,7 @@ class ChartData:
     requests: int  # HTTP requests, retries included
     withheld: tuple[str, ...] = ()  # types the app may not read (scope) or was refused (403)
     #: Types the EHR does not offer (CapabilityStatement, tenant ``read_types``): not sources
-    #: there, which is not the same as withheld (risk-model.md §8).
+    #: there, which is not the same as withheld (unknown).
     not_offered: tuple[str, ...] = ()
     outcomes: tuple[str, ...] = ()  # OperationOutcome diagnostics returned inside searches
     #: This app's earlier RiskAssessments for the patient (newest first), read in the same wave.

@@ -5,7 +5,7 @@ CapabilityStatement, so the chart read itself stays a plain loop over jobs:
 
 * a type the EHR does not offer (absent from its statement, or left out of the tenant's
   ``read_types``) is not searched and is reported as *not offered*, never as withheld
-  (risk-model.md §8);
+  (what the app could not see is unknown; what the EHR does not have is not a source);
 * ``_include`` of the medication goes only to a search whose type lists it in
   ``searchInclude`` (elsewhere an unknown parameter can fail the whole search);
 * anti-JCV results are searched by code (every mapped LOINC and local code, any date), plus one
@@ -26,8 +26,8 @@ from ..codes import JCV_ANTIBODY, JCV_INDEX
 Params = tuple[tuple[str, str], ...]
 
 #: Search parameters a 400-retry keeps: the ones that say *what* is searched. Paging, sorting,
-#: ``_include`` and the date bound are dropped (risk-model: a refused search is retried once
-#: with only what it needs before the type is reported unreadable).
+#: ``_include`` and the date bound are dropped (a refused search is retried once with only
+#: what it needs before the chart is reported unreadable).
 REQUIRED_PARAMS = frozenset({"patient", "code", "category", "_id", "identifier"})
 
 

@@ -1,0 +1,126 @@
+"""Every fixture patient, launched from the sandbox's ``epic-like`` and ``oracle-like`` EHRs.
+
+What each profile reproduces, and from which published source, is in smart_app/sandbox/README.md
+("Vendor-like profiles"). The figure must be the one the ``full`` sandbox gives wherever the
+data is there to give it, and "no estimate" with its reason where it is not; a launch must
+survive two token refreshes with a refresh token that does not rotate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from .conftest import FIXTURES, Stack, StackFactory
+
+pytestmark = pytest.mark.integration
+
+PROFILES = {
+    "epic-like": {"vendor": "epic", "signing_alg": "RS384"},
+    "oracle-like": {"vendor": "oracle", "signing_alg": "RS384", "page_size": 200},
+}
+INDEX = json.loads((FIXTURES / "index.json").read_text(encoding="utf-8"))
+
+
+def vendor_stack(make_stack: StackFactory, profile: str, **sandbox: Any) -> Stack:
+    tenant = dict(PROFILES[profile])
+    alg = tenant.pop("signing_alg")
+    return make_stack(signing_alg=alg, tenant=tenant,
+                      sandbox={"ehr_profile": profile, **sandbox})
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_every_fixture_patient_gives_the_full_profiles_figure(
+    make_stack: StackFactory, profile_name: str
+) -> None:
+    stack = vendor_stack(make_stack, profile_name)
+    differences = []
+    for item in INDEX:
+        browser = stack.browser()
+        page = stack.launch(browser, item["id"])
+        resp = browser.get(page + "/assessment", timeout=60)
+        assert resp.status_code == 200, (item["id"], resp.text[:300])
+        data = resp.json()
+        want = item["expected"]
+        got_figure = data["result"]["per1000"] if data["result"] else None
+        if (data["status"], got_figure) != (want["status"], want.get("per_1000")):
+            differences.append((item["id"], data["status"], got_figure, want.get("per_1000")))
+        if data["status"] == "incomplete":
+            assert any(w["severity"] == "missing" for w in data["warnings"]), item["id"]
+        assert data["access"]["withheld"] == []  # nothing asked for was refused
+        assert set(data["access"]["notOffered"]) >= {"MedicationStatement"}
+        assert data["launch"]["userStatus"] == "verified"
+        assert data["launch"]["user"] == "Practitioner/dr-ada"
+    assert differences == []
+
+
+def test_epic_like_sign_in(make_stack: StackFactory, caplog: pytest.LogCaptureFixture) -> None:
+    stack = vendor_stack(make_stack, "epic-like")
+    browser = stack.browser()
+    with caplog.at_level(logging.INFO, logger="pml_risk.audit"):
+        page = stack.launch(browser, "ex05-index-1-51-25-infusions")
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "pml_risk.audit"]
+    unparsed = [e for e in events if e["event"] == "scope.unparsed"]
+    assert unparsed and "Observation.search" in unparsed[0]["scopes"]  # the grant, verbatim
+    log = stack.requests_log()
+    # The id_token's keys came through OpenID discovery under the OAuth server's base.
+    assert any(r["path"] == "/sandbox/auth/.well-known/openid-configuration" for r in log)
+    metadata = [r for r in log if r["path"] == "/sandbox/fhir/metadata"]
+    assert metadata and all(r.get("epic_client_id") == "pml-risk-test" for r in metadata)
+    authorize = next(r for r in log if r["path"] == "/sandbox/auth/authorize")
+    scope = authorize["args"]["scope"][0].split()
+    assert "patient/MedicationStatement.rs" not in scope
+    assert not any(s.startswith("patient/RiskAssessment") for s in scope)
+    stack.clear_log()
+    assert browser.get(page + "/assessment", timeout=30).json()["status"] == "ok"
+    searches = {r["path"].rsplit("/", 1)[1]: r["args"] for r in stack.fhir_requests()}
+    assert "_include" in searches["MedicationRequest"]
+    assert "_include" not in searches["MedicationAdministration"]
+    assert "MedicationStatement" not in searches
+
+
+def test_oracle_like_sign_in_and_reads(make_stack: StackFactory) -> None:
+    stack = vendor_stack(make_stack, "oracle-like")
+    browser = stack.browser()
+    page = stack.launch(browser, "medication-reference")  # medications come contained
+    log = stack.requests_log()
+    config = [r for r in log if "openid-configuration" in r["path"]]
+    assert config == []  # jwks_uri from the SMART configuration: no OpenID discovery needed
+    assert any(r["path"] == "/sandbox/jwk" for r in log)
+    authorize = next(r for r in log if r["path"] == "/sandbox/auth/authorize")
+    scope = authorize["args"]["scope"][0].split()
+    assert "patient/Observation.read" in scope  # v1: the server advertises no v2
+    assert not any(s.startswith(("patient/Medication.", "patient/MedicationStatement."))
+                   for s in scope)
+    stack.clear_log()
+    data = browser.get(page + "/assessment", timeout=30).json()
+    assert data["status"] == "ok" and data["inputs"]["exposure"]["infusions"] == 20
+    assert set(data["access"]["notOffered"]) == {"MedicationStatement"}
+    requests = stack.fhir_requests()
+    assert not any("_include" in r["args"] for r in requests)
+    assert all(r["args"].get("_count", ["200"]) == ["200"] for r in requests
+               if r["path"].endswith(("/Observation", "/MedicationAdministration")))
+    assert not any(r["path"].endswith("/Medication") for r in requests)
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_a_launch_survives_two_refreshes_with_a_refresh_token_that_does_not_rotate(
+    make_stack: StackFactory, profile_name: str
+) -> None:
+    stack = vendor_stack(make_stack, profile_name, token_lifetime=2)
+    browser = stack.browser()
+    page = stack.launch(browser, "ex07-prior-is-azathioprine-48")
+    first = stack.services.repo.get(page.rsplit("/", 1)[1])
+    assert first is not None and first.tokens.refresh_token
+    for _ in range(2):
+        time.sleep(2.1)  # past the token's expiry
+        data = browser.get(page + "/assessment", timeout=60).json()
+        assert data["status"] == "ok" and data["result"]["per1000"] == "12"
+    tokens = stack.token_requests()
+    assert [t["status"] for t in tokens] == [200, 200, 200]
+    after = stack.services.repo.get(page.rsplit("/", 1)[1])
+    assert after is not None and after.tokens.refresh_token == first.tokens.refresh_token
