@@ -13,8 +13,8 @@ store), reading the prefetch, the risk engine and the card.
 * "prefetch": the EHR sends everything; the service reads nothing from FHIR.
 * "fallback": the EHR sends no prefetch; the service reads the chart with the
   ``fhirAuthorization`` token, the sandbox answering each FHIR request after ``--latency`` ms.
-* "deadline": the sandbox answers after 2.5 s; the service must give up with a 412 at its 2 s
-  budget instead of waiting for its 10 s FHIR timeout.
+* "deadline": the sandbox answers after 2.5 s; the service must give up with a 412 within 2 s
+  (its reads get 1.75 s) instead of waiting for its 10 s FHIR timeout.
 
 The CDS Hooks guidance is an answer "on the order of 500 ms": the target is p95 < 500 ms with
 prefetch.

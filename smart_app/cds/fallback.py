@@ -7,7 +7,8 @@ own reads, to anyone who can make a call; here any other value means "cannot fet
 
 The token is used for this request only: it is held in a local variable, sent in the
 ``Authorization`` header of the reads, never stored, logged or audited (CDS Hooks best practice
-§FHIR Access). All reads of one call share one wall-clock budget (``DEADLINE``, 2 s): an EHR
+§FHIR Access). All reads of one call share one wall-clock budget (``DEADLINE``, 1.75 s, so
+that even a 412 leaves within the 2 s the service promises): an EHR
 waits about 500 ms for cards, so a slow server ends in a 412 the EHR can act on, not in a
 hanging call.
 """
@@ -27,7 +28,7 @@ from ..fhir.client import FhirClient, FhirError
 from ..fhir.client.plan import ReadPlan, observation_searches
 from ..smart.scopes import GrantedScopes
 
-DEADLINE = 2.0  # seconds for every FHIR read of one call together
+DEADLINE = 1.75  # seconds for every FHIR read of one call: with the rest, the answer is < 2 s
 MEDICATION_IDS_PER_SEARCH = 100
 
 
