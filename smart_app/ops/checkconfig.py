@@ -216,6 +216,19 @@ def vendor_advice(n: int, tenant: config.Tenant, report: Report) -> None:
         report.info("advice", "Oracle: publish the DNS TXT record cerner-client-id=<client id> "
                               "on the redirect domain; id_tokens are issued on the "
                               "authorization host (accepted), or set oidc_issuer", 4)
+    cds = tenant.cds
+    if cds is not None:  # CDS Hooks (docs/deploy.md §6): who may call, where
+        report.info("cds", f"JWT iss {cds.issuer}, keys {cds.jwks_url}, aud "
+                           f"{cds.audience or '<the service URL>'}, tenant discovery "
+                           f"/t/{cds.slug}/cds-services", 4)
+        if tenant.vendor == "oracle":
+            report.info("advice", "Oracle CDS Hooks: only patient-view is called (register "
+                                  "pml-risk-patient-view); appContext is not passed; JWTs come "
+                                  "from https://cds-hooks.cerner.com with keys at "
+                                  "https://authorization.cerner.com/jwk", 4)
+        if tenant.vendor == "epic":
+            report.info("advice", "Epic CDS Hooks: iss and aud are typed in by the health "
+                                  "system; jwks_url must equal the jku Epic sends", 4)
     unknown = [t for t in tenant.read_types if t not in READ_TYPES]
     if unknown:
         report.error(f"{where}read_types: {', '.join(unknown)} not read by the app "

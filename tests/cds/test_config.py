@@ -3,6 +3,7 @@ unique, since a CDS call is matched to its tenant by one or the other."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,3 +59,23 @@ def test_issuers_and_slugs_are_unique() -> None:
     with pytest.raises(ConfigError, match=r"tenants\[1\]\.cds\.slug"):
         from_mapping(tenants({**GOOD, "slug": "same"},
                              {**GOOD, "issuer": "https://b.example", "slug": "same"}))
+
+
+def test_check_config_shows_the_cds_settings_and_vendor_advice(tmp_path: Path) -> None:
+    from smart_app.ops.checkconfig import check
+
+    path = tmp_path / "pml-risk.toml"
+    path.write_text(
+        'base_url = "https://pml.example.org"\n'
+        f'secret_key = "{"k" * 40}"\n'
+        'session_store = "memory://"\n'
+        '[[tenants]]\nname = "Oracle test"\niss = "https://fhir-ehr.cerner.com/r4/abc"\n'
+        'client_id = "c"\nauth = "public"\nvendor = "oracle"\npage_size = 200\n'
+        '[tenants.cds]\nissuer = "https://cds-hooks.cerner.com"\n'
+        'jwks_url = "https://authorization.cerner.com/jwk"\n', encoding="utf-8")
+    report = check(str(path), offline=True)
+    text = report.render()
+    assert not report.errors, text
+    assert "JWT iss https://cds-hooks.cerner.com" in text
+    assert "/t/oracle-test/cds-services" in text
+    assert "only patient-view is called" in text

@@ -122,6 +122,10 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert "/launches/" in page.url
         assert "13 per 1,000" in page.text
+        # The demo's sandbox is a CDS client of the demo tenant: opening the chart shows the card.
+        chart = browser.get(f"http://127.0.0.1:{port}/sandbox/chart/ex08-prior-is-"
+                            "mitoxantrone-72", timeout=30)
+        assert "PML risk 13 per 1,000" in chart.text
     finally:
         proc.terminate()
         proc.wait(timeout=10)
