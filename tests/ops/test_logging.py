@@ -52,7 +52,7 @@ def test_audit_allowlist_drops_and_names_unknown_fields(
 def test_serve_process_logs_are_redacted_including_tracebacks(tmp_path: object) -> None:
     """A logged exception quoting a URL with a code, in a configured process."""
     code = (
-        "import logging; from smart_app import logging_setup; logging_setup.configure()\n"
+        "import logging; from smart_app.ops import logs; logs.configure()\n"
         "try:\n    raise ValueError('GET /callback?code=SECRETCODE&state=SECRETSTATE')\n"
         "except ValueError:\n    logging.getLogger('x').exception('failed')\n"
     )
