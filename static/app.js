@@ -8,12 +8,27 @@
 (function () {
   "use strict";
 
+  /* ---- print (the page and the patient handout) ----------------------------------------- */
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  var printButton = document.getElementById("print-button");
+  if (printButton) {
+    printButton.hidden = false;  // printing needs the script; the browser's own menu needs none
+    printButton.addEventListener("click", function () { window.print(); });
+  }
+  window.addEventListener("beforeprint", function () {
+    var at = document.getElementById("printed-at"), now = new Date();
+    if (at) {
+      at.textContent = now.getFullYear() + "-" + pad(now.getMonth() + 1) + "-" + pad(now.getDate()) +
+        " " + pad(now.getHours()) + ":" + pad(now.getMinutes());
+    }
+  });
+
   var app = document.getElementById("app");
   if (!app) { return; }
   var csrf = document.querySelector('meta[name="csrf-token"]');
   var charts = [];
-  var COLORS = ["#1d4ed8", "#b25e00", "#6b21a8", "#0f766e", "#9f1239", "#4d7c0f"];
-  var HERE = "#a3120b";
 
   function $(id) { return document.getElementById(id); }
 
@@ -23,40 +38,58 @@
   }
 
   /* ---- charts --------------------------------------------------------------------------- */
+  /* Every mark's colour, dash, width and marker comes from the server's "style" (charts.py),
+     the same values the legend under each chart is drawn from. Chart.js's own legend is off. */
 
   function num(v) { return v === null || v === undefined ? null : Number(v); }
 
+  function marks(style) {
+    var open = style.marker === "circleOpen";
+    return {
+      borderColor: style.color,
+      backgroundColor: open ? "#ffffff" : style.color,
+      borderWidth: style.width,
+      borderDash: style.dash,
+      showLine: style.width > 0,
+      pointStyle: style.marker === "none" ? false : (open ? "circle" : style.marker),
+      pointRadius: style.marker === "none" ? 0 : style.radius,
+      pointHoverRadius: style.marker === "none" ? 0 : style.radius + 1,
+      pointBorderWidth: open || style.marker === "crossRot" ? 2 : 1,
+      pointBorderColor: style.color,
+      pointBackgroundColor: open ? "#ffffff" : style.color
+    };
+  }
+
+  function dataset(label, data, style, extra) {
+    return Object.assign({ label: label, data: data }, marks(style), extra || {});
+  }
+
+  function fontFamily() {
+    return window.getComputedStyle(document.body).fontFamily;
+  }
+
+  function narrow() { return window.matchMedia("(max-width: 480px)").matches; }
+
   function strataConfig(d) {
-    var datasets = d.series.map(function (s, i) {
-      return {
-        label: s.label + (s.current ? " (this patient)" : ""),
-        data: s.values.map(num),
-        borderColor: s.current ? "#1d2433" : COLORS[i % COLORS.length],
-        backgroundColor: s.current ? "#1d2433" : COLORS[i % COLORS.length],
-        borderWidth: s.current ? 4 : 1.5,
-        borderDash: s.current ? [] : [6, 4],
-        pointRadius: s.current ? 4 : 2.5,
-        spanGaps: false,
-        order: s.current ? 1 : 2
-      };
+    var datasets = d.series.map(function (s) {
+      return dataset(s.label, s.values.map(num), s.style,
+                     { spanGaps: false, order: s.current ? 1 : 2 });
     });
     var here = d.bands.map(function (b) { return b === d.here.band ? num(d.here.value) : null; });
-    datasets.push({
-      label: "You are here (" + (d.here.whatIf ? "what if: " : "") + d.here.infusions + " infusions)",
-      data: here, showLine: false, pointStyle: "triangle", pointRadius: 11, pointHoverRadius: 12,
-      borderColor: HERE, backgroundColor: HERE, order: 0
-    });
+    datasets.unshift(dataset(d.here.label, here, d.here.style, { order: 0 }));
     return {
       type: "line",
-      data: { labels: d.bands.map(function (b) { return b + " infusions"; }), datasets: datasets },
+      data: { labels: d.bands, datasets: datasets },
       options: {
         animation: false, responsive: true, maintainAspectRatio: false,
         interaction: { mode: "nearest", intersect: false },
+        layout: { padding: { top: 12, right: 8 } },
         scales: {
-          y: { beginAtZero: true, title: { display: true, text: "risk per 1,000" } },
-          x: { title: { display: true, text: "completed infusions" } }
+          y: { beginAtZero: true, title: { display: !narrow(), text: "per 1,000" },
+               ticks: { maxTicksLimit: 6 } },
+          x: { title: { display: true, text: "completed infusions" }, offset: true }
         },
-        plugins: { legend: { position: "bottom", labels: { boxWidth: 14, font: { size: 11 } } } }
+        plugins: { legend: { display: false } }
       }
     };
   }
@@ -65,47 +98,51 @@
 
   function indexConfig(d) {
     var t = function (s) { return Date.parse(s + "T00:00:00Z"); };
-    var used = d.points.filter(function (p) { return p.used; })
-      .map(function (p) { return { x: t(p.date), y: num(p.index) }; });
-    var notUsed = d.points.filter(function (p) { return !p.used; })
-      .map(function (p) { return { x: t(p.date), y: num(p.index) }; });
-    var xs = d.points.map(function (p) { return t(p.date); });
-    if (d.override) { xs.push(t(d.override.date)); }
+    var xy = function (p) { return { x: t(p.date), y: num(p.index) }; };
+    var styles = {};
+    d.series.forEach(function (s) { styles[s.key] = s; });
+    var xs = d.dates.map(t);
     var lo = Math.min.apply(null, xs), hi = Math.max.apply(null, xs);
-    var pad = Math.max((hi - lo) * 0.05, 15 * 864e5);
-    lo -= pad; hi += pad;
-    var datasets = [
-      { label: "index (used)", data: used, showLine: true, borderColor: "#1d4ed8",
-        backgroundColor: "#1d4ed8", pointRadius: 4, borderWidth: 2 },
-    ];
-    if (notUsed.length) {
-      datasets.push({ label: "preliminary / not used", data: notUsed, showLine: false,
-        borderColor: "#667085", backgroundColor: "#ffffff", pointRadius: 5, borderWidth: 2 });
+    var pad = Math.max((hi - lo) * 0.06, 20 * 864e5);
+    var datasets = [];
+    if (styles.final) {
+      datasets.push(dataset(styles.final.label,
+        d.points.filter(function (p) { return p.used; }).map(xy), styles.final.style));
     }
-    if (d.override) {
-      datasets.push({ label: "overridden by clinician", data: [{ x: t(d.override.date), y: num(d.override.index) }],
-        showLine: false, pointStyle: "rectRot", pointRadius: 8, borderColor: "#6b21a8",
-        backgroundColor: "#6b21a8" });
+    if (styles.other) {
+      datasets.push(dataset(styles.other.label,
+        d.points.filter(function (p) { return !p.used; }).map(xy), styles.other.style));
     }
-    d.cutoffs.forEach(function (c, i) {
-      datasets.push({ label: c.label, data: [{ x: lo, y: c.value }, { x: hi, y: c.value }],
-        showLine: true, pointRadius: 0, borderWidth: 1.5, borderDash: i === 0 ? [8, 4] : [3, 3],
-        borderColor: i === 0 ? HERE : "#b25e00", backgroundColor: "transparent" });
+    if (styles.whatif && d.override) {
+      datasets.push(dataset(styles.whatif.label, [xy(d.override)], styles.whatif.style));
+    }
+    d.cutoffs.forEach(function (c) {
+      datasets.push(dataset(c.label, [{ x: lo - pad, y: c.value }, { x: hi + pad, y: c.value }],
+                            c.style, { cutoff: true }));
     });
     return {
       type: "scatter",
       data: { datasets: datasets },
       options: {
         animation: false, responsive: true, maintainAspectRatio: false,
-        layout: { padding: { right: 24 } },
+        layout: { padding: { top: 8, right: 16 } },
         scales: {
-          x: { type: "linear", min: lo, max: hi, title: { display: true, text: "date" },
-               ticks: { maxTicksLimit: 5, maxRotation: 0, callback: function (v) { return day(v); } } },
-          y: { beginAtZero: true, suggestedMax: 2, title: { display: true, text: "index" } }
+          x: { type: "linear", min: lo - pad, max: hi + pad,
+               title: { display: true, text: "test date" },
+               /* Ticks at the test dates themselves, never at padded range ends. */
+               afterBuildTicks: function (axis) {
+                 axis.ticks = xs.map(function (v) { return { value: v }; });
+               },
+               ticks: { autoSkip: true, autoSkipPadding: 12, maxRotation: 0,
+                        callback: function (v) { return day(v); } } },
+          y: { beginAtZero: true, suggestedMax: 2, title: { display: !narrow(), text: "index" } }
         },
         plugins: {
-          legend: { position: "bottom", labels: { boxWidth: 14, font: { size: 11 } } },
-          tooltip: { callbacks: { label: function (c) { return day(c.parsed.x) + ": " + c.parsed.y; } } }
+          legend: { display: false },
+          tooltip: {
+            filter: function (item) { return !item.dataset.cutoff; },
+            callbacks: { label: function (c) { return day(c.parsed.x) + ": index " + c.parsed.y; } }
+          }
         }
       }
     };
@@ -115,6 +152,8 @@
     charts.forEach(function (c) { c.destroy(); });
     charts = [];
     if (typeof window.Chart !== "function") { return; }  // the tables below each chart remain
+    window.Chart.defaults.font.family = fontFamily();
+    window.Chart.defaults.color = window.getComputedStyle(document.body).color;
     document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
       var d;
       try { d = JSON.parse(canvas.getAttribute("data-chart")); } catch (e) { return; }
@@ -123,6 +162,23 @@
     });
     if (window.performance && performance.mark) { performance.mark("pml-charts-drawn"); }
   }
+
+  /* Printing lays the page out at paper width: draw each chart at its printed size (two
+     columns of about 88 mm by 34 mm, see the print rules in app.css), then back. */
+  function printFonts(chart, size) {
+    var font = size ? { size: size } : undefined;
+    ["x", "y"].forEach(function (axis) {
+      var scale = chart.options.scales[axis];
+      scale.ticks.font = font;
+      scale.title.font = font;
+    });
+  }
+  window.addEventListener("beforeprint", function () {
+    charts.forEach(function (c) { printFonts(c, 9); c.resize(330, 128); c.update("none"); });
+  });
+  window.addEventListener("afterprint", function () {
+    charts.forEach(function (c) { printFonts(c, null); c.resize(); c.update("none"); });
+  });
 
   /* ---- what if -------------------------------------------------------------------------- */
 
@@ -154,6 +210,41 @@
     box.hidden = !text;
   }
 
+  /* Each field's error beside the field (from the server's answer), or none. */
+  function fieldErrors(doc) {
+    form.querySelectorAll(".field-error").forEach(function (box) {
+      var fresh = doc.getElementById(box.id);
+      var text = fresh && !fresh.hidden ? fresh.textContent : "";
+      box.textContent = text;
+      box.hidden = !text;
+      var field = box.closest(".field");
+      var input = field && field.querySelector("input, select");
+      if (field) { field.classList.toggle("invalid", !!text); }
+      if (input) {
+        if (text) { input.setAttribute("aria-invalid", "true"); }
+        else { input.removeAttribute("aria-invalid"); }
+      }
+    });
+  }
+
+  function firstFieldError(doc) {
+    var box = doc.querySelector(".field-error:not([hidden])");
+    var field = box && box.closest(".field");
+    var label = field && field.querySelector("label");
+    return (label ? label.textContent + ": " : "") + (box ? box.textContent : "");
+  }
+
+  /* The headline on screen stays, marked as not including the latest input. */
+  function markStale(doc) {
+    var headline = document.querySelector("#summary .headline");
+    var note = doc.querySelector("#summary .stale-note");
+    if (!headline || !note) { return; }
+    headline.classList.add("stale");
+    var old = headline.querySelector(".stale-note");
+    if (old) { old.remove(); }
+    headline.insertBefore(document.importNode(note, true), headline.firstChild);
+  }
+
   function errorText(html, status) {
     var doc = new DOMParser().parseFromString(html, "text/html");
     var alert = doc.querySelector("[role=alert]");
@@ -168,12 +259,22 @@
       .then(function (resp) { return resp.text().then(function (html) { return [resp, html]; }); })
       .then(function (r) {
         if (mine !== seq) { return false; }  // a newer update is on its way
+        var doc = new DOMParser().parseFromString(r[1], "text/html");
+        if (r[0].status === 400 && doc.querySelector(".field-error:not([hidden])")) {
+          showWhatIfError("");
+          fieldErrors(doc);
+          markStale(doc);
+          swap(r[1], ["save"]);  // the server turned Save off: the result lacks the input
+          announce("Not updated: " + firstFieldError(doc));
+          return false;
+        }
         if (!r[0].ok) {
           showWhatIfError(errorText(r[1], r[0].status));
           announce("Not updated: " + errorText(r[1], r[0].status));
           return false;
         }
         showWhatIfError("");
+        fieldErrors(doc);
         swap(r[1], ids);
         drawCharts();
         var page = app.getAttribute("data-page-url") + (query ? "?" + query : "");
@@ -307,12 +408,13 @@
       .then(function (r) {
         var data = r[1];
         if (r[0].ok && data.saved === true && data.id) {
-          var when = data.savedAt ? new Date(data.savedAt).toLocaleString() : "";
+          /* The server formats the time (ISO date, 24-hour clock, the clinic's time zone). */
+          var when = data.savedAtText || (data.savedAt || "").replace("T", " ").slice(0, 16);
           status("ok", [
             data.created ? "Saved to the chart." : "Already in the chart: nothing new was created.",
-            "RiskAssessment/" + data.id + (when ? " · " + when : "")
+            (data.reference || "RiskAssessment/" + data.id) + (when ? " · " + when : "")
           ]);
-          button.textContent = "Saved";
+          button.textContent = data.created ? "Saved" : "Already in the chart";
           announce(data.created ? "Saved to the chart." : "Already in the chart.");
           var query = new URLSearchParams(body.overrides).toString();
           update(query, ["history"], null);

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .fhir import AT, Json, dumps
+from .listing import CLINICAL
 from .scenarios import FIXTURES, INVALID
 
 FIXTURES_DIR = Path(__file__).resolve().parents[1]
@@ -104,6 +105,7 @@ def outputs(root: Path = FIXTURES_DIR) -> dict[Path, str]:
                 "file": name,
                 "name": c.name,
                 "summary": fx.summary,
+                "clinical": CLINICAL.get(c.pid, ""),
                 "at": AT.isoformat(),
                 "expected": fx.expected.as_json(),
             }

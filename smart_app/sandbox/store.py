@@ -93,11 +93,32 @@ class Entry:
 
 @dataclass(frozen=True)
 class PatientListing:
-    """A row of the sandbox home page."""
+    """A row of the sandbox home page: who, and the case in a line."""
 
     id: str
     name: str
-    summary: str
+    summary: str  # the scenario's technical note (what the fixture exercises)
+    clinical: str = ""  # the case in clinical words
+    birth_date: str | None = None
+    gender: str | None = None
+    mrn: str | None = None
+
+
+def _patient_facts(patient: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """Birth date, sex and MRN of a Patient resource, for the list (untrusted: escaped later)."""
+    if not patient:
+        return {"birth_date": None, "gender": None, "mrn": None}
+    mrn = None
+    for ident in patient.get("identifier", []) or []:
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            mrn = ident["value"]
+            break
+    birth, gender = patient.get("birthDate"), patient.get("gender")
+    return {
+        "birth_date": birth if isinstance(birth, str) else None,
+        "gender": gender if isinstance(gender, str) else None,
+        "mrn": mrn,
+    }
 
 
 def ref_id(value: str, resource_type: str) -> str | None:
@@ -213,13 +234,20 @@ class FhirStore:
             data = json.loads(index.read_text(encoding="utf-8"))
             rows = data.get("patients", []) if isinstance(data, dict) else data
             out = [
-                PatientListing(str(r["id"]), str(r.get("name", r["id"])), str(r.get("summary", "")))
+                PatientListing(
+                    str(r["id"]), str(r.get("name", r["id"])), str(r.get("summary", "")),
+                    str(r.get("clinical", "")),
+                    **_patient_facts(known[str(r["id"])].resource
+                                     if str(r["id"]) in known else None),
+                )
                 for r in rows
                 if isinstance(r, dict) and "id" in r
             ]
             if out:
                 return out
-        return [PatientListing(e.id, _display_name(e.resource), "") for e in known.values()]
+        return [PatientListing(e.id, _display_name(e.resource), "", "",
+                               **_patient_facts(e.resource))
+                for e in known.values()]
 
     def _put(self, resource: JSON) -> Entry:
         self._seq += 1

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from html import escape
-from urllib.parse import urlencode
+from datetime import date
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
+from . import picker
 from .state import root_url, sandbox_state
 
 blueprint = Blueprint("sandbox_views", __name__)
@@ -22,41 +22,42 @@ SMART_STYLE = {
     "dim_border_radius": "6px",
     "dim_font_size": "13px",
     "dim_spacing_size": "20px",
-    "font_family_body": "Georgia, Times, 'Times New Roman', serif",
+    # One family for body and headings, as most EHRs style their apps (the SMART example style
+    # pairs a serif body with sans headings; the app honours that too when an EHR asks for it).
+    "font_family_body": "'HelveticaNeue-Light', Helvetica, Arial, 'Lucida Grande', sans-serif",
     "font_family_heading": "'HelveticaNeue-Light', Helvetica, Arial, 'Lucida Grande', sans-serif",
 }
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Sandbox EHR</title></head>
-<body>
-<h1>Sandbox EHR</h1>
-<p>FHIR base: <code>{fhir}</code></p>
-<ul>
-{rows}
-</ul>
-</body>
-</html>
-"""
-
-
 @blueprint.route("/")
 def home() -> Response:
-    """List the fixture patients, each with a link that performs an EHR launch."""
+    """The patient list, each patient with a link that performs an EHR launch."""
     state = sandbox_state()
-    rows = []
-    for patient in state.store.patients:
-        href = f"{root_url()}launch?{urlencode({'patient': patient.id})}"
-        summary = f" &mdash; {escape(patient.summary)}" if patient.summary else ""
-        rows.append(
-            f"<li><strong>{escape(patient.name)}</strong>{summary} "
-            f'<a class="launch" href="{escape(href)}">Launch</a> '
-            f'<a class="chart" href="{escape(root_url())}chart/{escape(patient.id)}">'
-            "Open chart</a></li>"
-        )
-    html = _PAGE.format(fhir=escape(f"{root_url()}fhir"), rows="\n".join(rows))
+    html = picker.page(
+        state.store.patients,
+        query=request.args.get("q", "")[:100],
+        launch_base=f"{root_url()}launch",
+        chart_base=f"{root_url()}chart/",
+        fhir_base=f"{root_url()}fhir",
+        today=date.today(),
+    )
     response = Response(html, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'self'"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; script-src 'self'; form-action 'self'"
+    )
+    return response
+
+
+@blueprint.route("/picker.css")
+def picker_css() -> Response:
+    response = Response(picker.CSS, mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.route("/picker.js")
+def picker_js() -> Response:
+    response = Response(picker.JS, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
 

@@ -104,6 +104,33 @@ def parse(values: Mapping[str, Any]) -> Overrides:
     return overrides
 
 
+#: What each field's error says beside the field on the page (the JSON API keeps ``parse``).
+FIELD_ERRORS = {
+    "prior_is": "Choose yes, no or “From the chart”.",
+    "antibody": "Choose positive, negative or “From the chart”.",
+    "index": "Enter a number from 0 to 20 with up to 3 decimals (for example 1.2), or “none”.",
+    "infusions": f"Enter a whole number from 0 to {MAX_INFUSIONS}.",
+    "reason": f"Use at most {MAX_REASON} characters.",
+}
+
+
+def check(values: Mapping[str, Any]) -> tuple[Overrides, dict[str, str]]:
+    """Every field checked on its own, for the page: the overrides of the valid fields, and an
+    error per invalid field (shown beside it; the page then marks its result stale)."""
+    errors: dict[str, str] = {}
+    clean: dict[str, str] = {}
+    for name in PARAMS:
+        try:
+            parse({name: values.get(name)})
+        except AppError:
+            errors[name] = FIELD_ERRORS[name]
+            continue
+        value = values.get(name)
+        if value is not None:
+            clean[name] = str(value)
+    return parse(clean), errors
+
+
 def to_params(o: Overrides) -> dict[str, str]:
     """The canonical parameters of ``o`` (only the ones set), for URLs and the save body."""
     params: dict[str, str] = {}

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
+from importlib import metadata
+from zoneinfo import ZoneInfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -56,15 +58,80 @@ def one_in(value: int | None) -> str | None:
     return f"{value:,}" if value else None
 
 
+#: What a clinician calls each kind of source record; the FHIR id is shown only on demand.
+SOURCE_WORDS = {
+    "Observation": "Lab result",
+    "MedicationAdministration": "Infusion record",
+    "MedicationStatement": "Medication list entry",
+    "MedicationRequest": "Medication order",
+    "Medication": "Medication",
+    "RiskAssessment": "Saved assessment",
+}
+
+
+def app_version() -> str:
+    """The installed version, printed on paper so a printout names what produced it."""
+    try:
+        return metadata.version("pml-risk")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source tree not installed
+        return "unknown"
+
+
+def clock(instant: str | None, timezone: str) -> str | None:
+    """"2026-11-26 00:47 CST": an instant as every date on the page reads (ISO order, 24-hour
+    clock), in the clinic's time zone; None when the EHR gave no parseable time."""
+    if not instant:
+        return None
+    try:
+        moment = datetime.fromisoformat(instant)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def source_words(reference: str) -> str:
+    """"Lab result" for ``Observation/123``: readable in a card, with the id behind it."""
+    kind = reference.split("/", 1)[0]
+    return SOURCE_WORDS.get(kind, "Record")
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """"1 result", "2 results": counts on the page and in chart descriptions."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def said_elsewhere(sentence: str, fact: str | None) -> bool:
+    """True when ``fact`` (e.g. a due date) already appears in ``sentence``, so the page does not
+    say it twice."""
+    return bool(fact) and fact in sentence
+
+
+def card_notes(findings: list[dict[str, Any]] | None) -> dict[str, list[dict[str, Any]]]:
+    """An input card's findings: notes in full; warnings and missing inputs only as pointers to
+    the headline, where the full sentence stands once."""
+    items = findings or []
+    return {
+        "notes": [f for f in items if f["severity"] == "info"],
+        "pointers": [f for f in items if f["severity"] in ("warning", "missing")],
+    }
+
+
 def context(svc: Services, la: LaunchAssessment) -> dict[str, Any]:
     """The template variables of ``launch.html`` and ``_regions.html``."""
     payload = la.api_json()
     by_section: dict[str, list[dict[str, Any]]] = {}
     for finding in payload["warnings"]:
         by_section.setdefault(section_of(finding["code"]), []).append(finding)
+    for number, finding in enumerate(payload["warnings"]):
+        finding["anchor"] = f"finding-{number + 1}"
     result = payload["result"]
     params = to_params(la.overrides)
     remember_shown(svc, la)
+    monitoring = payload["monitoring"]
+    saved = next((h for h in payload["history"]["items"] if h["current"]), None)
+    timezone = svc.settings.timezone
     return {
         "a": payload,
         "la": la,
@@ -84,6 +151,13 @@ def context(svc: Services, la: LaunchAssessment) -> dict[str, Any]:
         "overrides_json": json.dumps(params, separators=(",", ":")),
         "override_query": urlencode(params),
         "ago": lambda day: ago(day, payload["assessedOn"]),
+        "source_words": source_words,
+        "already_saved": saved,
+        "clock": lambda instant: clock(instant, timezone),
+        "plural": plural,
+        "card_notes": card_notes,
+        "retest_due_row": not said_elsewhere(str(monitoring["antibodyRetest"]),
+                                             monitoring["antibodyRetestDue"]),
         "chart_json": lambda chart: json.dumps(chart, separators=(",", ":")),
     }
 

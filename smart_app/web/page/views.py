@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from ...smart.launches import Launch
 from .. import csrf
 from ..errors import AppError
 from ..services import browser_sid, services
-from . import overrides, render, writeback
+from . import capability, doc, handout, overrides, render, writeback
 from .assessment import LaunchAssessment, assess_launch
 
 bp = Blueprint("views", __name__)
@@ -69,14 +70,26 @@ def _assess(launch: Launch, values: Mapping[str, Any]) -> LaunchAssessment:
     return assess_launch(services(), launch, overrides.parse(values))
 
 
-def _page_context(launch: Launch, la: LaunchAssessment) -> dict[str, Any]:
+def _page_context(launch: Launch, la: LaunchAssessment,
+                  errors: Mapping[str, str] | None = None) -> dict[str, Any]:
     svc = services()
     ctx = launch.context
     style = svc.styles.css_variables(
         svc.http, ctx.smart_style_url, launch.iss, svc.settings.fhir_timeout
     )
+    found = render.context(svc, la)
+    if errors:
+        # The result on screen lacks the clinician's latest input: never save it.
+        found["save"] = capability.SaveState(
+            False, "invalid-input",
+            "Correct the what-if value marked below first: the result shown does not include it.")
     return {
-        **render.context(svc, la),
+        **found,
+        "input_errors": dict(errors or {}),
+        # What the clinician typed stays in the form, valid or not.
+        "field_values": {k: request.args[k] for k in overrides.PARAMS if k in request.args},
+        "print_time": render.clock(datetime.now(UTC).isoformat(), svc.settings.timezone),
+        "app_version": render.app_version(),
         "launch": launch,
         "patient": render.banner(la.patient),
         "show_banner": ctx.need_patient_banner,
@@ -92,19 +105,51 @@ def index() -> str:
     return render_template("index.html", tenants=tenants)
 
 
-@bp.get("/launches/<launch_id>")
-def launch_page(launch_id: str) -> str:
+@bp.get("/clinical-basis")
+def clinical_basis() -> str:
+    """docs/clinical-basis.md as a page: the evidence panel's "clinical basis" link."""
+    body = doc.load()
+    if body is None:
+        raise AppError(404, "Not included in this installation",
+                       "The clinical basis document (docs/clinical-basis.md) is not installed "
+                       "with this copy of the app.", "no-document")
+    return render_template("doc.html", body=body, title="Clinical basis")
+
+
+def _checked_page(template: str, launch_id: str) -> tuple[str, int]:
+    """The page (or its regions) for the what-if values in the query. An invalid value is shown
+    beside its field, with the result of the valid ones marked stale and Save off (400)."""
     launch = _launch(launch_id)
-    la = _assess(launch, request.args)
-    return render_template("launch.html", **_page_context(launch, la))
+    chosen, errors = overrides.check(request.args)
+    la = assess_launch(services(), launch, chosen)
+    return render_template(template, **_page_context(launch, la, errors)), 400 if errors else 200
+
+
+@bp.get("/launches/<launch_id>")
+def launch_page(launch_id: str) -> tuple[str, int]:
+    return _checked_page("launch.html", launch_id)
 
 
 @bp.get("/launches/<launch_id>/results")
-def results(launch_id: str) -> str:
+def results(launch_id: str) -> tuple[str, int]:
     """The regions the what-if form changes, rendered by the same templates as the page."""
+    return _checked_page("_regions.html", launch_id)
+
+
+@bp.get("/launches/<launch_id>/handout")
+def handout_page(launch_id: str) -> str:
+    """The patient handout: the same assessment (and what-if values) in plain words."""
     launch = _launch(launch_id)
     la = _assess(launch, request.args)
-    return render_template("_regions.html", **_page_context(launch, la))
+    payload = la.api_json()
+    return render_template(
+        "handout.html",
+        **handout.context(payload, render.patient_name(la.patient),
+                          render.banner(la.patient)["birthDate"], render.app_version()),
+        launch=launch,
+        page_url=url_for("views.launch_page", launch_id=launch.id)
+        + overrides.query(la.overrides),
+    )
 
 
 @bp.get("/launches/<launch_id>/assessment")
@@ -142,7 +187,10 @@ def save(launch_id: str) -> tuple[Response, int]:
     except AppError as exc:  # e.g. the chart could not be read, the session ended
         return jsonify({"saved": False, "error": exc.code, "title": exc.title,
                         "message": exc.detail, "retryable": exc.status >= 500}), exc.status
-    return jsonify(result.body), result.status
+    body = dict(result.body)
+    if body.get("saved") is True:
+        body["savedAtText"] = render.clock(body.get("savedAt"), svc.settings.timezone)
+    return jsonify(body), result.status
 
 
 def _bad_request(message: str) -> tuple[Response, int]:
