@@ -32,6 +32,7 @@ from ..fhir.extract import ForeignResourceError
 from ..ops import audit
 from ..risk.tables import load_table
 from ..service import assess_chart
+from ..web.page import doc
 from ..web.services import EXTENSION, Services
 from . import cards, fallback, prefetch
 from .jwks import CdsJwks
@@ -348,4 +349,5 @@ def _feedback(service_id: str, slug: str | None) -> Response | tuple[Response, i
 def basis() -> str:
     """What every card's figure rests on: the table in force, its sources and caveats."""
     table = load_table(_svc().settings.risk_table)
-    return render_template("cds_basis.html", table=table)
+    # The page's evidence panel links here too: the repository's clinical basis follows.
+    return render_template("cds_basis.html", table=table, document=doc.load())

@@ -28,7 +28,8 @@ body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, 
 .ehr-context { color: #c9d1de; font-size: .9rem; }
 main { max-width: 72rem; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.3rem; margin: 0; }
-.head { display: flex; flex-wrap: wrap; gap: .25rem 1rem; align-items: baseline; margin-bottom: .6rem; }
+.head { display: flex; flex-wrap: wrap; gap: .25rem 1rem; align-items: baseline;
+        margin-bottom: .6rem; }
 .count { color: var(--muted); margin: 0; }
 .search { display: flex; flex-wrap: wrap; gap: .4rem; align-items: center; margin: 0 0 .8rem; }
 .search label { font-weight: 600; }
@@ -37,7 +38,8 @@ h1 { font-size: 1.3rem; margin: 0; }
 .search button, a.open { font: inherit; padding: .4rem .8rem; border-radius: 4px; }
 .search button { border: 1px solid #475467; background: #fff; color: var(--ink); cursor: pointer; }
 table { width: 100%; border-collapse: collapse; background: #fff; border: 1px solid var(--line); }
-th, td { text-align: left; vertical-align: top; padding: .5rem .6rem; border-bottom: 1px solid var(--line); }
+th, td { text-align: left; vertical-align: top; padding: .5rem .6rem;
+         border-bottom: 1px solid var(--line); }
 thead th { background: #e9ecf2; font-size: .85rem; color: #344054; }
 tbody tr:hover { background: #f7f9fc; }
 .name a { font-weight: 600; color: var(--accent); }
@@ -126,7 +128,7 @@ def _row(p: PatientListing, launch_base: str, chart_base: str, today: date) -> s
         f'<td class="actions"><a class="open launch" href="{escape(href)}" '
         f'aria-label="Open PML risk for {escape(p.name)}">Open PML risk</a>'
         f'<a class="chart" href="{escape(chart_base + p.id)}" '
-        f'aria-label="Open the chart of {escape(p.name)} (CDS Hooks cards)">Chart</a></td></tr>'
+        f'aria-label="Chart of {escape(p.name)} (CDS Hooks cards)">Chart</a></td></tr>'
     )
 
 

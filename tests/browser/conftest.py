@@ -10,6 +10,7 @@ displays and labels carry markup, for the escaping test.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -196,9 +197,28 @@ def launch(page: Page, stack: Stack, patient: str, **params: str) -> str:
     return page.url
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, selector: str | None = None) -> None:
+    """artifacts/screenshots/<name>.png: the whole page, or only ``selector``'s element."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    path = str(SCREENSHOTS / f"{name}.png")
+    if selector:
+        page.locator(selector).first.screenshot(path=path)
+    else:
+        page.screenshot(path=path, full_page=True)
+
+
+def pdf_pages(page: Page, paper: str) -> int:
+    """How many pages the browser's own print to PDF makes of the current page."""
+    data = page.pdf(format=paper, print_background=True)
+    counts = re.findall(rb"/Type\s*/Pages\b[^>]*?/Count (\d+)|/Count (\d+)[^>]*?/Type\s*/Pages\b",
+                        data)
+    assert counts, "no page tree in the PDF"
+    return max(int(a or b) for a, b in counts)
+
+
+def shown_text(page: Page, selector: str = "body") -> str:
+    """The text a reader sees (closed <details> and hidden elements left out)."""
+    return str(page.locator(selector).first.inner_text())
 
 
 def watch_console(page: Page) -> list[str]:

@@ -58,7 +58,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_chart_card_then_launch_with_app_context(page: Page, base: str) -> None:
     errors = watch_console(page)
     page.goto(f"{base}/sandbox/")
-    page.locator("li", has_text="Priya Raman").locator("a.chart").click()
+    page.locator("tr", has_text="Priya Raman").locator("a.chart").click()
     expect(page.locator("#patient-name")).to_have_text("Priya Raman")
     card = page.locator("#cds-cards .cds-card")
     expect(card).to_have_count(1)

@@ -25,18 +25,26 @@ def test_main_view_shows_risk_inputs_charts_and_monitoring(page: Page, stack: St
     banner = page.locator("header.banner")
     for text in ("Priya Raman", "1990-05-08", "female", "E100005"):
         expect(banner).to_contain_text(text)
-    # Inputs with value, date and source resource.
+    # Inputs with value, date and source in words; the FHIR ids one click away.
     antibody = page.locator("#input-antibody")
     expect(antibody).to_contain_text("1.51")
-    expect(antibody).to_contain_text("Observation/")
-    expect(antibody.locator(".flag")).to_contain_text("near the 1.5 cut-off")
+    source = antibody.locator("dd details.src")
+    expect(source.locator("summary")).to_have_text("2 lab results, 2026-09-15")
+    expect(source.locator(".ref")).to_be_hidden()
+    source.locator("summary").click()
+    expect(source.locator(".ref")).to_contain_text("Observation/")
+    # The warning stands once, under "Read with care"; the card points there.
+    expect(page.locator(".attention")).to_contain_text("near the 1.5 cut-off")
+    pointer = antibody.locator(".flag.pointer a")
+    expect(pointer).to_contain_text("Read with care")
+    assert pointer.get_attribute("href") == "#finding-1"
+    assert page.locator("#finding-1").inner_text().startswith("Index 1.51 is near")
     exposure = page.locator("#input-exposure")
     expect(exposure).to_contain_text("25")
     expect(exposure).to_contain_text("standard (every 4 weeks)")
     expect(page.locator("#input-prior")).to_contain_text("Other prior MS therapy")
-    # Table name and sources one click away.
-    page.get_by_text("Risk table berger-fox-2016: name and sources").click()
-    expect(page.locator(".table-info")).to_contain_text("Berger JR, Fox RJ")
+    # Table name and sources in "How this is estimated".
+    expect(page.locator("#evidence")).to_contain_text("Berger JR, Fox RJ")
     # Monitoring.
     expect(page.locator(".monitoring")).to_contain_text("every 3–4 months")
     # Both charts drawn by Chart.js (not just canvases on the page).
@@ -53,11 +61,11 @@ def test_main_view_shows_risk_inputs_charts_and_monitoring(page: Page, stack: St
 
 def test_missing_stale_and_preliminary_inputs_stand_out(page: Page, stack: Stack) -> None:
     launch(page, stack, "stale-result")
-    flag = page.locator("#input-antibody .flag.warning")
-    expect(flag.first).to_contain_text("retest due since")
+    expect(page.locator(".attention")).to_contain_text("retest due since")
     expect(page.locator(".attention")).to_contain_text("months ago")
+    expect(page.locator("#input-antibody .flag.warning.pointer")).to_be_visible()
     launch(page, stack, "preliminary-latest")
-    expect(page.locator("#input-antibody")).to_contain_text("shown but not used")
+    expect(page.locator(".attention")).to_contain_text("shown but not used")
 
 
 def test_incomplete_patient_says_what_is_missing_and_offers_no_save(
@@ -119,10 +127,10 @@ def test_heavy_chart_index_over_time_with_cutoffs(page: Page, stack: Stack) -> N
     launch(page, stack, "heavy")
     expect(page.locator(".risk-figure")).to_have_text("10.1 per 1,000")
     expect(page.locator(".attention")).to_contain_text("beyond published data")
-    expect(page.locator("#input-antibody")).to_contain_text("rising")
+    expect(page.locator(".attention")).to_contain_text("rising")
     chart = page.evaluate("""() => Chart.getChart('chart-index').data.datasets
         .map(d => [d.label, d.data.length, d.data.length ? d.data[0].y : null])""")
-    used = next(d for d in chart if d[0] == "index (used)")
+    used = next(d for d in chart if d[0] == "Final results")
     assert used[1] >= 10 and used[2] == 0.45  # the first of the rising series
     cutoffs = sorted(d[2] for d in chart if d[0].startswith(("1.5", "0.9")))
     assert cutoffs == [0.9, 1.5]

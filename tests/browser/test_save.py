@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -45,15 +47,47 @@ def test_what_if_updates_at_once_and_is_saved_with_the_override(
     expect(page.locator("#details .badge.override")).to_have_count(1)  # the history entry
 
 
-def test_bad_what_if_value_is_refused_clearly(page: Page, stack: Stack) -> None:
+@pytest.mark.parametrize("width", [1280, 400])
+def test_bad_what_if_values_are_marked_beside_their_fields(
+    page: Page, stack: Stack, width: int
+) -> None:
+    page.set_viewport_size({"width": width, "height": 900})
     launch(page, stack, PATIENT)
+    save = page.locator("#save-button")
+    expect(save).to_be_enabled()
     page.fill("#wi-index", "abc")
-    page.locator("#wi-index").press("Enter")
-    expect(page.locator("#whatif-error")).to_contain_text("index: expected a number")
-    expect(page.locator(".risk-figure")).to_have_text("1.1 per 1,000")  # unchanged
+    page.fill("#wi-infusions", "2.5")
+    page.locator("#wi-infusions").press("Enter")
+    index_error, count_error = page.locator("#wi-index-error"), page.locator("#wi-infusions-error")
+    expect(index_error).to_have_text(
+        "Enter a number from 0 to 20 with up to 3 decimals (for example 1.2), or “none”.")
+    expect(count_error).to_have_text("Enter a whole number from 0 to 500.")
+    expect(page.locator("#wi-index")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#wi-infusions")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#wi-prior_is-error")).to_be_hidden()
+    # The old headline stays, marked stale; Save is off until the input is valid.
+    expect(page.locator(".risk-figure")).to_have_text("1.1 per 1,000")
+    expect(page.locator("#summary .headline.stale .stale-note")).to_contain_text("Not updated")
+    expect(save).to_be_disabled()
+    expect(page.locator("#save-reason")).to_contain_text("Correct the what-if value")
+    expect(page.locator("#fallback")).to_have_count(0)  # nor offered as a download or note
+    shot(page, f"12-what-if-invalid-{width}")
+    assert axe_violations(page, stack) == []
+    # One field fixed: the other still holds the page.
+    page.fill("#wi-index", "1.8")
+    expect(index_error).to_be_hidden()
+    expect(count_error).to_be_visible()
+    expect(save).to_be_disabled()
+    # Both fixed: the new result, no stale mark, Save back on.
+    page.fill("#wi-infusions", "30")
+    expect(page.locator(".risk-figure")).to_have_text("8.8 per 1,000")
+    expect(count_error).to_be_hidden()
+    expect(page.locator("#wi-infusions")).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#summary .stale-note")).to_have_count(0)
+    expect(save).to_be_enabled()
 
 
-def test_keyboard_save_twice_double_click_and_relaunch_make_one(
+def test_keyboard_save_then_reload_and_relaunch_show_it_saved(
     page: Page, stack: Stack
 ) -> None:
     url = launch(page, stack, PATIENT)
@@ -70,24 +104,34 @@ def test_keyboard_save_twice_double_click_and_relaunch_make_one(
     expect(status).to_contain_text("RiskAssessment/")
     expect(page.locator("#history .badge", has_text="this result")).to_be_visible()
     expect(status).to_be_focused()  # keyboard users land on the outcome
+    # The time as every date on the page reads: ISO order, 24-hour clock, the clinic's zone.
+    expect(status).to_contain_text(re.compile(r"· \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC$"))
+    assert not re.search(r"\d/\d|AM|PM", status.inner_text())
+    expect(page.locator("#save-button")).to_have_text("Saved")
     shot(page, "05-saved")
     assert axe_violations(page, stack) == []
-    # Again, after a reload: the EHR answers 200, nothing new.
+    # After a reload the page knows this result is in the chart: it says so and offers no save.
     page.reload()
-    page.click("#save-button")
-    expect(status).to_contain_text("Already in the chart")
-    # A double click: one request at a time, and still one resource.
-    page.reload()
-    page.dblclick("#save-button")
-    expect(status).to_contain_text("Already in the chart")
-    # A relaunch (new launch, new token) of the same patient.
+    button = page.locator("#save-button")
+    expect(button).to_have_text("Already in the chart")
+    expect(button).to_be_disabled()
+    expect(page.locator("#save-reason")).to_contain_text(
+        re.compile(r"already in the chart \(saved \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC\)"))
+    # A relaunch (new launch, new token) of the same patient: the same.
     url = launch(page, stack, PATIENT)
-    page.click("#save-button")
-    expect(status).to_contain_text("Already in the chart")
+    expect(page.locator("#save-button")).to_have_text("Already in the chart")
     saved = stack.risk_assessments(url, PATIENT)
     assert len(saved) == 1
     assert saved[0]["identifier"][0]["value"] == identifier
-    assert len(stack.posts()) >= 4  # every click reached the EHR; If-None-Exist kept it one
+
+
+def test_double_click_saves_once(page: Page, stack: Stack) -> None:
+    url = launch(page, stack, "ex01-negative-30")
+    stack.control(clear_requests=True)
+    page.dblclick("#save-button")
+    expect(page.locator("#save-status")).to_contain_text("Saved to the chart.")
+    assert len(stack.posts()) == 1  # one request at a time
+    assert len(stack.risk_assessments(url, "ex01-negative-30")) == 1
 
 
 def test_read_only_when_the_scope_is_not_granted(page: Page, read_only_stack: Stack) -> None:

@@ -152,6 +152,14 @@ def test_bad_overrides_are_a_clear_400(stack: Stack, params: dict[str, str],
     assert post.status_code == 400 and post.json()["error"] == "bad-request"
     assert message in post.json()["message"]
     assert tab.browser.get(tab.url + "/results", params=params, timeout=30).status_code == 400
+    # Without script the page itself shows the error beside the field, the result marked
+    # stale (it lacks the value) and Save off.
+    shown = tab.browser.get(tab.url, params=params, timeout=30)
+    assert shown.status_code == 400
+    field = next(iter(params))
+    assert re.search(rf'<p class="field-error" id="wi-{field}-error">[^<]+</p>', shown.text)
+    assert 'class="stale-note"' in shown.text
+    assert re.search(r'id="save-button" class="primary"\s+disabled', shown.text)
     assert tab.saved() == []
 
 

@@ -112,12 +112,12 @@ def _plural(count: int, word: str) -> str:
 def index_chart(a: Assessment) -> dict[str, Any] | None:
     """Every dated index on record (final and not used), the what-if index if any, and the
     cut-offs; the x axis is labelled with the test dates themselves."""
-    final = [
+    final: list[dict[str, Any]] = [
         {"date": r.effective.isoformat(), "index": f"{r.index.normalize():f}",
          "source": r.source, "status": r.status, "used": True}
         for r in a.antibody.history if r.index is not None and r.effective is not None
     ]
-    other = [
+    other: list[dict[str, Any]] = [
         {"date": r.effective.isoformat(), "index": f"{r.index.normalize():f}",
          "source": r.source, "status": r.status, "used": False}
         for r in a.antibody.not_used if r.index is not None and r.effective is not None
@@ -140,8 +140,9 @@ def index_chart(a: Assessment) -> dict[str, Any] | None:
     if what_if:
         series.append({"key": "whatif", "label": "What-if index (clinician)",
                        "style": dict(WHAT_IF)})
-    dates = sorted({p["date"] for p in points} | ({what_if["date"]} if what_if else set()))
-    latest = max(final, key=lambda p: p["date"]) if final else None
+    dates: list[str] = sorted({str(p["date"]) for p in points}
+                              | ({what_if["date"]} if what_if else set()))
+    latest = max(final, key=lambda p: str(p["date"])) if final else None
     if latest is not None:
         said = f"latest final {latest['index']} on {latest['date']}"
         if a.cell is None:

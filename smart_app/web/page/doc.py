@@ -1,9 +1,9 @@
-"""The repository's clinical basis (docs/clinical-basis.md), readable from the page.
+"""The repository's clinical basis (docs/clinical-basis.md), readable in the app at ``/basis``.
 
-The evidence panel links to it, and a clinician inside the EHR cannot open a repository file, so
-the app serves it as HTML. The renderer covers what the document uses (headings, paragraphs,
-lists, tables, code, bold, links) and nothing more: every character is escaped first, and links
-keep only http(s) targets and in-page anchors.
+The page's evidence panel and the CDS cards link there, and a clinician inside the EHR cannot
+open a repository file, so the app serves it as HTML. The renderer covers what the document uses
+(headings, paragraphs, lists, tables, code, bold, links) and nothing more: every character is
+escaped first, and links keep only http(s) targets and in-page anchors.
 """
 
 from __future__ import annotations

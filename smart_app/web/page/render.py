@@ -11,9 +11,9 @@ import json
 from collections.abc import Mapping
 from datetime import date, datetime
 from importlib import metadata
-from zoneinfo import ZoneInfo
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from ...risk.dates import months_between
 from ..services import Services
@@ -105,7 +105,7 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 def said_elsewhere(sentence: str, fact: str | None) -> bool:
     """True when ``fact`` (e.g. a due date) already appears in ``sentence``, so the page does not
     say it twice."""
-    return bool(fact) and fact in sentence
+    return fact is not None and fact != "" and fact in sentence
 
 
 def card_notes(findings: list[dict[str, Any]] | None) -> dict[str, list[dict[str, Any]]]:

@@ -32,7 +32,7 @@ from ...smart.launches import Launch
 from .. import csrf
 from ..errors import AppError
 from ..services import browser_sid, services
-from . import capability, doc, handout, overrides, render, writeback
+from . import capability, handout, overrides, render, writeback
 from .assessment import LaunchAssessment, assess_launch
 
 bp = Blueprint("views", __name__)
@@ -103,17 +103,6 @@ def _page_context(launch: Launch, la: LaunchAssessment,
 def index() -> str:
     tenants = services().settings.tenants
     return render_template("index.html", tenants=tenants)
-
-
-@bp.get("/clinical-basis")
-def clinical_basis() -> str:
-    """docs/clinical-basis.md as a page: the evidence panel's "clinical basis" link."""
-    body = doc.load()
-    if body is None:
-        raise AppError(404, "Not included in this installation",
-                       "The clinical basis document (docs/clinical-basis.md) is not installed "
-                       "with this copy of the app.", "no-document")
-    return render_template("doc.html", body=body, title="Clinical basis")
 
 
 def _checked_page(template: str, launch_id: str) -> tuple[str, int]:
