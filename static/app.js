@@ -279,6 +279,8 @@
         drawCharts();
         var page = app.getAttribute("data-page-url") + (query ? "?" + query : "");
         window.history.replaceState(null, "", page);
+        var handout = $("handout-link");  // the handout shows what the page shows
+        if (handout) { handout.href = handout.href.split("?")[0] + (query ? "?" + query : ""); }
         var fig = document.querySelector("#summary .risk-figure");
         if (note) { announce(note + (fig ? " " + fig.textContent : "")); }
         return true;
