@@ -24,6 +24,7 @@ from typing import Any
 import requests
 
 from ..config import Settings, Tenant
+from ..fhir.capability import UNKNOWN, ServerCapabilities
 from ..fhir.client import FhirClient, FhirError
 from ..fhir.client.plan import ReadPlan, observation_searches
 from ..smart.scopes import GrantedScopes
@@ -57,6 +58,7 @@ class Fetched:
     requests: int
     round_trips: int
     unread: tuple[str, ...] = ()  # types the server refused (403) although the token allows
+    not_offered: tuple[str, ...] = ()  # types this EHR does not offer: nothing to read
 
 
 def access(
@@ -104,12 +106,18 @@ def fetch(
     today: date,
     have: Iterable[Mapping[str, Any]],
     *,
+    statement: ServerCapabilities = UNKNOWN,
     deadline: float = DEADLINE,
 ) -> Fetched:
-    """Read ``types`` for the patient with the app's own read plan (the same searches as at
-    launch), then any Medication that the resources reference and nobody sent. Raises
-    :class:`CannotFetch`."""
+    """Read ``types`` for the patient with the app's own read plan (the same searches, the
+    same ``_include``s, the same types skipped as not offered by the EHR's CapabilityStatement
+    or the tenant's ``read_types``), then any Medication that the resources reference and
+    nobody sent. Raises :class:`CannotFetch`."""
     started = time.monotonic()
+    plan = ReadPlan(observation_searches=observation_searches(settings, today),
+                    capabilities=statement, read_types=tenant.read_types)
+    not_offered = tuple(t for t in types if t != "Patient" and not plan.offered(t))
+    types = [t for t in types if t not in not_offered]
     refused = [t for t in types if not fhir.granted.can_search(t)]
     if refused:
         raise CannotFetch("scope", "fhirAuthorization does not allow reading "
@@ -121,7 +129,6 @@ def fetch(
         wanted = [f"patient/{t}.rs" for t in types]
         if fhir.granted.can_search("Medication"):
             wanted.append("patient/Medication.rs")
-        plan = ReadPlan(observation_searches=observation_searches(settings, today))
         try:
             data = _client(http, fhir, settings, tenant, deadline).read_chart(
                 patient_id, GrantedScopes.parse(" ".join(wanted)), plan)
@@ -147,7 +154,7 @@ def fetch(
                 raise CannotFetch("fhir", f"the FHIR server could not be read: {exc.message}") \
                     from exc
             sent += 1
-    return Fetched(tuple(found), sent, trips, unread)
+    return Fetched(tuple(found), sent, trips, unread, not_offered)
 
 
 def unresolved_medications(resources: Iterable[Mapping[str, Any]], base: str) -> list[str]:

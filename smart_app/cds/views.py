@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.wrappers import Response
 
 from ..config import Settings, Tenant
+from ..fhir.capability import metadata_headers
 from ..fhir.extract import ForeignResourceError
 from ..ops import audit
 from ..risk.tables import load_table
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("cds", __name__)
 CDS_EXTENSION = "pml_risk_cds"
+STATEMENT_TIMEOUT = 0.4  # seconds per read of /metadata (cached; it must not eat the budget)
 MAX_BODY = 16 * 1024 * 1024  # a heavy chart's full prefetch is ~0.4 MB; a large one a few MB
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _USER = re.compile(r"(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}")
@@ -261,8 +264,15 @@ def _call(service_id: str, slug: str | None) -> Response | tuple[Response, int]:
         try:
             if isinstance(access, fallback.CannotFetch):
                 raise access
-            fetched = fallback.fetch(svc.http, access, settings, tenant, patient_id,
-                                     got.missing_types, today, resources)
+            started = time.monotonic()
+            # What the EHR offers (cached an hour): a type it does not have is not fetched,
+            # and reaches the engine as "not offered", exactly as at launch.
+            statement = svc.capabilities.get(svc.http, tenant.iss, STATEMENT_TIMEOUT,
+                                             metadata_headers(tenant))
+            fetched = fallback.fetch(
+                svc.http, access, settings, tenant, patient_id, got.missing_types, today,
+                resources, statement=statement,
+                deadline=fallback.DEADLINE - (time.monotonic() - started))
         except fallback.CannotFetch as exc:
             if got.missing:
                 audit.event("cds.call", **who, prefetch=statuses, error=exc.reason,
@@ -273,8 +283,14 @@ def _call(service_id: str, slug: str | None) -> Response | tuple[Response, int]:
             fetched = fallback.Fetched((), 0, 0)  # only Medications were wanted: best effort
         resources.extend(fetched.resources)
         round_trips, unread = fetched.round_trips, fetched.unread
-        statuses.update({k: f"fetched ({statuses[k]})" for k in got.missing})
-    offered = prefetch.chart_types(tenant)
+        statuses.update({k: f"fetched ({statuses[k]})" for k in got.missing
+                         if got.types[k] not in fetched.not_offered})
+        statuses.update({k: f"not offered ({statuses[k]})" for k in got.missing
+                         if got.types[k] in fetched.not_offered})
+        not_offered_here = fetched.not_offered
+    else:
+        not_offered_here = ()
+    offered = [t for t in prefetch.chart_types(tenant) if t not in not_offered_here]
     try:
         chart = assess_chart(resources, patient_id, at=today, settings=settings,
                              table=load_table(settings.risk_table), resource=False,

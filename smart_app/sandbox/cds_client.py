@@ -21,7 +21,8 @@ misbehave the ways real EHRs and attackers do:
 * ``drug`` (order hooks): ``natalizumab`` | ``other`` (atorvastatin: the service stays silent).
 
 ``POST /_cds`` (only with ``allow_control``) fires one hook, or sends feedback, and returns the
-service's status and body plus how many FHIR requests the service made during the call.
+service's status and body plus how many FHIR resource requests (not discovery or
+``/metadata``) the service made during the call.
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ def _log_size() -> int:
 def _fhir_requests_since(mark: int) -> int:
     prefix = f"{request.script_root}/fhir/"
     return sum(1 for r in sandbox_state().controls.snapshot()[mark:]
-               if r["path"].startswith(prefix) and ".well-known" not in r["path"])
+               if r["path"].startswith(prefix) and ".well-known" not in r["path"]
+               and not r["path"].endswith("/metadata"))
 
 
 def fire(hook: str, patient: str, knobs: Knobs, base: str | None = None) -> HookResult:

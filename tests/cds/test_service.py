@@ -22,7 +22,7 @@ HEAVY = "heavy"
 def fhir_paths(stack: Stack, since: int) -> list[str]:
     log = requests.get(f"{stack.base}/sandbox/_control", timeout=10).json()["requests"]
     return [r["path"].removeprefix("/sandbox/fhir/") for r in log[since:]
-            if r["path"].startswith("/sandbox/fhir/")]
+            if r["path"].startswith("/sandbox/fhir/") and r["path"] != "/sandbox/fhir/metadata"]
 
 
 def log_size(stack: Stack) -> int:
