@@ -67,7 +67,8 @@ def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
         settings=settings,
         # Each request thread reads up to six FHIR searches in parallel: a pool smaller than
         # that discards connections under load and pays a new TCP (TLS) handshake each time.
-        http=make_http(pool=max(16, settings.server.threads * 6)),
+        http=make_http(pool=max(16, settings.server.threads * 6), proxy=settings.http_proxy,
+                       no_proxy=settings.no_proxy, ca_bundle=settings.ca_bundle),
         repo=LaunchRepository(store, settings.session_ttl),
         discovery=DiscoveryCache(settings.discovery_ttl),
         jwks=JwksCache(),

@@ -118,6 +118,21 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """``[limits]``: caps on state anyone can create before signing in.
+
+    Every ``/launch`` or ``/standalone`` request stores a pending authorization (state, PKCE
+    verifier) for ten minutes, before anyone has authenticated; these caps bound that storage per
+    client address and in total over any ten-minute window. The reverse proxy's rate limit
+    (docs/deploy.md) is the first line; these hold without one. Behind a hospital NAT many
+    clinicians share one address, hence the generous default.
+    """
+
+    pending_per_address: int = 300
+    pending_total: int = 20_000
+
+
+@dataclass(frozen=True)
 class Settings:
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = ""
@@ -128,6 +143,9 @@ class Settings:
     tenants: tuple[Tenant, ...] = ()
     # Web app tuning; the defaults suit an EHR on the same continent.
     session_ttl: int = 8 * 3600  # seconds a launch stays usable (an EHR shift, at most)
+    # Seconds without a request after which a launch ends (an unattended workstation); refreshes
+    # never extend ``session_ttl``, which counts from the sign-in.
+    session_idle_timeout: int = 3600
     discovery_ttl: int = 3600  # seconds .well-known/smart-configuration is cached per issuer
     fhir_timeout: float = 10.0  # seconds per FHIR request (connect and read)
     fhir_max_pages: int = 20  # pages read per search before giving up (never under-count)
@@ -141,9 +159,16 @@ class Settings:
     # The clinic's time zone: "today" for an assessment is the clinic's calendar day, since chart
     # dates are compared as written (a UTC date drops today's infusion east of Greenwich).
     timezone: str = "UTC"
+    # Outbound HTTP (EHR discovery, tokens, FHIR, JWKS): an egress proxy and a private CA, which
+    # many hospitals mandate. Empty means direct connections and the system's CA store, and
+    # HTTP(S)_PROXY in the environment is ignored either way: the EHR is reached as configured.
+    http_proxy: str = ""
+    no_proxy: tuple[str, ...] = ()  # hosts reached directly even with http_proxy set
+    ca_bundle: str = ""  # a PEM file of CA certificates, replacing the default store
     server: ServerSettings = field(default_factory=ServerSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def tenant_for(self, iss: str) -> Tenant | None:
         """The tenant registered for exactly this ``iss`` (the allowlist check, S7)."""
@@ -189,6 +214,7 @@ TOP_KEYS = frozenset({
     "base_url", "secret_key", "session_store", "risk_table", "keys_file", "codes", "tenants",
     "session_ttl", "discovery_ttl", "fhir_timeout", "fhir_max_pages", "fhir_page_size",
     "observation_category", "text_search_years", "timezone", "server", "proxy", "audit",
+    "session_idle_timeout", "http_proxy", "no_proxy", "ca_bundle", "limits",
 })
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
@@ -201,6 +227,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SERVER_KEYS = frozenset({"host", "port", "workers", "threads", "timeout", "graceful_timeout"})
 PROXY_KEYS = frozenset({"trusted_hops", "trusted_addresses"})
 AUDIT_KEYS = frozenset({"path"})
+LIMIT_KEYS = frozenset({"pending_per_address", "pending_total"})
 
 
 def _known(data: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
@@ -260,6 +287,43 @@ def _audit(data: Mapping[str, Any]) -> AuditSettings:
     if not isinstance(path, str):
         raise ConfigError('audit.path: expected a file path, or "" for standard error')
     return AuditSettings(path=path)
+
+
+def _limits(data: Mapping[str, Any]) -> LimitSettings:
+    table = _table(data, "limits", LIMIT_KEYS)
+    d = LimitSettings()
+    return LimitSettings(
+        pending_per_address=_number(table, "pending_per_address", d.pending_per_address,
+                                    integer=True, where="limits."),
+        pending_total=_number(table, "pending_total", d.pending_total, integer=True,
+                              where="limits."),
+    )
+
+
+_PROXY_URL = re.compile(r"https?://([^@/\s]+@)?[A-Za-z0-9.\-\[\]:]{1,255}/?")
+
+
+def _http_proxy(value: Any) -> str:
+    if not isinstance(value, str) or (value and not _PROXY_URL.fullmatch(value)):
+        raise ConfigError('http_proxy: expected a proxy URL such as "http://proxy.example:3128"'
+                          ' (or "" for direct connections)')
+    return value
+
+
+def _no_proxy(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v and "," not in v and " " not in v for v in value
+    ):
+        raise ConfigError('no_proxy: expected a list of host names, e.g. ["fhir.internal"]')
+    return tuple(value)
+
+
+def _ca_bundle(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError("ca_bundle: expected the path of a PEM file of CA certificates")
+    if value and not Path(value).is_file():
+        raise ConfigError(f"ca_bundle: {value} is not a readable file")
+    return value
 
 
 def _tenant(data: Any, n: int) -> Tenant:
@@ -395,7 +459,8 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
     """Build settings from parsed TOML; environment variables ``PML_RISK_<KEY>`` win."""
     merged = dict(data)
     _known(merged, TOP_KEYS, "")
-    for key in ("base_url", "secret_key", "session_store", "risk_table", "keys_file"):
+    for key in ("base_url", "secret_key", "session_store", "risk_table", "keys_file",
+                "http_proxy", "ca_bundle"):
         env = os.environ.get(f"PML_RISK_{key.upper()}")
         if env:
             merged[key] = env
@@ -412,6 +477,8 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
         codes=_code_sets(merged.get("codes", {})),
         tenants=_unique(tuple(_tenant(t, n) for n, t in enumerate(tenants))),
         session_ttl=_number(merged, "session_ttl", defaults.session_ttl, integer=True),
+        session_idle_timeout=_number(merged, "session_idle_timeout",
+                                     defaults.session_idle_timeout, integer=True),
         discovery_ttl=_number(merged, "discovery_ttl", defaults.discovery_ttl, integer=True),
         fhir_timeout=float(_number(merged, "fhir_timeout", defaults.fhir_timeout, integer=False)),
         fhir_max_pages=_number(merged, "fhir_max_pages", defaults.fhir_max_pages, integer=True),
@@ -420,9 +487,13 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
         text_search_years=_number(merged, "text_search_years", defaults.text_search_years,
                                   integer=True),
         timezone=_timezone(merged.get("timezone", defaults.timezone)),
+        http_proxy=_http_proxy(merged.get("http_proxy", "")),
+        no_proxy=_no_proxy(merged.get("no_proxy", [])),
+        ca_bundle=_ca_bundle(merged.get("ca_bundle", "")),
         server=_server(merged),
         proxy=_proxy(merged),
         audit=_audit(merged),
+        limits=_limits(merged),
     )
 
 

@@ -15,6 +15,7 @@ from .config import Settings
 from .fhir.extract import extract_inputs
 from .fhir.present import assessment_json
 from .fhir.riskassessment import build_risk_assessment
+from .fhir.shape import check_resources
 from .risk.engine import assess
 from .risk.orders import OrderEstimate, estimate_from_orders
 from .risk.records import ADMINISTRATION, REQUEST, Overrides
@@ -80,8 +81,14 @@ def assess_chart(
     rows and the CDS cards; the assessment itself is the same.
 
     Raises ``smart_app.fhir.extract.ForeignResourceError`` when a resource belongs to another
-    patient: mixing two charts must never produce a number.
+    patient: mixing two charts must never produce a number; and
+    ``smart_app.fhir.shape.MalformedResource`` when an element the app reads is not shaped as
+    FHIR says (``"coding": true``): a chart the app cannot read gets no number either.
     """
+    resources = tuple(resources)
+    check_resources(resources)
+    if full_urls:
+        check_resources(full_urls.values())
     inputs = extract_inputs(
         resources, patient_id, code_sets=settings.codes, full_urls=full_urls,
         unread=unread, not_offered=not_offered,

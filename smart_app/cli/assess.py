@@ -1,8 +1,9 @@
 """``pml-risk assess``: the engine without the EHR.
 
-A FHIR Bundle file in, a RiskAssessment (or a reason why none) out, with exit codes scripts can
-rely on: 0 estimate, 3 no estimate possible, 2 bad input. It never prints a traceback for bad
-input.
+A FHIR Bundle file (or ``-``, standard input) in, a RiskAssessment (or a reason why none) out,
+with exit codes scripts can rely on: 0 estimate, 3 no estimate possible, 2 bad input. It never
+prints a traceback for bad input; ``--format text`` applies to errors too (a plain line instead
+of an OperationOutcome).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from ..fhir.bundle import BundleError, read_bundle
 from ..fhir.extract import ForeignResourceError
 from ..fhir.outcome import operation_outcome
 from ..fhir.present import text_summary
+from ..fhir.shape import MalformedResource
 from ..risk.table import TableError
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_NO_ESTIMATE = 0, 2, 3
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_NO_ESTIMATE = 0, 1, 2, 3
+MAX_INPUT = 64 * 1024 * 1024  # bytes of Bundle read; a chart is a few MB at most
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -29,30 +32,65 @@ def _emit(payload: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-def _fail(code: str, message: str) -> int:
-    _emit(operation_outcome(code, [message]))
+def _fail(code: str, message: str, text: bool = False) -> int:
+    if text:
+        sys.stdout.write(f"No estimate: bad input. {message}\n")
+    else:
+        _emit(operation_outcome(code, [message]))
     print(f"pml-risk: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 
+def _read(source: str) -> bytes:
+    """The Bundle's bytes from a file or, for ``-``, standard input (bounded either way)."""
+    if source == "-":
+        data: bytes = sys.stdin.buffer.read(MAX_INPUT + 1)
+    else:
+        with open(source, "rb") as fh:
+            data = fh.read(MAX_INPUT + 1)
+    if len(data) > MAX_INPUT:
+        raise ValueError(f"larger than {MAX_INPUT // (1024 * 1024)} MB")
+    return data
+
+
 def assess_command(args: argparse.Namespace) -> int:
+    """The assessment, with every failure of the input turned into exit 2 and one message.
+
+    A failure nobody anticipated (a bug) is exit 1 with the exception's type and no traceback:
+    its text could quote chart data.
+    """
+    try:
+        return _assess(args)
+    except Exception as exc:  # the last resort; the fuzz suite asserts it is never reached
+        print(f"pml-risk: internal error ({type(exc).__name__}) while assessing {args.bundle}; "
+              "please report it", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _assess(args: argparse.Namespace) -> int:
     from ..service import assess_chart  # the FHIR model import is slow: only when assessing
 
+    text = args.format == "text"
+    name = "standard input" if args.bundle == "-" else args.bundle
     try:
-        with open(args.bundle, "rb") as fh:
-            raw = fh.read()
+        raw = _read(args.bundle)
     except OSError as exc:
-        return _fail("invalid", f"cannot read {args.bundle}: {exc.strerror}")
+        return _fail("invalid", f"cannot read {name}: {exc.strerror}", text)
+    except ValueError as exc:
+        return _fail("too-costly", f"{name} is too large: {exc}", text)
     try:
         at = date.fromisoformat(args.at) if args.at else date.today()
     except ValueError:
-        return _fail("invalid", f"--at: expected a date YYYY-MM-DD, got {args.at!r}")
+        return _fail("invalid", f"--at: expected a date YYYY-MM-DD, got {args.at!r}", text)
     try:
         data = json.loads(raw, parse_float=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return _fail("structure", f"{args.bundle} is not JSON: {exc}")
+        return _fail("structure", f"{name} is not JSON: {exc}", text)
     except RecursionError:
-        return _fail("structure", f"{args.bundle} is not usable JSON: nested too deeply")
+        return _fail("structure", f"{name} is not usable JSON: nested too deeply", text)
+    except ValueError:  # CPython refuses integers of more than 4,300 digits
+        return _fail("structure", f"{name} is not usable JSON: a number has too many digits",
+                     text)
     try:
         settings = config.load(args.config)
         bundle = read_bundle(data)
@@ -64,11 +102,13 @@ def assess_command(args: argparse.Namespace) -> int:
             full_urls=bundle.full_urls,
         )
     except BundleError as exc:
-        return _fail(exc.code, f"{args.bundle}: {exc}")
-    except ForeignResourceError as exc:
-        return _fail("invalid", f"{args.bundle}: {exc}")
+        return _fail(exc.code, f"{name}: {exc}", text)
+    except (ForeignResourceError, MalformedResource) as exc:
+        return _fail("invalid", f"{name}: {exc}", text)
+    except RecursionError:
+        return _fail("structure", f"{name}: nested too deeply", text)
     except (config.ConfigError, TableError) as exc:
-        return _fail("invalid", f"configuration: {exc}")
+        return _fail("invalid", f"configuration: {exc}", text)
 
     a = chart.assessment
     if chart.risk_assessment is None:
@@ -86,7 +126,6 @@ def assess_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     assess = subparsers.add_parser(
         "assess",
@@ -94,7 +133,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Exit codes: 0 estimate made, 3 no estimate possible (OperationOutcome "
         "'incomplete' names what is missing), 2 bad input.",
     )
-    assess.add_argument("bundle", help="a FHIR R4 Bundle (JSON) of one patient's resources")
+    assess.add_argument("bundle", help="a FHIR R4 Bundle (JSON) of one patient's resources, "
+                        "or - to read it from standard input")
     assess.add_argument("--at", help="assessment date YYYY-MM-DD (default: today)")
     assess.add_argument("--format", choices=("json", "text"), default="json")
     assess.add_argument("--config", help="configuration TOML (risk table, extra codes)")

@@ -37,8 +37,9 @@ def read_bundle(data: Any) -> PatientBundle:
     if data.get("resourceType") != "Bundle":
         kind = data.get("resourceType", "no resourceType")
         raise BundleError(f"expected a FHIR Bundle, got {kind}", "structure")
-    if data.get("type") not in BUNDLE_TYPES:
-        raise BundleError(f"unknown Bundle.type {data.get('type')!r}", "structure")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in BUNDLE_TYPES:
+        raise BundleError(f"unknown Bundle.type {str(kind)[:40]!r}", "structure")
     entries = data.get("entry") or []
     if not isinstance(entries, list):
         raise BundleError("Bundle.entry must be an array", "structure")

@@ -149,4 +149,7 @@ def get_json(session: requests.Session, url: str, *, max_bytes: int, deadline: f
     """GET, raise for an error status, and parse JSON (``ValueError`` when it is not)."""
     resp = get(session, url, max_bytes=max_bytes, deadline=deadline, **kwargs)
     resp.raise_for_status()
-    return resp.json()
+    try:
+        return resp.json()
+    except RecursionError as exc:  # thousands of nested arrays: as unusable as invalid JSON
+        raise ValueError("the answer is JSON nested too deeply") from exc

@@ -27,6 +27,9 @@ _PATTERNS = (
     (re.compile(rf'(?i)"({_SECRET_PARAMS})"\s*:\s*"[^"]*"'), r'"\1": "[redacted]"'),
     (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer [redacted]"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "[jwt redacted]"),
+    # credentials in a URL (an egress proxy's http://user:password@host:3128)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,15}://)[^/\s:@]{1,256}:[^/\s@]{1,256}@"),
+     r"\1[redacted]@"),
     # /launches/<id>: the id alone opens nothing (it is bound to a cookie) but is kept out
     # of the application log anyway; the audit trail is where launch ids belong.
     (re.compile(r"/launches/[A-Za-z0-9_-]{8,}"), "/launches/[id]"),

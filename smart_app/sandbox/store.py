@@ -268,6 +268,11 @@ class FhirStore:
             self._by_patient.setdefault((entry.type, entry.patient), []).append(entry)
         return entry
 
+    def put(self, resource: JSON) -> Entry:
+        """Store a copy of ``resource`` as given (its id kept), replacing any with that id."""
+        with self.lock:
+            return self._put(copy.deepcopy(resource))
+
     # -- reads ---------------------------------------------------------------------------------
     def get(self, resource_type: str, resource_id: str) -> Entry | None:
         with self.lock:

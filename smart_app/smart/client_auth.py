@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import requests
 from authlib.common.urls import add_params_to_qs
 from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from ..config import Tenant
+from ..http.session import route_like
 from .keys import SigningKeys
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -99,12 +101,13 @@ def oauth_session(
     redirect_uri: str,
     scope: str | None = None,
     token: dict[str, Any] | None = None,
+    outbound: requests.Session | None = None,
 ) -> OAuth2Session:
     """An authlib session set up for this tenant's client authentication.
 
     ``code_challenge_method="S256"`` is passed always: without it authlib silently drops PKCE
-    (python-deps.md §2, gotcha 1). Proxies from the environment are ignored: the app talks to
-    its allowlisted EHRs directly.
+    (python-deps.md §2, gotcha 1). Proxies from the environment are ignored; ``outbound`` (the
+    app's shared session) gives the configured egress proxy and CA bundle.
     """
     method = {"public": "none", "client_secret_basic": "client_secret_basic"}.get(
         tenant.auth, "private_key_jwt"
@@ -120,6 +123,8 @@ def oauth_session(
         token_endpoint=token_endpoint,
     )
     session.trust_env = False
+    if outbound is not None:
+        route_like(session, outbound, token_endpoint)
     if tenant.auth == "private_key_jwt":
         if keys is None:
             raise RuntimeError("private_key_jwt needs the app's signing keys (keys_file)")

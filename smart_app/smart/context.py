@@ -7,9 +7,19 @@ the launch fails closed (L4).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+#: FHIR R4 ``id`` (datatypes §id). ``.`` and ``..`` match it but are path segments, not ids: a
+#: token ``patient`` of ``..`` would turn ``GET {base}/Patient/..`` into ``GET {base}/``.
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def is_fhir_id(value: object) -> bool:
+    """A logical id that is safe to put into a URL path as one segment."""
+    return isinstance(value, str) and value not in (".", "..") and bool(FHIR_ID.fullmatch(value))
 
 
 class MissingPatientContext(ValueError):
@@ -81,18 +91,26 @@ def _patient_id(value: Any) -> str | None:
     if text is None:
         return None
     text = text.removeprefix("Patient/")
-    return text if "/" not in text and len(text) <= 64 else None
+    return text if is_fhir_id(text) else None
+
+
+def _encounter_id(value: Any) -> str | None:
+    text = _opt_str(value)
+    if text is None:
+        return None
+    text = text.removeprefix("Encounter/")
+    return text if is_fhir_id(text) else None  # optional: a malformed one is dropped
 
 
 def parse(token_response: Mapping[str, Any]) -> LaunchContext:
     patient = _patient_id(token_response.get("patient"))
     if patient is None:
-        raise MissingPatientContext("the EHR did not send a patient in the launch context")
+        raise MissingPatientContext("the EHR did not send a usable patient id in the launch "
+                                    "context")
     banner = token_response.get("need_patient_banner", True)
-    encounter = _opt_str(token_response.get("encounter"))
     return LaunchContext(
         patient=patient,
-        encounter=encounter.removeprefix("Encounter/") if encounter else None,
+        encounter=_encounter_id(token_response.get("encounter")),
         need_patient_banner=banner if isinstance(banner, bool) else True,
         smart_style_url=_opt_str(token_response.get("smart_style_url")),
         intent=_opt_str(token_response.get("intent")),

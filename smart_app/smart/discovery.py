@@ -3,6 +3,12 @@
 Only ever called with the ``iss`` of a configured tenant (S7), so the URLs fetched here are the
 allowlisted ones. Relative endpoint URLs are resolved against the FHIR base (D2, SMART 2.1), and
 results are cached per issuer so a launch normally costs no discovery round trip at all.
+
+For an https tenant every endpoint must be https too: the authorization code, the PKCE verifier,
+the client secret or assertion and the refresh token all travel to these URLs, so a discovery
+document naming an ``http://`` token endpoint or ``jwks_uri`` (a mistake, or a downgrade by
+whoever controls the document) is refused rather than followed. A plain-http tenant (a sandbox on
+loopback during development) keeps plain-http endpoints.
 """
 
 from __future__ import annotations
@@ -65,7 +71,17 @@ def _url(data: Mapping[str, Any], key: str, iss: str, *, required: bool) -> str 
     resolved = urljoin(_base(iss), value)
     if not resolved.startswith(("https://", "http://")):
         raise DiscoveryError(f"SMART configuration of {iss}: {key} is not an http(s) URL")
+    if not transport_ok(resolved, iss):
+        raise DiscoveryError(f"SMART configuration of {iss}: {key} is not an https URL")
     return resolved
+
+
+def transport_ok(url: str, iss: str) -> bool:
+    """An https tenant's endpoints must be https; an http (development) tenant's may be http."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "https":
+        return True
+    return scheme == "http" and not iss.lower().startswith("https://")
 
 
 def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -102,15 +118,19 @@ def parse_well_known(iss: str, data: Mapping[str, Any]) -> SmartConfiguration:
     )
 
 
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def parse_capability_statement(iss: str, data: Mapping[str, Any]) -> SmartConfiguration:
     """The deprecated SMART 1.0 route (D3): ``rest[].security.extension[oauth-uris]``."""
     uris: dict[str, str] = {}
-    for rest in data.get("rest", []) if isinstance(data.get("rest"), list) else []:
+    for rest in _items(data.get("rest")):
         security = rest.get("security", {}) if isinstance(rest, dict) else {}
-        for ext in security.get("extension", []) if isinstance(security, dict) else []:
+        for ext in _items(security.get("extension")) if isinstance(security, dict) else []:
             if not isinstance(ext, dict) or ext.get("url") != OAUTH_URIS:
                 continue
-            for item in ext.get("extension", []):
+            for item in _items(ext.get("extension")):
                 if isinstance(item, dict) and isinstance(item.get("valueUri"), str):
                     uris[str(item.get("url"))] = item["valueUri"]
     mapped = {
@@ -150,7 +170,7 @@ def fetch(http: requests.Session, iss: str, timeout: float,
             return parse_capability_statement(iss, meta.json())
         resp.raise_for_status()
         data = resp.json()
-    except (requests.RequestException, ValueError) as exc:
+    except (requests.RequestException, ValueError, RecursionError) as exc:
         reason = type(exc).__name__
         raise DiscoveryError(f"could not read the SMART configuration: {reason}") from exc
     if not isinstance(data, dict):

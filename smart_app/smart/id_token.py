@@ -34,7 +34,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from ..http.bounded import MB, deadline_in, get_json
-from .discovery import SmartConfiguration
+from .discovery import SmartConfiguration, transport_ok
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384"]
 USER_TYPES = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Person")
@@ -133,7 +133,7 @@ class JwksCache:
             data = get_json(http, url, max_bytes=1 * MB, deadline=deadline_in(2 * timeout),
                             timeout=timeout, allow_redirects=False)
             keys = KeySet.import_key_set(data)
-        except (requests.RequestException, ValueError, JoseError) as exc:
+        except (requests.RequestException, ValueError, TypeError, KeyError, JoseError) as exc:
             raise IdTokenError(f"could not read the issuer's JWKS: {type(exc).__name__}") from exc
         with self._lock:
             now = self._clock()
@@ -159,6 +159,8 @@ class JwksCache:
         if not _same(str(data.get("issuer") or ""), issuer):
             raise IdTokenError("the OpenID configuration names another issuer")
         uri = str(data["jwks_uri"])
+        if not transport_ok(uri, issuer):
+            raise IdTokenError("the OpenID configuration names a jwks_uri that is not https")
         if _origin(uri) not in allowed:
             raise IdTokenError("the OpenID configuration's keys are on another host")
         with self._lock:

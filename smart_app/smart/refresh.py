@@ -73,7 +73,8 @@ def fresh_launch(
         try:
             response = do_refresh(refresh_token)
             tokens = TokenSet.from_response(response, current.tokens.scope, now=clock())
-        except (OAuthError, OAuth2Error, RequestException, ValueError) as exc:
+        except (OAuthError, OAuth2Error, RequestException, ValueError, TypeError,
+                RecursionError) as exc:
             log.warning("token refresh failed: %s", type(exc).__name__)
             _audit_refresh(current, "failed", type(exc).__name__)
             raise TokenExpired("the EHR refused to refresh the access token") from exc

@@ -85,6 +85,7 @@ class Services:
                 token_endpoint=config.token_endpoint,
                 keys=self.keys,
                 redirect_uri=self.redirect_uri,
+                outbound=self.http,
             )
             client.register_compliance_hook("refresh_token_response", capture)
             client.refresh_token(

@@ -26,6 +26,7 @@ from smart_app.sandbox.testing import LateApp, serve_in_thread
 from smart_app.smart import keys
 from smart_app.web.services import EXTENSION, Services
 
+from .overlay import Overlay
 from .scripted_ehr import ehr  # noqa: F401  (a fixture: registered by being here)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,7 @@ class Stack:
     app: Flask
     sandbox: Flask
     settings: Settings
+    overlay: Overlay
 
     @property
     def iss(self) -> str:
@@ -191,8 +193,10 @@ def make_stack(
                 **sandbox_options,
             )
         )
-        late.target = DispatcherMiddleware(app, {"/sandbox": sandbox_app})
-        return Stack(base=base, app=app, sandbox=sandbox_app, settings=app_settings)
+        overlay = Overlay(sandbox_app)
+        late.target = DispatcherMiddleware(app, {"/sandbox": overlay})
+        return Stack(base=base, app=app, sandbox=sandbox_app, settings=app_settings,
+                     overlay=overlay)
 
     yield build
     for ctx in reversed(servers):

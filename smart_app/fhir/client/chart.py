@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ...http.bounded import deadline_in
+from ...smart.context import is_fhir_id
 from ...smart.scopes import GrantedScopes
 from ..extract import unversioned
 from .plan import REQUIRED_PARAMS, ReadPlan
@@ -128,6 +129,8 @@ class ChartReads(FhirTransport):
         history_system: str | None = None,
     ) -> tuple[list[_Job], list[str], list[str]]:
         """The first wave, the types withheld by the grant, and the types not offered."""
+        if not is_fhir_id(patient_id):  # "..": GET {base}/Patient/.. would read {base}/
+            raise FhirError("the launch's patient id is not a FHIR id")
         jobs: list[_Job] = []
         withheld: list[str] = []
         not_offered: list[str] = []
@@ -236,6 +239,9 @@ class ChartReads(FhirTransport):
             raise FhirError(f"the EHR answered {result.status} ({job.label})", result.status)
         body = result.body
         if job.label == "Patient":
+            if body.get("resourceType") != "Patient":  # e.g. a Bundle for ``GET {base}/``
+                raise FhirError("the EHR answered the read of the launch patient with another "
+                                "kind of resource")
             self._keep(body, patient_id, got)
             return None
         if body.get("resourceType") != "Bundle":

@@ -157,6 +157,8 @@ class FhirTransport:
                     parsed = resp.json()
                 except ValueError as exc:
                     raise FhirError(f"the EHR sent a non-JSON response ({job.label})") from exc
+                except RecursionError as exc:  # JSON nested thousands deep
+                    raise FhirError(f"the EHR sent JSON nested too deeply ({job.label})") from exc
                 if not isinstance(parsed, dict):
                     raise FhirError(f"the EHR sent an unexpected response ({job.label})")
                 body = parsed

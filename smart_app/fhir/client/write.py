@@ -126,7 +126,7 @@ class Writes(FhirTransport):
         if content:
             try:
                 body = resp.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 body = None
         resource = body if isinstance(body, dict) and body.get("resourceType") == rtype else None
         diagnostics = ""

@@ -254,6 +254,7 @@ def callback() -> Response:
         token_endpoint=config.token_endpoint,
         keys=svc.keys,
         redirect_uri=pending.redirect_uri,
+        outbound=svc.http,
     )
     try:
         response = dict(
@@ -268,7 +269,8 @@ def callback() -> Response:
             )
         )
         tokens = TokenSet.from_response(response, pending.scope)
-    except (OAuthError, OAuth2Error, RequestException, ValueError) as exc:
+    except (OAuthError, OAuth2Error, RequestException, ValueError, TypeError,
+            RecursionError) as exc:
         log.warning("token exchange failed: %s", type(exc).__name__)
         audit.event("token.exchange", status="failed", client_auth=tenant.auth,
                     kid=_kid(tenant), error=_oauth_error(exc))

@@ -19,6 +19,7 @@ from ...fhir.client.chart import PATIENT_TYPES as CHART_TYPES
 from ...fhir.extract import ForeignResourceError
 from ...fhir.present import text_summary
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
+from ...fhir.shape import MalformedResource
 from ...ops import audit
 from ...risk.records import Overrides
 from ...risk.table import RiskTable
@@ -199,6 +200,12 @@ def assess_launch(
         raise AppError(502, "The chart could not be read",
                        "The EHR returned data of another patient; nothing is shown for safety.",
                        "foreign-resource") from exc
+    except MalformedResource as exc:
+        log.warning("chart not readable: a malformed resource")
+        raise AppError(502, "The chart could not be read",
+                       f"The EHR sent data that is not valid FHIR ({exc}); no estimate is made "
+                       "from a chart the app cannot read. Tell your EHR support team.",
+                       "malformed-resource") from exc
     save = capability.save_state(granted, capability.write_support(statement),
                                  chart.assessment.complete)
     done = lc.launch

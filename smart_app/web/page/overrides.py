@@ -23,7 +23,10 @@ PARAMS = ("prior_is", "antibody", "index", "infusions", "reason")
 MAX_INDEX = Decimal("20")
 MAX_INFUSIONS = 500
 MAX_REASON = 200
-_INDEX = re.compile(r"^\d{1,2}(\.\d{1,3})?$")
+# ASCII digits only: ``\d`` and ``str.isdigit`` also accept "²" and Arabic-Indic digits, which
+# ``int()`` then rejects (a 500) or reads as a number nobody typed.
+_INDEX = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?")
+_COUNT = re.compile(r"[0-9]{1,4}")
 
 
 def _bad(detail: str) -> AppError:
@@ -60,7 +63,7 @@ def _index(value: str) -> tuple[Decimal | None, bool]:
         return None, False
     if value.lower() == "none":
         return None, True
-    if not _INDEX.match(value):
+    if not _INDEX.fullmatch(value):
         raise _bad("index: expected a number between 0 and 20 with up to 3 decimals (e.g. 1.2),"
                    " or none.")
     try:
@@ -75,7 +78,7 @@ def _index(value: str) -> tuple[Decimal | None, bool]:
 def _infusions(value: str) -> int | None:
     if value == "":
         return None
-    if not value.isdigit() or int(value) > MAX_INFUSIONS:
+    if not _COUNT.fullmatch(value) or int(value) > MAX_INFUSIONS:
         raise _bad(f"infusions: expected a whole number from 0 to {MAX_INFUSIONS}.")
     return int(value)
 
