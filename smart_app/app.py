@@ -69,7 +69,7 @@ def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
         # that discards connections under load and pays a new TCP (TLS) handshake each time.
         http=make_http(pool=max(16, settings.server.threads * 6), proxy=settings.http_proxy,
                        no_proxy=settings.no_proxy, ca_bundle=settings.ca_bundle),
-        repo=LaunchRepository(store, settings.session_ttl),
+        repo=LaunchRepository(store, settings.session_ttl, settings.session_idle_timeout),
         discovery=DiscoveryCache(settings.discovery_ttl),
         jwks=JwksCache(),
         key_ring=_key_ring(settings, keys),

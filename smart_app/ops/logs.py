@@ -42,8 +42,31 @@ def redact(text: str) -> str:
     return text
 
 
+# Line breaks and other control characters in a message: a value from a request (the callback's
+# ``error``) could otherwise end the line and forge a record of its own.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    if named:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line: control characters written as escapes."""
+    return _CONTROL.sub(_escape, text)
+
+
 class RedactingFormatter(logging.Formatter):
-    """Formats with ``inner`` (or the default format), then redacts the whole line."""
+    """Formats with ``inner`` (or the default format), then redacts the whole line.
+
+    A record is one line: its message's control characters are escaped. A traceback attached to
+    it keeps its line breaks, but each of its lines is indented, so nothing in an exception's
+    text can start a line that reads as a record of its own.
+    """
 
     def __init__(self, inner: logging.Formatter | None = None,
                  fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> None:
@@ -51,8 +74,12 @@ class RedactingFormatter(logging.Formatter):
         self._inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
-        text = self._inner.format(record) if self._inner else super().format(record)
-        return redact(text)
+        one_line = logging.makeLogRecord(record.__dict__)
+        one_line.msg = escape_controls(record.getMessage())
+        one_line.args = None
+        text = self._inner.format(one_line) if self._inner else super().format(one_line)
+        first, *rest = text.split("\n")
+        return redact("\n".join([first, *("  " + escape_controls(line) for line in rest)]))
 
 
 def protect(handler: logging.Handler) -> None:

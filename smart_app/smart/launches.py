@@ -5,10 +5,19 @@ minutes, bound to the browser's session id: A2). ``Launch`` lives from the callb
 context, user); it is keyed by its own random id, which is in the URL ``/launches/<id>``, so two
 tabs with two patients never share anything, and it is bound to the browser's session id, so a
 leaked URL alone opens nothing.
+
+A launch ends ``session_ttl`` seconds after the sign-in, however often its token is refreshed
+(the record is re-stored with what is left of that, never a fresh TTL), and after
+``session_idle_timeout`` seconds without a request (an unattended workstation). Activity is kept
+in its own small record, so noting it never rewrites the launch: a stale copy written back could
+resurrect a refresh token that was already used.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -18,6 +27,7 @@ from .store import SessionStore
 from .tokens import TokenSet
 
 STATE_TTL = 600  # A2: about ten minutes from /launch to /callback
+TOUCH_EVERY = 60.0  # seconds: activity is written at most this often per launch
 
 
 @dataclass(frozen=True)
@@ -74,34 +84,80 @@ class Launch:
 class LaunchRepository:
     """Typed access to the session store; each record is encrypted there."""
 
-    def __init__(self, store: SessionStore, session_ttl: int) -> None:
+    def __init__(self, store: SessionStore, session_ttl: int, idle_timeout: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._ttl = session_ttl
+        self._idle = idle_timeout if idle_timeout is not None else session_ttl
+        self._clock = clock
 
     def put_pending(self, state: str, pending: PendingAuth) -> None:
         self.store.put("state", state, asdict(pending), STATE_TTL)
+
+    def admit_pending(self, address: str, per_address: int, total: int) -> bool:
+        """Whether one more pending sign-in may be stored for ``address`` (``[limits]``).
+
+        Counted per ten-minute window (a pending record's lifetime), per client address and
+        across all of them, in the shared store so every worker and instance sees one count.
+        """
+        window = int(self._clock() // STATE_TTL)
+        ttl = 2 * STATE_TTL
+        if self.store.count("pending", f"{window}:{address}", ttl) > per_address:
+            return False
+        return self.store.count("pending", f"{window}:*", ttl) <= total
 
     def take_pending(self, state: str) -> PendingAuth | None:
         data = self.store.take("state", state)
         return PendingAuth(**data) if data is not None else None
 
+    def _left(self, launch: Launch) -> float:
+        """Seconds of the absolute lifetime left."""
+        return launch.created_at + self._ttl - self._clock()
+
     def put(self, launch: Launch) -> None:
-        self.store.put("launch", launch.id, launch.to_json(), self._ttl)
+        """Store (or re-store, after a refresh) with what is left of the absolute lifetime."""
+        left = self._left(launch)
+        if left <= 0:
+            self.delete(launch.id)
+            return
+        self.store.put("launch", launch.id, launch.to_json(), math.ceil(left))
 
     def get(self, launch_id: str) -> Launch | None:
+        """The launch, unless it has ended: past its lifetime, idle too long, or logged out."""
         data = self.store.get("launch", launch_id)
         try:
-            return Launch.from_json(data) if data is not None else None
+            launch = Launch.from_json(data) if data is not None else None
         except (KeyError, TypeError):
             return None  # written by an older release: relaunch
+        if launch is None:
+            return None
+        if self._left(launch) <= 0 or self.idle_for(launch_id) > self._idle:
+            self.delete(launch_id)
+            return None
+        return launch
+
+    def idle_for(self, launch_id: str) -> float:
+        """Seconds since the launch's last request (infinite when none is recorded)."""
+        seen = self.store.get("seen", launch_id)
+        at = seen.get("at") if seen else None
+        return self._clock() - at if isinstance(at, int | float) else math.inf
+
+    def touch(self, launch: Launch) -> None:
+        """Note a request of the launch (at most every ``TOUCH_EVERY`` seconds)."""
+        if self.idle_for(launch.id) < min(TOUCH_EVERY, self._idle / 4):
+            return
+        ttl = min(self._idle, max(self._left(launch), 1))
+        self.store.put("seen", launch.id, {"at": self._clock()}, math.ceil(ttl))
 
     def delete(self, launch_id: str) -> None:
         self.store.delete("launch", launch_id)
+        self.store.delete("seen", launch_id)
 
     def put_shown(self, launch_id: str, identifier: str, record: dict[str, Any]) -> None:
         """What a launch page showed (the RiskAssessment and its text summary), so "Save to
-        chart" writes exactly what the clinician reviewed, without reading the chart again."""
-        self.store.put("shown", f"{launch_id}:{identifier}", record, self._ttl)
+        chart" writes exactly what the clinician reviewed, without reading the chart again.
+        Kept as long as the launch can stay idle: a save comes after a look at the page."""
+        self.store.put("shown", f"{launch_id}:{identifier}", record, min(self._ttl, self._idle))
 
     def get_shown(self, launch_id: str, identifier: str) -> dict[str, Any] | None:
         return self.store.get("shown", f"{launch_id}:{identifier}")

@@ -51,6 +51,10 @@ class KeyValue(Protocol):
         """Set only if absent (or expired); True for the one caller that set it."""
         ...
 
+    def incr(self, key: str, ttl: int) -> int:
+        """Add one to a counter (created at 1, expiring ``ttl`` seconds after its creation)."""
+        ...
+
     def delete(self, key: str) -> None: ...
 
     def ping(self) -> None:
@@ -96,6 +100,16 @@ class MemoryKV:
             self._data[key] = (value, self._clock() + ttl)
             return True
 
+    def incr(self, key: str, ttl: int) -> int:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None or item[1] <= self._clock():
+                count, expires = 1, self._clock() + ttl
+            else:
+                count, expires = int(item[0]) + 1, item[1]
+            self._data[key] = (str(count).encode(), expires)
+            return count
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._data.pop(key, None)
@@ -120,6 +134,9 @@ class SQLiteKV:
                 "CREATE TABLE IF NOT EXISTS kv "
                 "(k TEXT PRIMARY KEY, v BLOB NOT NULL, exp REAL NOT NULL)"
             )
+            # The expiry sweep on every write must not scan the table (thousands of pending
+            # sign-ins would make each write slower).
+            db.execute("CREATE INDEX IF NOT EXISTS kv_exp ON kv (exp)")
 
     def _connect(self) -> sqlite3.Connection:
         # A connection per operation: cheap for SQLite, and no connection crosses threads.
@@ -161,6 +178,18 @@ class SQLiteKV:
             )
             return cur.rowcount == 1
 
+    def incr(self, key: str, ttl: int) -> int:
+        now = self._clock()
+        with self._connect() as db:
+            row = db.execute(
+                "INSERT INTO kv (k, v, exp) VALUES (?, 1, ?) ON CONFLICT(k) DO UPDATE SET "
+                "v = CASE WHEN kv.exp <= ? THEN 1 ELSE CAST(kv.v AS INTEGER) + 1 END, "
+                "exp = CASE WHEN kv.exp <= ? THEN excluded.exp ELSE kv.exp END "
+                "RETURNING v",
+                (key, now + ttl, now, now),
+            ).fetchone()
+        return int(row[0])
+
     def delete(self, key: str) -> None:
         with self._connect() as db:
             db.execute("DELETE FROM kv WHERE k = ?", (key,))
@@ -168,6 +197,11 @@ class SQLiteKV:
     def ping(self) -> None:
         with self._connect() as db:
             db.execute("SELECT count(*) FROM kv WHERE 0").fetchone()
+
+
+COMMAND_TIMEOUT = 1.0  # seconds per Redis command attempt (two attempts at most)
+CONNECT_TIMEOUT = 0.5
+PROBE_TIMEOUT = 0.5  # /readyz
 
 
 class RedisKV:
@@ -182,14 +216,26 @@ class RedisKV:
         from redis.backoff import ExponentialWithJitterBackoff
         from redis.retry import Retry
 
-        # redis-py's default is ten retries (seconds of backoff) per command; a request, and
-        # /readyz, should rather fail fast and let the load balancer act. Two quick retries
-        # still ride over a failover or a dropped pooled connection.
+        # redis-py's default is ten retries (seconds of backoff) per command. A Redis that
+        # hangs (stopped, swapping, a network partition) must cost a request a bounded moment,
+        # not a worker thread for tens of seconds: every command answers within
+        # COMMAND_TIMEOUT, retried once (a dropped pooled connection, a failover), so a page
+        # that finds the store hung says so in about two seconds. Our records are a few KB:
+        # a healthy Redis answers in milliseconds.
         self._redis: Any = redis.Redis.from_url(
             url,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.1), 1),
+        )
+        # /readyz asks once, with a shorter timeout, on its own connections: the load
+        # balancer needs the answer within its probe timeout, and a probe must not queue
+        # behind requests waiting on a hung server.
+        self._probe: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=PROBE_TIMEOUT,
+            socket_connect_timeout=PROBE_TIMEOUT,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.1), 0),
         )
         self._errors: type[Exception] = redis.exceptions.RedisError
         self._prefix = "pml-risk:"
@@ -214,11 +260,25 @@ class RedisKV:
     def add(self, key: str, value: bytes, ttl: int) -> bool:
         return bool(self._call("set", self._prefix + key, value, ex=ttl, nx=True))
 
+    def incr(self, key: str, ttl: int) -> int:
+        def counted(pipe: Any) -> int:
+            pipe.incr(self._prefix + key)
+            pipe.expire(self._prefix + key, ttl, nx=True)  # only when just created
+            return int(pipe.execute()[0])
+
+        try:
+            return counted(self._redis.pipeline(transaction=True))
+        except self._errors as exc:
+            raise StoreUnavailable(f"redis incr: {type(exc).__name__}") from exc
+
     def delete(self, key: str) -> None:
         self._call("delete", self._prefix + key)
 
     def ping(self) -> None:
-        self._call("ping")
+        try:
+            self._probe.ping()
+        except self._errors as exc:
+            raise StoreUnavailable(f"redis ping: {type(exc).__name__}") from exc
 
 
 def open_kv(url: str) -> KeyValue:
@@ -272,6 +332,10 @@ class SessionStore:
 
     def delete(self, kind: str, name: str) -> None:
         self._kv.delete(self._key(kind, name))
+
+    def count(self, kind: str, name: str, ttl: int) -> int:
+        """Increment and return a counter (not encrypted: it holds a number only)."""
+        return self._kv.incr(self._key(kind, name), ttl)
 
     def try_lock(self, name: str, ttl: int) -> bool:
         return self._kv.add(self._key("lock", name), b"1", ttl)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Flask, current_app, jsonify, render_template, request, session
+from flask import Flask, current_app, g, jsonify, render_template, request, session
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -50,8 +50,8 @@ def render_error(error: AppError) -> tuple[Response | str, int]:
 def _bind_launch() -> None:
     """Name the launch in the error event when the URL is one of this browser's launches."""
     launch_id = (request.view_args or {}).get("launch_id")
-    if not isinstance(launch_id, str):
-        return
+    if not isinstance(launch_id, str) or g.get("store_down"):
+        return  # a store that just failed would only make the error page wait again
     try:
         launch = current_app.extensions[LAUNCH_LOOKUP](launch_id)
     except Exception:  # the store may be what failed
@@ -79,8 +79,9 @@ def register(app: Flask, find_launch: Callable[[str], Launch | None]) -> None:
     @app.errorhandler(StoreUnavailable)
     def _store_down(error: StoreUnavailable) -> tuple[Response | str, int]:
         log.warning("session store unavailable: %s", error)
+        g.store_down = True
         return _app_error(AppError(
-            503, "The app is briefly unavailable",
+            503, "The app is temporarily unavailable",
             "It cannot reach its session storage. Wait a moment and launch the app again "
             "from the EHR.", "store-unavailable"))
 

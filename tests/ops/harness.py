@@ -68,9 +68,19 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are still accepted (by the kernel) but never answered."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
 
 def write_config(path: Path, **values: Any) -> Path:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
 
 from .conftest import Deployment, DeploymentFactory
-from .harness import browser, launch
+from .harness import browser, free_port, launch, on_port
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_readyz_follows_redis_down_and_back(deployment: Deployment) -> None:
     first = browser().get(f"{d.ehr}/sandbox/launch", params={"patient": "ex01-negative-30"},
                           allow_redirects=False, timeout=10)
     failed = browser().get(first.headers["Location"], allow_redirects=False, timeout=15)
-    assert failed.status_code == 503 and "briefly unavailable" in failed.text
+    assert failed.status_code == 503 and "temporarily unavailable" in failed.text
 
     d.redis.start()  # same port, empty (no persistence)
     deadline = time.monotonic() + 10
@@ -52,6 +53,43 @@ def test_readyz_follows_redis_down_and_back(deployment: Deployment) -> None:
         time.sleep(0.2)
     page = launch(browser(), d.ehr, "ex01-negative-30")
     assert "/launches/" in page
+
+
+def _timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    resp = call()
+    return resp, time.monotonic() - started
+
+
+def test_hung_redis_fails_fast(deployment: Deployment) -> None:
+    """Redis stopped with SIGSTOP accepts connections and never answers: the app must still
+    answer /readyz within 1.5 s and a page within 3 s, each with a clear 503."""
+    d = deployment
+    port = free_port()
+    app = d.start(port, "hung")
+    assert d.redis is not None
+    http = browser()
+    page = launch(http, d.ehr, "ex01-negative-30", app_port=port, callback_port=port)
+    assert http.get(page, timeout=10).status_code == 200
+    d.redis.pause()
+    try:
+        ready, took = _timed(lambda: _ready(app.base))
+        assert ready.status_code == 503 and took < 1.5, took
+        shown, took = _timed(lambda: http.get(page, timeout=10))
+        assert shown.status_code == 503 and took < 3.0, took
+        assert "temporarily unavailable" in shown.text
+        first = browser().get(f"{d.ehr}/sandbox/launch", params={"patient": "ex01-negative-30"},
+                              allow_redirects=False, timeout=10)
+        start = on_port(first.headers["Location"], port)
+        started, took = _timed(lambda: browser().get(start, allow_redirects=False, timeout=10))
+        assert started.status_code == 503 and took < 3.0, took
+    finally:
+        d.redis.resume()
+    deadline = time.monotonic() + 10
+    while _ready(app.base).status_code != 200:
+        assert time.monotonic() < deadline, "readyz did not recover"
+        time.sleep(0.2)
+    assert http.get(page, timeout=10).status_code == 200
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(deployment: Deployment) -> None:

@@ -71,6 +71,14 @@ def _origin(url: str) -> str:
 
 def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Response:
     svc = services()
+    limits = svc.settings.limits
+    if not svc.repo.admit_pending(request.remote_addr or "?", limits.pending_per_address,
+                                  limits.pending_total):
+        log.warning("launch refused: too many pending sign-ins")
+        audit.event("launch.refused", error="too-many-pending")
+        raise AppError(429, "Too many sign-ins at once",
+                       "More sign-ins were started than the app accepts in ten minutes. Wait a "
+                       "few minutes, then launch the app again from the EHR.", "too-many-pending")
     config = svc.smart_config(tenant)
     if "S256" not in config.code_challenge_methods_supported:
         # A3: PKCE is sent anyway; servers that support it without saying so exist.
@@ -331,6 +339,7 @@ def callback() -> Response:
         user_status=user_status,
     )
     svc.repo.put(launch)
+    svc.repo.touch(launch)  # the idle timeout counts from here
     # The launch is also written into this browser's signed cookie: a cookie planted from
     # elsewhere (session fixation) shares the sid but not this list, so it opens nothing.
     session["launches"] = [*session.get("launches", [])[-(MAX_LAUNCHES - 1):], launch.id]

@@ -29,6 +29,7 @@ from werkzeug.wrappers import Response
 from ...ops import audit
 from ...risk.records import Overrides
 from ...smart.launches import Launch
+from ...smart.revoke import revoke
 from .. import csrf
 from ..errors import AppError
 from ..services import browser_sid, services
@@ -58,6 +59,7 @@ def _launch(launch_id: str) -> Launch:
             "the EHR.",
             "unknown-launch",
         )
+    svc.repo.touch(launch)  # the idle timeout restarts with every request of the launch
     tenant = svc.settings.tenant_for(launch.iss)
     g.frame_ancestors = tenant.frame_ancestors if tenant else ()
     # Every audit line of this request (write-back, errors) names who, where and for whom.
@@ -180,6 +182,36 @@ def save(launch_id: str) -> tuple[Response, int]:
     if body.get("saved") is True:
         body["savedAtText"] = render.clock(body.get("savedAt"), svc.settings.timezone)
     return jsonify(body), result.status
+
+
+@bp.post("/launches/<launch_id>/logout")
+def logout(launch_id: str) -> tuple[Response | str, int]:
+    """End the launch: revoke its tokens where the EHR offers it, forget it here.
+
+    A form post from the page (``csrf_token`` field) or a script (``X-CSRF-Token``).
+    """
+    launch = _launch(launch_id)
+    svc = services()
+    presented = request.headers.get(csrf.HEADER) or request.form.get("csrf_token")
+    if not csrf.valid(svc.settings.secret_key, launch.id, presented):
+        raise AppError(403, "Not allowed", "The request did not carry this page's security "
+                       "token; reload the page and sign out again.", "csrf")
+    status = "not-offered"
+    tenant = svc.settings.tenant_for(launch.iss)
+    if tenant is not None:
+        try:
+            status = revoke(tenant, svc.smart_config(tenant), launch.tokens, keys=svc.keys,
+                            redirect_uri=svc.redirect_uri, outbound=svc.http,
+                            timeout=svc.settings.fhir_timeout)
+        except AppError:  # discovery failed: the tokens expire on their own
+            status = "failed"
+    svc.repo.delete(launch.id)
+    session["launches"] = [i for i in session.get("launches", []) if i != launch.id]
+    audit.event("launch.ended", status="logout", error=None if status != "failed"
+                else "revocation-failed")
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"loggedOut": True, "revocation": status}), 200
+    return render_template("signed_out.html", revoked=status == "revoked"), 200
 
 
 def _bad_request(message: str) -> tuple[Response, int]:

@@ -209,4 +209,5 @@ def _audit(launch: Launch, ident: str | None, *, status: str, error: str | None 
         resource_id=resource_id, created=created, http_status=http_status,
     )
     if ident:
-        log.info("RiskAssessment write %s (launch %s)", status, launch.id)
+        # The launch id belongs in the audit trail only (the logging policy of ops/logs.py).
+        log.info("RiskAssessment write %s", status)
