@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import secrets
+import shutil
+import signal
+import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,16 @@ from ..smart import keys
 from .errors import EXIT_OK
 from .errors import fail as _fail
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "fhir_fixtures"
+
+def _default_fixtures() -> Path:
+    """The checkout's ``fhir_fixtures/``, else the copy a built wheel carries (setup.py)."""
+    checkout = Path(__file__).resolve().parents[2] / "fhir_fixtures"
+    if (checkout / "index.json").exists():
+        return checkout
+    return Path(__file__).resolve().parents[1] / "sandbox" / "fixtures"
+
+
+DEFAULT_FIXTURES = _default_fixtures()
 DEMO_CLIENT_ID = "pml-risk-demo"
 
 #: How the demo's tenant is configured for a vendor-like sandbox profile (as check-config
@@ -93,7 +107,12 @@ def build_demo(port: int, instance: Path, fixtures: Path, *, ehr_profile: str = 
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from werkzeug.serving import run_simple
+    """Bind the port first (a busy one is a one-line error before anything says "open"), then
+    build the app for the port actually bound (``--port 0`` picks a free one), and serve until
+    Ctrl-C or SIGTERM, removing the temporary instance folder on the way out."""
+    from werkzeug.serving import make_server
+
+    from ..sandbox.testing import LateApp
 
     fixtures = Path(args.fixtures)
     if not (fixtures / "index.json").exists():
@@ -104,26 +123,57 @@ def demo_command(args: argparse.Namespace) -> int:
         find_profile(args.ehr_profile)
     except ValueError as exc:
         return _fail(f"--ehr-profile: {exc}")
+    late = LateApp()
+    # Bound here, not by werkzeug: on a busy port it prints its own paragraph and exits 1.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", args.port))
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            return _fail(f"--port: port {args.port} on 127.0.0.1 is already in use (another "
+                         "demo?); choose another with --port, or --port 0 for any free one")
+        return _fail(f"--port: cannot listen on 127.0.0.1:{args.port} ({exc.strerror})")
+    server = make_server("127.0.0.1", listener.getsockname()[1], late, threaded=True,
+                         fd=listener.fileno())
+    temporary = args.instance is None
     instance = Path(args.instance) if args.instance else Path(
         tempfile.mkdtemp(prefix="pml-risk-demo-")
     )
-    instance.mkdir(parents=True, exist_ok=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        # shutdown() waits for serve_forever to return: from another thread, not this handler.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        wsgi = build_demo(args.port, instance, fixtures, ehr_profile=args.ehr_profile)
-    except (config.ConfigError, keys.KeyFileError) as exc:
-        return _fail(f"configuration: {exc}")
-    logs.configure()  # werkzeug's access log stays off: URLs carry codes and ids
-    print(f"pml-risk demo: open http://127.0.0.1:{args.port}/sandbox/ (instance: {instance}, "
-          f"EHR profile: {args.ehr_profile})", flush=True)
-    run_simple("127.0.0.1", args.port, wsgi, threaded=True, use_reloader=False)
-    return EXIT_OK
+        instance.mkdir(parents=True, exist_ok=True)
+        port = listener.getsockname()[1]
+        try:
+            late.target = build_demo(port, instance, fixtures, ehr_profile=args.ehr_profile)
+        except (config.ConfigError, keys.KeyFileError) as exc:
+            return _fail(f"configuration: {exc}")
+        logs.configure()  # werkzeug's access log stays off: URLs carry codes and ids
+        print(f"pml-risk demo: open http://127.0.0.1:{port}/sandbox/ (instance: {instance}, "
+              f"EHR profile: {args.ehr_profile})", flush=True)
+        server.serve_forever()  # until Ctrl-C or SIGTERM
+        return EXIT_OK
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.server_close()
+        listener.close()
+        if temporary:
+            shutil.rmtree(instance, ignore_errors=True)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     demo = subparsers.add_parser(
         "demo", help="the app and the sandbox EHR in one process on 127.0.0.1"
     )
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=int, default=8000,
+                      help="port on 127.0.0.1 (default 8000; 0 picks a free one)")
     demo.add_argument("--fixtures", default=str(DEFAULT_FIXTURES),
                       help="folder of FHIR fixture bundles with index.json")
     demo.add_argument("--instance", default=None,

@@ -22,11 +22,10 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from smart_app.app import create_app
 from smart_app.config import Settings, from_mapping
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
-from smart_app.sandbox.testing import LateApp, serve_in_thread
+from smart_app.sandbox.testing import LateApp, Overlay, serve_in_thread
 from smart_app.smart import keys
 from smart_app.web.services import EXTENSION, Services
 
-from .overlay import Overlay
 from .scripted_ehr import ehr  # noqa: F401  (a fixture: registered by being here)
 
 ROOT = Path(__file__).resolve().parents[2]
