@@ -1,7 +1,8 @@
 """How hard the fuzz suite tries: a short budget in CI, a long one on request.
 
 ``PML_RISK_FUZZ=long`` (what ``python bench/fuzz_long.py`` sets) multiplies every test's example
-count; ``PML_RISK_FUZZ_EXAMPLES=N`` sets the count outright. Each property test counts the cases
+count by ``PML_RISK_FUZZ_FACTOR`` (default 40); ``PML_RISK_FUZZ_EXAMPLES=N`` sets the count
+outright. Each property test counts the cases
 it ran in :data:`CASES`; with ``PML_RISK_FUZZ_REPORT=path`` the counts are written there as JSON
 when the session ends, for the long run's report.
 """
@@ -22,7 +23,9 @@ def examples(ci: int) -> int:
     explicit = os.environ.get("PML_RISK_FUZZ_EXAMPLES")
     if explicit:
         return int(explicit)
-    return ci * LONG_FACTOR if os.environ.get("PML_RISK_FUZZ") == "long" else ci
+    if os.environ.get("PML_RISK_FUZZ") != "long":
+        return ci
+    return ci * int(os.environ.get("PML_RISK_FUZZ_FACTOR", LONG_FACTOR))
 
 
 def fuzz(ci: int) -> settings:

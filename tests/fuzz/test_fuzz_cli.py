@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from smart_app.cli import main
@@ -59,7 +59,9 @@ def check(code: int, out: str, err: str, took: float, text_format: bool) -> None
 def test_mutated_bundles(case: Case, text_format: bool) -> None:
     count("cli: mutated bundles")
     extra = ("--format", "text") if text_format else ()
-    check(*assess(dumps(case.doc), *extra), text_format=text_format)
+    code, out, err, took = assess(dumps(case.doc), *extra)
+    event(f"exit {code}")
+    check(code, out, err, took, text_format=text_format)
 
 
 def test_raw_numbers_and_nesting_are_bad_input() -> None:
