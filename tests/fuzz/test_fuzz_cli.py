@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from smart_app.cli import main
 
 from .budget import count, fuzz
-from .mutations import Case, bundles, dumps, fixture, raw
+from .mutations import SPACES, Case, bundles, dumps, fixture, raw
 
 DEADLINE = 5.0  # seconds per run, on a loaded 2-core CI machine
 WORK = Path(tempfile.mkdtemp(prefix="pml-risk-fuzz-"))
@@ -62,6 +62,29 @@ def test_mutated_bundles(case: Case, text_format: bool) -> None:
     code, out, err, took = assess(dumps(case.doc), *extra)
     event(f"exit {code}")
     check(code, out, err, took, text_format=text_format)
+
+
+def _jcv_value(text: str) -> Any:
+    """ex05 with its anti-JCV index result carried as a valueString of ``text``."""
+    doc = json.loads(json.dumps(fixture("ex05-index-1-51-25-infusions.json")))
+    for entry in doc["entry"]:
+        resource = entry["resource"]
+        if resource["id"].endswith("jcvidx-001"):
+            del resource["valueQuantity"]
+            resource["valueString"] = text
+    return doc
+
+
+@fuzz(ci=15)
+@given(text=st.one_of(
+    st.sampled_from([SPACES, " " * 1_000_000 + "x", "1.5" + " " * 200_000, "<" + " " * 50_000,
+                     "1" * 300_000, ". " * 100_000]),
+    st.text(alphabet=" \t\n.,<>=0123456789x+-eE", max_size=3_000),
+))
+def test_lab_value_strings(text: str) -> None:
+    """Anti-JCV ``valueString``s that made a backtracking number pattern take seconds."""
+    count("cli: lab value strings")
+    check(*assess(json.dumps(_jcv_value(text))), text_format=False)
 
 
 def test_raw_numbers_and_nesting_are_bad_input() -> None:
