@@ -98,7 +98,7 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or still starting
             time.sleep(0.1)
     raise AssertionError("server did not start")
 
