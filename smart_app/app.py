@@ -33,7 +33,7 @@ from .web.page.style import StyleCache
 from .web.services import EXTENSION, Services
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).resolve().parent.parent / "static"  # assets live beside the package
+STATIC = Path(__file__).resolve().parent / "static"  # package data: in the wheel too
 
 
 def _key_ring(settings: Settings, fixed: SigningKeys | None) -> KeyRing:

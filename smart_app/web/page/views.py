@@ -271,7 +271,7 @@ def smart_style(launch_id: str) -> Response:
 
 # -- static assets: versioned URLs, cached by the browser ------------------------------------
 
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"  # smart_app/static
 _versions: dict[str, str] = {}
 
 
