@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class CodeSets:
-    """Codes a deployment adds to the defaults of risk-model.md §3–§5 ("system|code")."""
+    """Codes a deployment adds to the defaults of docs/clinical-basis.md §3–§5 ("system|code")."""
 
     jcv_antibody: tuple[str, ...] = ()
     jcv_index: tuple[str, ...] = ()

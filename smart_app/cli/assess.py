@@ -53,6 +53,20 @@ def _read(source: str) -> bytes:
     return data
 
 
+SOURCE_TYPES = ("Observation", "MedicationAdministration", "MedicationStatement",
+                "MedicationRequest")
+
+
+def _types(option: str, value: str | None) -> tuple[str, ...]:
+    """``--unread A,B``: resource types from SOURCE_TYPES; ValueError names a wrong one."""
+    types = tuple(t.strip() for t in (value or "").split(",") if t.strip())
+    wrong = [t for t in types if t not in SOURCE_TYPES]
+    if wrong:
+        raise ValueError(f"{option}: unknown resource type {wrong[0]!r} (one of "
+                         f"{', '.join(SOURCE_TYPES)})")
+    return types
+
+
 def assess_command(args: argparse.Namespace) -> int:
     """The assessment, with every failure of the input turned into exit 2 and one message.
 
@@ -72,6 +86,11 @@ def _assess(args: argparse.Namespace) -> int:
 
     text = args.format == "text"
     name = "standard input" if args.bundle == "-" else args.bundle
+    try:
+        unread = _types("--unread", args.unread)
+        not_offered = _types("--not-offered", args.not_offered)
+    except ValueError as exc:
+        return _fail("invalid", str(exc), text)
     try:
         raw = _read(args.bundle)
     except OSError as exc:
@@ -100,6 +119,8 @@ def _assess(args: argparse.Namespace) -> int:
             at=at,
             settings=settings,
             full_urls=bundle.full_urls,
+            unread=unread,
+            not_offered=not_offered,
         )
     except BundleError as exc:
         return _fail(exc.code, f"{name}: {exc}", text)
@@ -138,4 +159,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     assess.add_argument("--at", help="assessment date YYYY-MM-DD (default: today)")
     assess.add_argument("--format", choices=("json", "text"), default="json")
     assess.add_argument("--config", help="configuration TOML (risk table, extra codes)")
+    assess.add_argument(
+        "--unread", metavar="TYPES",
+        help="resource types the EHR offers but did not let you read, comma-separated (e.g. "
+        "MedicationStatement): they are unknown, never 'none on record'",
+    )
+    assess.add_argument(
+        "--not-offered", metavar="TYPES",
+        help="resource types the EHR does not offer at all, comma-separated",
+    )
     assess.set_defaults(func=assess_command)

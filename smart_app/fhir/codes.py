@@ -1,8 +1,8 @@
-"""Code systems and names that identify the engine's inputs in a chart (risk-model.md §3–§5).
+"""Code systems and names that identify the engine's inputs in a chart.
 
-Defaults come from risk-model.md; a deployment adds its local lab and product codes through
-``[codes]`` in the configuration. Names are matched too, because unmapped local codes are
-common and must not be silently missed.
+Defaults come from docs/clinical-basis.md §3–§5; a deployment adds its local lab and product
+codes through ``[codes]`` in the configuration. Names are matched too, because unmapped local
+codes are common and must not be silently missed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpr
 
 JCV_ANTIBODY = frozenset({f"{LOINC}|70173-0"})
 JCV_INDEX = frozenset({f"{LOINC}|100977-8"})
-NATALIZUMAB = frozenset({f"{RXNORM}|354770"})  # UNVERIFIED RxCUI (reference.md §4.2)
+# Configurable: confirm locally (docs/clinical-basis.md §4).
+NATALIZUMAB = frozenset({f"{RXNORM}|354770"})
 
 SNOMED_RESULTS = {
     "10828004": Antibody.POSITIVE,
@@ -43,7 +44,7 @@ INTERPRETATIONS = {
     "ND": Antibody.NEGATIVE,
 }
 
-# Ingredient → confirmed RxNorm codes (reference.md §4.2) and names (ingredient and brands).
+# Ingredient → RxNorm codes (docs/clinical-basis.md §5) and names (ingredient and brands).
 IMMUNOSUPPRESSANT_CODES: Mapping[str, frozenset[str]] = {
     "cyclophosphamide": frozenset({f"{RXNORM}|3002"}),
     "methotrexate": frozenset({f"{RXNORM}|6851"}),

@@ -481,7 +481,8 @@ def extract_inputs(
     """Build ``Inputs`` for ``patient_id``; raises ``ForeignResourceError`` on mixed charts.
 
     ``unread`` and ``not_offered`` name the resource types the EHR did not let the app read
-    and those it does not offer at all; the engine treats them as unknown (risk-model §8).
+    and those it does not offer at all; the engine treats them as unknown
+    (docs/clinical-basis.md §8).
     Records come out in a canonical order, so the order the EHR sent them never matters.
     """
     vocab = Vocabulary.from_config(code_sets)

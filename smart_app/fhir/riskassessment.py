@@ -1,4 +1,4 @@
-"""Assessment → FHIR R4 RiskAssessment (risk-model.md §7), validated before it leaves.
+"""Assessment → FHIR R4 RiskAssessment (docs/clinical-basis.md §7), validated before it leaves.
 
 The identifier is a hash of what the estimate rests on, so saving twice, double-clicking or
 relaunching maps onto one resource through conditional create (``If-None-Exist``).

@@ -1,4 +1,4 @@
-"""Anti-JCV antibody status and index from lab results (risk-model.md §3).
+"""Anti-JCV antibody status and index from lab results (docs/clinical-basis.md §3).
 
 A "test" is the qualitative and index results of one date, or of dates up to three days apart
 when they agree; the latest test decides. Results that contradict each other are never
@@ -66,7 +66,7 @@ def status_from_range(index: IndexRange) -> Antibody | None:
 
 
 def agreement(qualitative: Antibody, index: IndexRange) -> Agreement:
-    """Whether a qualitative result and an index tell the same story (risk-model §3).
+    """Whether a qualitative result and an index tell the same story (docs/clinical-basis.md §3).
 
     An index of 0.20–0.40 agrees with any qualitative result: it is the zone where the lab's
     confirmatory step makes the call, so the qualitative result is that call.

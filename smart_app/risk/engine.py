@@ -1,7 +1,7 @@
 """The risk engine: plain inputs + a risk table + a date in, an ``Assessment`` out.
 
-Pure and deterministic (no clock, no I/O), so every rule of risk-model.md can be tested cell by
-cell and the same inputs always give the same RiskAssessment identifier.
+Pure and deterministic (no clock, no I/O), so every rule of docs/clinical-basis.md can be tested
+cell by cell and the same inputs always give the same RiskAssessment identifier.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .table import RiskTable, Row, band_for
 
 SOURCES = (OBSERVATION, *PRIOR_IS_SOURCES)
 
-HIGH_RISK_AFTER_INFUSIONS = 24  # EMA/PRAC higher-risk groups (risk-model.md §6)
+HIGH_RISK_AFTER_INFUSIONS = 24  # EMA/PRAC higher-risk groups (docs/clinical-basis.md §6)
 HIGH_RISK_INDEX = Decimal("1.5")
 _ORDER = {Severity.MISSING: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
@@ -200,7 +200,8 @@ def _basis(
 def _row(
     table: RiskTable, ab: AntibodySummary, prior_is: bool, infusions: int
 ) -> tuple[Row | None, IndexRange | None, list[Finding]]:
-    """The table row, the index as the row reads it, and what a bound decided (risk-model §3).
+    """The table row, the index as the row reads it, and what a bound decided
+    (docs/clinical-basis.md §3).
 
     A bound that places the index in one row decides it (">1.5" is above 1.5). A bound that
     leaves two rows possible makes the index unknown for the table: the "index not available"
@@ -445,7 +446,7 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
         return _assess_one(inputs, table, at)
     # The same resource twice with different content and nothing to order the copies: weigh
     # every resolution. The figure shown is the highest; where they give different cells,
-    # no estimate (risk-model §8).
+    # no estimate (docs/clinical-basis.md §8).
     results = [_assess_one(_with(inputs, v), table, at) for v in _variants(inputs.conflicts)]
     cells = {(a.cell.row, a.cell.band) if a.cell else None for a in results}
     shown = max(results, key=lambda a: (a.per_1000 is not None, a.per_1000 or Decimal(0)))

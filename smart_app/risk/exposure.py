@@ -1,7 +1,7 @@
-"""Natalizumab exposure as a count of completed infusions (risk-model.md §4).
+"""Natalizumab exposure as a count of completed infusions (docs/clinical-basis.md §4).
 
 The source analyses count infusions, not calendar months, so an extended-interval patient is
-not pushed into a later band by elapsed time (reference.md §1.5, example 12).
+not pushed into a later band by elapsed time (Bloomgren et al. 2012; Ho et al. 2017).
 """
 
 from __future__ import annotations

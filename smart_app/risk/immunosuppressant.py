@@ -1,4 +1,4 @@
-"""Prior immunosuppressant use (risk-model.md §5).
+"""Prior immunosuppressant use (docs/clinical-basis.md §5).
 
 "Prior" means before the first natalizumab infusion: the source analyses studied a history of
 classic immunosuppressants, so later use is concomitant (warned, not counted), and other MS

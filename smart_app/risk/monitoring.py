@@ -1,5 +1,5 @@
-"""Monitoring advice (risk-model.md §6): MRI intervals of the MAGNIMS consensus (Wattjes et al.
-2015), six-monthly antibody retesting as reported in practice (docs/clinical-basis.md)."""
+"""Monitoring advice (docs/clinical-basis.md §6): MRI intervals of the MAGNIMS consensus
+(Wattjes et al. 2015), six-monthly antibody retesting as reported in practice."""
 
 from __future__ import annotations
 

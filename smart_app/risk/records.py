@@ -1,7 +1,7 @@
 """Plain records the risk engine reads and writes.
 
 The engine never sees FHIR JSON: adapters translate a chart into these records, so the clinical
-rules of ``risk-model.md`` can be read and tested without any I/O. Every record keeps the
+rules of ``docs/clinical-basis.md`` can be read and tested without any I/O. Every record keeps the
 reference of the resource it came from (``source``), because every figure on screen must trace
 back to the chart.
 """
@@ -22,7 +22,8 @@ class Antibody(StrEnum):
 
 
 class ResultUse(StrEnum):
-    """What the engine may do with a lab result, from its FHIR status (risk-model.md §3)."""
+    """What the engine may do with a lab result, from its FHIR status
+    (docs/clinical-basis.md §3)."""
 
     USE = "use"  # final, amended, corrected
     SHOW = "show"  # preliminary, registered, unknown: shown, never used
@@ -39,7 +40,7 @@ class IndexRange:
     Labs report values outside their reportable range as bounds (">1.5", "<0.20"). A bound is
     evidence about which band the index falls in, and nothing more: every rule that reads an
     index asks this range whether the answer is certain, so a bound can never silently stand
-    in for the value at its edge (risk-model §3).
+    in for the value at its edge (docs/clinical-basis.md §3).
     """
 
     low: Decimal  # ≥ 0: an index is never negative
@@ -195,7 +196,7 @@ class Overrides:
         )
 
 
-# The resource types the inputs come from (risk-model §1).
+# The resource types the inputs come from (docs/clinical-basis.md §1).
 OBSERVATION = "Observation"
 ADMINISTRATION = "MedicationAdministration"
 STATEMENT = "MedicationStatement"
@@ -216,7 +217,7 @@ class Copy:
 class Conflict:
     """One resource (type/id) received more than once with different content and nothing
     (``meta.versionId``, ``meta.lastUpdated``) to say which is newer. The engine weighs every
-    copy; none is chosen silently (risk-model §8)."""
+    copy; none is chosen silently (docs/clinical-basis.md §8)."""
 
     reference: str
     copies: tuple[Copy, ...]  # in a canonical order that does not depend on the input's
@@ -228,7 +229,7 @@ class Inputs:
 
     ``unread`` and ``not_offered`` say which resource types the chart could not supply: a type
     the EHR offers but did not let the app read is unknown, never "none on record"; a type the
-    EHR does not offer at all is simply not a source there (risk-model §8).
+    EHR does not offer at all is simply not a source there (docs/clinical-basis.md §8).
     """
 
     patient: str  # "Patient/123"

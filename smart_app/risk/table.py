@@ -1,8 +1,8 @@
 """A risk table as data: strata (rows) × exposure bands (cells), read from a plain mapping.
 
 Tables are transcribed by a clinical lead, not coded, so a deployment can select the US label or
-EU SmPC table without a code change (risk-model.md §2). Parsing checks the table's shape hard:
-a malformed table must fail at start, never produce a number.
+EU SmPC table without a code change (docs/clinical-basis.md §2). Parsing checks the table's
+shape hard: a malformed table must fail at start, never produce a number.
 """
 
 from __future__ import annotations

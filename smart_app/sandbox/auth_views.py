@@ -9,6 +9,7 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, jsonify, redirect, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from .controls import RESOURCE_TYPE
 from .grants_store import LaunchContext
 from .state import fhir_base, resolve_origin_relative, sandbox_state
 
@@ -22,14 +23,19 @@ def launch() -> WerkzeugResponse | tuple[Response, int]:
     """Simulate the EHR launching the app for a patient.
 
     Query: ``patient`` (required), ``practitioner``, ``encounter``, ``need_patient_banner``
-    (default true), ``intent``, ``fhir_context`` (repeatable ``Type/id`` references). Creates a
-    launch handle and redirects the browser to ``{launch_url}?iss={fhir base}&launch={handle}``.
+    (default true), ``intent``, ``fhir_context`` (repeatable ``Type/id`` references),
+    ``withhold`` (comma-separated resource types whose scopes are not granted, as an EHR that
+    grants less than the app asks for). Creates a launch handle and redirects the browser to
+    ``{launch_url}?iss={fhir base}&launch={handle}``.
     """
     state = sandbox_state()
     args = request.args
     patient = args.get("patient", "")
     if state.store.get("Patient", patient) is None:
         return jsonify({"error": f"unknown patient '{patient}'"}), 404
+    withhold = tuple(t.strip() for t in args.get("withhold", "").split(",") if t.strip())
+    if any(not RESOURCE_TYPE.match(t) for t in withhold):
+        return jsonify({"error": "withhold: expected comma-separated resource type names"}), 400
     context = LaunchContext(
         patient=patient,
         encounter=args.get("encounter") or None,
@@ -41,6 +47,7 @@ def launch() -> WerkzeugResponse | tuple[Response, int]:
             for ref in args.getlist("fhir_context")
             if "/" in ref
         ),
+        withhold=withhold,
     )
     handle = state.grants.new_launch(context, state.config.launch_lifetime)
     target = resolve_origin_relative(state.config.launch_url)

@@ -206,8 +206,10 @@ class SmartCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         state: SandboxState = self.server.state
         data = request.payload.data
         controls = state.controls.get()
+        # Withheld for every launch (control) or for this launch only (``/launch?withhold=``).
+        launch_held = request.user.withhold if isinstance(request.user, LaunchContext) else ()
         granted = scopes.grant(request.payload.scope, v1_only=controls.v1_only,
-                               withhold=controls.withhold)
+                               withhold=(*controls.withhold, *launch_held))
         state.grants.save_code(
             AuthorizationCode(
                 code=code,

@@ -98,6 +98,7 @@ class SandboxConfig:
     latency_ms: int = 0
     v1_only: bool = False
     no_risk_assessment: bool = False
+    not_offered: tuple[str, ...] = ()
     #: How the EHR behaves (``profiles.PROFILES``): ``full``, ``notes-only``,
     #: ``no-conditional-create``, ``read-only``, ``epic-like``, ``oracle-like``.
     ehr_profile: str = "full"

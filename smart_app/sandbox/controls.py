@@ -8,6 +8,7 @@ swapped atomically, so a request always sees a consistent set.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .profiles import DEFAULT_PROFILE, PROFILES, EhrProfile, find_profile
 ACTIONS = frozenset({"reset", "reset_data", "clear_requests", "register_client"})
 MAX_LOG = 10_000
 GRANT_FORMATS = ("smart", "epic")
+RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class Controls:
     #: Resource types whose scopes are not granted even when asked for.
     withhold: tuple[str, ...] = ()
     ehr_profile: str = DEFAULT_PROFILE
+    #: Resource types this EHR does not offer at all: left out of the CapabilityStatement, and
+    #: every call on them is a 404 ``not-supported`` (as MedicationStatement on several EHRs).
+    not_offered: tuple[str, ...] = ()
 
     @property
     def profile(self) -> EhrProfile:
@@ -63,12 +68,14 @@ class Controls:
             no_risk_assessment=config.no_risk_assessment,
             ehr_profile=config.ehr_profile,
             **signed_in,
+            not_offered=tuple(config.not_offered),
         )
 
     def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["fail_next"] = list(self.fail_next)
         data["withhold"] = list(self.withhold)
+        data["not_offered"] = list(self.not_offered)
         return data
 
 
@@ -119,6 +126,12 @@ def _validated(current: Controls, changes: Mapping[str, Any]) -> Controls:
             if not isinstance(value, bool):
                 raise ValueError(f"{key}: expected true or false")
             updates[key] = value
+        elif key == "not_offered":
+            if not isinstance(value, list) or not all(
+                isinstance(v, str) and RESOURCE_TYPE.match(v) for v in value
+            ):
+                raise ValueError("not_offered: expected a list of resource type names")
+            updates[key] = tuple(value)
         elif key == "ehr_profile":
             if not isinstance(value, str):
                 raise ValueError("ehr_profile: expected a profile name")

@@ -207,6 +207,7 @@ def metadata() -> Response:
     if controls.no_risk_assessment:
         types.discard("RiskAssessment")
     types = {t for t in types if controls.profile.offers(t)}
+    types.difference_update(controls.not_offered)
     endpoints = _endpoints()
     body = {
         "resourceType": "CapabilityStatement",

@@ -122,6 +122,8 @@ def _check_type(resource_type: str) -> None:
         raise FhirError(404, "not-supported",
                         f"{resource_type} is not supported by this server "
                         f"(EHR profile {controls.profile.name})")
+    if resource_type in controls.not_offered:
+        raise FhirError(404, "not-supported", f"{resource_type} is not supported by this server")
     try:
         get_fhir_model_class(resource_type)
     except (ValueError, KeyError) as exc:

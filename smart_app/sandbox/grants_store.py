@@ -27,6 +27,9 @@ class LaunchContext:
     intent: str | None = None
     fhir_context: tuple[dict[str, Any], ...] = ()
     app_context: str | None = None  # CDS Hooks: the card link's appContext
+    #: Resource types whose scopes this launch does not grant even when the app asks for them
+    #: (``/launch?withhold=``): real EHRs grant less than requested.
+    withhold: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -110,8 +110,13 @@ def _haystack(p: PatientListing) -> str:
     return " ".join(x for x in (p.name, p.mrn or "", p.clinical, p.summary, p.id) if x).lower()
 
 
+#: The "without medications" launch: an EHR that grants none of the medication types.
+WITHHOLD_MEDICATIONS = "MedicationAdministration,MedicationStatement,MedicationRequest"
+
+
 def _row(p: PatientListing, launch_base: str, chart_base: str, today: date) -> str:
     href = f"{launch_base}?{urlencode({'patient': p.id})}"
+    narrowed = f"{launch_base}?" + urlencode({"patient": p.id, "withhold": WITHHOLD_MEDICATIONS})
     years = age(p.birth_date, today)
     who = " · ".join(x for x in (f"{years} y" if years is not None else "",
                                   SEX.get(p.gender or "", "")) if x)
@@ -128,7 +133,10 @@ def _row(p: PatientListing, launch_base: str, chart_base: str, today: date) -> s
         f'<td class="actions"><a class="open launch" href="{escape(href)}" '
         f'aria-label="Open PML risk for {escape(p.name)}">Open PML risk</a>'
         f'<a class="chart" href="{escape(chart_base + p.id)}" '
-        f'aria-label="Chart of {escape(p.name)} (CDS Hooks cards)">Chart</a></td></tr>'
+        f'aria-label="Chart of {escape(p.name)} (CDS Hooks cards)">Chart</a>'
+        f'<a class="launch-withheld" href="{escape(narrowed)}" '
+        f'aria-label="Open PML risk for {escape(p.name)} without medication records">'
+        "without medications</a></td></tr>"
     )
 
 
@@ -172,7 +180,11 @@ def page(patients: Iterable[PatientListing], *, query: str, launch_base: str, ch
 <details class="dev"><summary>For developers</summary>
 <p>FHIR base: <code>{escape(fhir_base)}</code>. "Open PML risk" performs an EHR launch
 (<code>launch?patient=ID</code>); "Chart" opens the patient's chart, which calls the app's CDS
-Hooks service and shows its cards. All data is synthetic.</p></details>
+Hooks service and shows its cards. All data is synthetic.</p>
+<p>Real EHRs may grant less than an app asks for: <code>launch?patient=ID&amp;withhold=TYPES</code>
+grants the requested scopes minus those resource types (comma-separated, e.g.
+<code>withhold=MedicationAdministration,MedicationStatement</code>); each patient's
+"without medications" link does that for the three medication types.</p></details>
 </main>
 </body>
 </html>

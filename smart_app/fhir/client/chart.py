@@ -11,8 +11,9 @@ hospital WAN, so the reads are shaped as *waves* of requests sent in parallel:
 
 With ``_count`` honoured that is one wave for most charts and at most three for heavy ones.
 Every request has a timeout; 429 (Retry-After) and 503 are retried a bounded number of times;
-a 401 triggers one forced token refresh; a 403 on a search marks that type as withheld; a 400
-is retried once with only the search's required parameters (``plan.REQUIRED_PARAMS``).
+a 401 triggers one forced token refresh; a 403 or 404 on a search marks that type as withheld
+(not read: unknown to the engine, never "none on record"); a 400 is retried once with only the
+search's required parameters (``plan.REQUIRED_PARAMS``).
 Every resource returned must be in the launch patient's compartment, or the whole read fails:
 mixing two charts must never produce a number. Logs carry resource types and counts only.
 
@@ -80,7 +81,9 @@ class ChartData:
 
 @dataclass
 class _Collected:
-    by_key: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: Every distinct copy of each resource: an EHR that sends one type/id twice with
+    #: different content must not have one copy silently chosen (the engine weighs them).
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     withheld: list[str] = field(default_factory=list)
     not_offered: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
@@ -209,7 +212,7 @@ class ChartReads(FhirTransport):
             counts[rtype] = counts.get(rtype, 0) + 1
         log.info("chart read: %s in %d round trips, %d requests", counts, waves, sent)
         return ChartData(
-            resources=tuple(got.by_key.values()),
+            resources=tuple(r for copies in got.by_key.values() for r in copies),
             round_trips=waves,
             requests=sent,
             withheld=tuple(dict.fromkeys(got.withheld)),
@@ -224,8 +227,10 @@ class ChartReads(FhirTransport):
         if job.label == HISTORY:
             self._absorb_history(result, patient_id, got)
             return None
-        if result.status == 403:
-            got.withheld.append(job.label)  # F3: the user's rights may be narrower than scopes
+        if result.status == 403 or (result.status == 404 and job.label != "Patient"):
+            # F3: the user's rights may be narrower than the scopes, and a server may not
+            # search a type at all: either way that type is not read (unknown, not empty).
+            got.withheld.append(job.label)
             return None
         if result.status == 404 and job.label == "Patient":
             raise FhirError("the EHR does not know the launch patient", 404)
@@ -302,7 +307,9 @@ class ChartReads(FhirTransport):
             raise ForeignResource(
                 "the EHR returned data of another patient; nothing is shown for safety"
             )
-        got.by_key[(rtype, rid)] = resource
+        copies = got.by_key.setdefault((rtype, rid), [])
+        if resource not in copies:
+            copies.append(resource)
 
     @staticmethod
     def _check_page_size(entries: Any, job: _Job) -> None:
@@ -385,9 +392,10 @@ class ChartReads(FhirTransport):
     def _medication_jobs(self, got: _Collected, granted: GrantedScopes,
                          plan: ReadPlan) -> list[_Job]:
         wanted: set[str] = set()
-        for (rtype, _), resource in got.by_key.items():
+        for (rtype, _), copies in got.by_key.items():
             if rtype in _INCLUDES:
-                wanted.update(_medication_refs(resource, self._base))
+                for resource in copies:
+                    wanted.update(_medication_refs(resource, self._base))
         have = {rid for (rtype, rid) in got.by_key if rtype == "Medication"}
         missing = sorted(wanted - have - got.requested_medications)
         if not missing:

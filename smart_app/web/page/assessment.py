@@ -79,6 +79,7 @@ class LaunchAssessment:
             "access": {
                 "readOnly": self.granted.read_only,
                 "withheld": list(self.data.withheld),
+                "unread": list(self.chart.assessment.unread),
                 "notOffered": list(self.data.not_offered),
                 "dataMayBeIncomplete": bool(self.data.withheld),
                 "serverMessages": list(self.data.outcomes),

@@ -18,9 +18,9 @@ from ...risk.records import Antibody
 from ...risk.result import Assessment
 from ...risk.table import RiskTable
 
-#: Index cut-offs drawn on the index chart. 1.5 is the table's own cut-off (risk-model.md §2);
-#: 0.9 is the lower band boundary used in European practice, drawn for context only: the
-#: berger-fox-2016 table does not split at 0.9 (docs/clinical-basis.md).
+#: Index cut-offs drawn on the index chart. 1.5 is the table's own cut-off; 0.9 is the lower
+#: band boundary used in European practice (docs/clinical-basis.md), drawn for context only:
+#: the berger-fox-2016 table does not split at 0.9.
 CUTOFFS = (
     {"value": 1.5, "label": "1.5: the table's cut-off",
      "style": {"color": "#a3120b", "dash": [8, 4], "width": 2, "marker": "none"}},
@@ -114,12 +114,12 @@ def index_chart(a: Assessment) -> dict[str, Any] | None:
     cut-offs; the x axis is labelled with the test dates themselves."""
     final: list[dict[str, Any]] = [
         {"date": r.effective.isoformat(), "index": f"{r.index.normalize():f}",
-         "source": r.source, "status": r.status, "used": True}
+         "comparator": r.comparator, "source": r.source, "status": r.status, "used": True}
         for r in a.antibody.history if r.index is not None and r.effective is not None
     ]
     other: list[dict[str, Any]] = [
         {"date": r.effective.isoformat(), "index": f"{r.index.normalize():f}",
-         "source": r.source, "status": r.status, "used": False}
+         "comparator": r.comparator, "source": r.source, "status": r.status, "used": False}
         for r in a.antibody.not_used if r.index is not None and r.effective is not None
     ]
     override = a.overrides.index

@@ -27,8 +27,10 @@ SECTIONS = (
     ("exposure-", "exposure"),
     ("prior-is-", "prior"),
     ("other-ms-therapy", "prior"),
+    ("records-not-counted", "prior"),
+    ("sources-", "sources"),
 )
-#: risk-model.md §6: "high" is the EMA/PRAC "higher risk" groups.
+#: "high" is the EMA/PRAC "higher risk" groups (docs/clinical-basis.md, the result).
 QUALITATIVE = {"low": "Low risk", "moderate": "Moderate risk",
                "high": "High risk (EMA/PRAC higher-risk group)"}
 
