@@ -447,13 +447,15 @@ class Chart:
             }
         )
 
-    def request(self, product: Json, authored: date, status: str = "completed") -> None:
+    def request(
+        self, product: Json, authored: date, status: str = "completed", intent: str = "order"
+    ) -> None:
         self.add(
             {
                 "resourceType": "MedicationRequest",
                 "id": self.new_id("mrq"),
                 "status": status,
-                "intent": "order",
+                "intent": intent,
                 "medicationCodeableConcept": product,
                 "subject": self.ref,
                 "authoredOn": dt(authored, 16, 20),

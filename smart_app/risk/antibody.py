@@ -384,6 +384,19 @@ def _latest_findings(
     latest: Test, tests: Sequence[Test], at: date, latest_ids: tuple[str, ...]
 ) -> list[Finding]:
     findings: list[Finding] = []
+    unreadable = [r for r in latest.results if r.unreadable]
+    if unreadable and latest.status is not Antibody.INDETERMINATE:
+        findings.append(
+            Finding(
+                Code.ANTIBODY_UNREADABLE,
+                Severity.WARNING,
+                f"Part of the anti-JCV test of {latest.on.isoformat()} could not be read ("
+                + "; ".join(r.note for r in unreadable)
+                + "): only the readable part is used. Check the result with the laboratory and "
+                "ask IT to map its format.",
+                tuple(r.source for r in unreadable),
+            )
+        )
     due = add_months(latest.on, RETEST_MONTHS)
     if due < at:
         findings.append(

@@ -32,6 +32,7 @@ class Code(StrEnum):
     ANTIBODY_UNDATED = "antibody-undated"
     ANTIBODY_VALUE_BOUND = "antibody-value-bound"
     ANTIBODY_UNREAD = "antibody-unread"
+    ANTIBODY_UNREADABLE = "antibody-unreadable"
     INDEX_DUPLICATE = "index-duplicate"
     INDEX_MISSING = "index-missing"
     INDEX_NEAR_CUTOFF = "index-near-cutoff"

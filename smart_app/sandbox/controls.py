@@ -51,6 +51,16 @@ class Controls:
     #: Resource types this EHR does not offer at all: left out of the CapabilityStatement, and
     #: every call on them is a 404 ``not-supported`` (as MedicationStatement on several EHRs).
     not_offered: tuple[str, ...] = ()
+    #: Per resource type, fields to overwrite in a second copy of every search match of that
+    #: type (same type/id, no newer version): an EHR that sends conflicting copies, e.g.
+    #: ``{"MedicationAdministration": {"status": "entered-in-error"}}``.
+    conflicting_copies: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def conflict_fields(self, resource_type: str) -> dict[str, Any] | None:
+        for rtype, fields in self.conflicting_copies:
+            if rtype == resource_type:
+                return dict(fields)
+        return None
 
     @property
     def profile(self) -> EhrProfile:
@@ -76,6 +86,7 @@ class Controls:
         data["fail_next"] = list(self.fail_next)
         data["withhold"] = list(self.withhold)
         data["not_offered"] = list(self.not_offered)
+        data["conflicting_copies"] = {t: dict(f) for t, f in self.conflicting_copies}
         return data
 
 
@@ -132,6 +143,14 @@ def _validated(current: Controls, changes: Mapping[str, Any]) -> Controls:
             ):
                 raise ValueError("not_offered: expected a list of resource type names")
             updates[key] = tuple(value)
+        elif key == "conflicting_copies":
+            if not isinstance(value, dict) or not all(
+                isinstance(t, str) and RESOURCE_TYPE.match(t) and isinstance(f, dict)
+                and all(isinstance(k, str) and k not in ("resourceType", "id") for k in f)
+                for t, f in value.items()
+            ):
+                raise ValueError("conflicting_copies: expected {ResourceType: {field: value}}")
+            updates[key] = tuple((t, tuple(sorted(f.items()))) for t, f in sorted(value.items()))
         elif key == "ehr_profile":
             if not isinstance(value, str):
                 raise ValueError("ehr_profile: expected a profile name")

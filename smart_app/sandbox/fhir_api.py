@@ -286,12 +286,16 @@ def search(resource_type: str) -> Response:
     if count and offset > 0:
         query = urlencode([*params, ("_page", _page_token(max(0, offset - count)))])
         links.append({"relation": "previous", "url": f"{base}?{query}"})
-    entries = []
+    entries: list[dict[str, Any]] = []
     for e in page:
         served = _as_served(_statement_as_request(e.resource)
                             if e.type == "MedicationStatement" else e.resource)
         entries.append({"fullUrl": f"{fhir_base()}/{served['resourceType']}/{served['id']}",
                         "resource": served, "search": {"mode": "match"}})
+    conflict = sandbox_state().controls.get().conflict_fields(resource_type)
+    if conflict:  # a misbehaving EHR: each match twice, the copies differing, no newer version
+        entries += [{**entry, "resource": {**entry["resource"], **conflict}}
+                    for entry in list(entries)]
     entries += [
         {"fullUrl": f"{fhir_base()}/{e.ref}", "resource": e.resource, "search": {"mode": "include"}}
         for e in _includes(token, resource_type, params, page)

@@ -84,6 +84,11 @@ CASES: dict[Code, Callable[[], Assessment]] = {
         inputs([lab(Antibody.POSITIVE), replace(lab(index="1.5"), comparator=">=")],
                infusions(30))
     ),
+    Code.ANTIBODY_UNREADABLE: lambda: run(
+        inputs([lab(Antibody.POSITIVE), replace(lab(Antibody.INDETERMINATE), unreadable=True,
+                                                note="value 'x' could not be read")],
+               infusions(30))
+    ),
     Code.ANTIBODY_UNREAD: lambda: run(replace(inputs([], infusions(30)),
                                               unread=("Observation",))),
     Code.INDEX_DUPLICATE: lambda: run(

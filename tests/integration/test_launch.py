@@ -45,8 +45,8 @@ def test_ehr_launch_shows_the_assessment(
     assert data["launch"]["user"] == "Practitioner/dr-ada"  # id_token validated, fhirUser
     assert data["launch"]["smartStyleUrl"].endswith("/sandbox/smart-style.json")
     assert data["access"] == {
-        "readOnly": False, "withheld": [], "notOffered": [], "dataMayBeIncomplete": False,
-        "serverMessages": [],
+        "readOnly": False, "withheld": [], "unread": [], "notOffered": [],
+        "dataMayBeIncomplete": False, "serverMessages": [],
     }
     assert expected["ex05-index-1-51-25-infusions"]["per_1000"] == "8.8"
     assert data["fhir"]["roundTrips"] == 1

@@ -30,6 +30,12 @@ from .exposure import (
 from .heavy import heavy
 from .invalid import invalid_no_patient, invalid_two_patients
 from .prior_is import prior_is_after_first_infusion
+from .safety import (
+    discordant_negative_then_index,
+    immunosuppressant_records_not_use,
+    index_bound_above_cutoff,
+    negative_beyond_follow_up,
+)
 from .worked_examples import ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11, ex12
 
 FIXTURES: list[Callable[[], Fixture]] = [
@@ -59,6 +65,10 @@ FIXTURES: list[Callable[[], Fixture]] = [
     heavy,
     rising_index_near_cutoff,
     natalizumab_before_first_admin,
+    discordant_negative_then_index,
+    index_bound_above_cutoff,
+    immunosuppressant_records_not_use,
+    negative_beyond_follow_up,
 ]
 
 INVALID: dict[str, Callable[[], Json]] = {
