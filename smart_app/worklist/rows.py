@@ -186,7 +186,7 @@ def row_for(
         previous_infusions=previous_infusions,
         crossed_24=crossed(previous_infusions, infusions),
         antibody=a.antibody.status.value,
-        antibody_index=_number(a.antibody.index),
+        antibody_index=a.antibody.index_text,  # ">1.5" stays a bound, never "1.5"
         antibody_date=a.antibody.tested_on.isoformat() if a.antibody.tested_on else "",
         retest_due=(a.monitoring.antibody_retest_due.isoformat()
                     if a.monitoring.antibody_retest_due else ""),

@@ -153,15 +153,19 @@ def test_higher_risk_group_needs_more_than_24_infusions(n: int, qualitative: str
     assert a.qualitative == qualitative
 
 
-@pytest.mark.parametrize(("index", "retest"), [("1.5", True), ("1.61", False)])
+@pytest.mark.parametrize(("index", "retest"), [("1.5", True), ("1.51", True), ("1.6", True),
+                                              ("1.61", False)])
 def test_index_retest_advice_stops_only_above_1_5(index: str, retest: bool) -> None:
-    """Retesting the index every 6 months matters while it is 1.5 or below; above 1.5 (and
-    not near the cut-off) a retest cannot change the stratum."""
+    """Above 1.5 a retest cannot change the row, except near the cut-off (within 0.1), where
+    the advice agrees with the near-cut-off warning (issue 9)."""
     a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(10)))
     if retest:
         assert a.monitoring.antibody_retest_due is not None
         advice = a.monitoring.antibody_retest
-        assert "retest every 6 months while the index is 1.5 or below" in advice
+        if Decimal(index) <= Decimal("1.5"):
+            assert "retest every 6 months while the index is 1.5 or below" in advice
+        else:
+            assert "near the 1.5 cut-off" in advice and "retest the index" in advice
     else:
         assert a.monitoring.antibody_retest_due is None
         assert "index above 1.5" in a.monitoring.antibody_retest
@@ -237,6 +241,7 @@ def test_an_index_bounded_at_0_20_is_negative_only_strictly_below(
 ) -> None:
     a = _index_only(valueQuantity={"value": Decimal("0.20"), "comparator": comparator})
     assert a.antibody.status is status
+    assert a.antibody.index_text == f"{comparator}0.2"  # kept as the bound, never as a value
     if status is Antibody.NEGATIVE:
         assert a.per_1000 == Decimal("0.02")
     else:
@@ -272,6 +277,7 @@ def test_an_index_bounded_at_0_40_is_positive_only_strictly_above(
     assert a.antibody.status is status
     if status is Antibody.POSITIVE:
         # positive, but the bound does not say on which side of 1.5 the index lies
+        assert a.antibody.index_text == ">0.4"
         assert a.cell is not None
         assert a.cell.row == "antibody positive, no prior IS, index not available"
     else:
