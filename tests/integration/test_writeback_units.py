@@ -130,9 +130,7 @@ def test_capability_statement_parsing() -> None:
     full = capability.parse_capability(_statement({
         "type": "RiskAssessment", "interaction": [{"code": "create"}, {"code": "search-type"}],
         "conditionalCreate": True, "searchParam": [{"name": "identifier", "type": "token"}]}))
-    assert full == capability.WriteSupport(True, True, True, True,
-                                           types=frozenset({"RiskAssessment"}))
-    assert full.not_offered(("Observation", "RiskAssessment")) == ("Observation",)
+    assert full == capability.WriteSupport(True, True, True, True)
     plain = capability.parse_capability(_statement({
         "type": "RiskAssessment", "interaction": [{"code": "create"}],
         "searchParam": [{"name": "identifier"}]}))
