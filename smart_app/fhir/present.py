@@ -69,6 +69,7 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
                 "status": ab.status.value,
                 "index": _num(ab.index),
                 "indexText": ab.index_text or None,
+                "discordant": ab.discordant,
                 "testedOn": _day(ab.tested_on),
                 "sources": list(ab.sources),
                 "overridden": ab.overridden,
@@ -154,7 +155,9 @@ def text_summary(a: Assessment) -> str:
     mark = " [overridden by clinician]"
     lines += [
         "Inputs:",
-        f"  Anti-JCV antibody: {ab.status.value}{index}{tested}"
+        f"  Anti-JCV antibody: "
+        f"{'results disagree' if ab.discordant and not ab.overridden else ab.status.value}"
+        f"{index}{tested}"
         + (mark if ab.overridden else ""),
         "  Natalizumab infusions: "
         + (f"unknown ({ex.unknown})" if ex.unknown else f"{ex.infusions}{first_last}{interval}")

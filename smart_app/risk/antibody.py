@@ -345,6 +345,7 @@ def summarise(
                                                               _order(r)))),
         overridden=overridden,
         comparator=comparator,
+        discordant=bool(latest and latest.conflicts),
     )
     return summary, findings
 

@@ -81,6 +81,13 @@ def advise(antibody: AntibodySummary, infusions: int, prior_is: bool, at: date) 
             f"below; {_due(due, at)}.",
             due,
         )
+    if antibody.discordant:
+        return Monitoring(
+            "No estimate: MRI interval depends on the antibody result.",
+            "The latest anti-JCV results disagree: confirm them with the laboratory, or retest "
+            "the antibody with index, now.",
+            at,
+        )
     what = "confirmatory test" if antibody.status is Antibody.INDETERMINATE else "test"
     return Monitoring(
         "No estimate: MRI interval depends on the antibody result.",

@@ -79,6 +79,7 @@ class AntibodySummary:
     not_used: tuple[LabResult, ...]  # preliminary and other results shown but not used
     overridden: bool = False
     comparator: str = ""  # the index was reported as a bound (">1.5"): ``index`` is the bound
+    discordant: bool = False  # the latest results contradict each other (status: indeterminate)
 
     @property
     def index_range(self) -> IndexRange | None:
