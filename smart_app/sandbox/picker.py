@@ -135,7 +135,7 @@ def _row(p: PatientListing, launch_base: str, chart_base: str, today: date) -> s
         f'<a class="chart" href="{escape(chart_base + p.id)}" '
         f'aria-label="Chart of {escape(p.name)} (CDS Hooks cards)">Chart</a>'
         f'<a class="launch-withheld" href="{escape(narrowed)}" '
-        f'aria-label="Open PML risk for {escape(p.name)} without medication records">'
+        f'aria-label="PML risk for {escape(p.name)}, medication records withheld">'
         "without medications</a></td></tr>"
     )
 

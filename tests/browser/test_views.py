@@ -356,11 +356,11 @@ def test_sandbox_patient_list_reads_like_an_ehr(page: Page, stack: Stack, width:
     row.get_by_text("Test scenario").click()
     expect(row).to_contain_text("Reference §5 #5")
     # Search as you type, and without script (a plain GET).
-    page.fill("#q", "azathioprine")
-    expect(page.locator("tbody tr:visible")).to_have_count(2)
-    expect(page.locator("#count")).to_have_text("2 patients")
+    page.fill("#q", "azathioprine")  # two on it, one with only a planned order
+    expect(page.locator("tbody tr:visible")).to_have_count(3)
+    expect(page.locator("#count")).to_have_text("3 patients")
     found = requests.get(f"{stack.base}/sandbox/", params={"q": "mitoxantrone"}, timeout=10)
-    assert found.text.count("<tr data-search") == 1 and "Robert Nakamura" in found.text
+    assert found.text.count("<tr data-search") == 2 and "Robert Nakamura" in found.text
     # A row opens the app for that patient.
     page.fill("#q", "Priya")
     row = page.locator("tr", has_text="Priya Raman")
