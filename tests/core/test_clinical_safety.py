@@ -16,6 +16,7 @@ import pytest
 from smart_app.config import Settings
 from smart_app.fhir.present import text_summary
 from smart_app.fhir.riskassessment import identifier_value
+from smart_app.fhir.shape import MalformedResource
 from smart_app.risk import Antibody, Assessment, Overrides, RiskTable, Severity
 from smart_app.risk.tables import load_table
 from smart_app.service import ChartAssessment, assess_chart
@@ -389,9 +390,17 @@ def test_only_plain_ascii_decimals_are_numbers(text: str) -> None:
     assert not a.complete
 
 
-@pytest.mark.parametrize("value", [10**5000, Decimal("1E+99999999"), Decimal("-1"),
-                                   Decimal("1E-99999999")],
-                         ids=["5000 digits", "1e99999999", "negative", "1e-99999999"])
+@pytest.mark.parametrize("value", [10**5000, Decimal("1E+99999999"), Decimal("1E-99999999")],
+                         ids=["5000 digits", "1e99999999", "1e-99999999"])
+def test_a_number_no_lab_could_report_is_bad_input(value: Any) -> None:
+    with pytest.raises(MalformedResource, match="out of range"):
+        assess(obs("i", JCV_INDEX, "2026-09-15", valueQuantity={"value": value}),
+               *infusions(30))
+
+
+@pytest.mark.parametrize("value", [Decimal("-1"), Decimal("123456789"),
+                                   Decimal("1.0000000000000000000001")],
+                         ids=["negative", "above 1e6", "more than 20 digits"])
 def test_absurd_index_values_are_unreadable(value: Any) -> None:
     a = assess(obs("i", JCV_INDEX, "2026-09-15", valueQuantity={"value": value}),
                *infusions(30))
