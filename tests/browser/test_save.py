@@ -87,9 +87,11 @@ def test_bad_what_if_values_are_marked_beside_their_fields(
     expect(save).to_be_enabled()
 
 
+@pytest.mark.parametrize("width", [1280, 400])
 def test_keyboard_save_then_reload_and_relaunch_show_it_saved(
-    page: Page, stack: Stack
+    page: Page, stack: Stack, width: int
 ) -> None:
+    page.set_viewport_size({"width": width, "height": 900})
     url = launch(page, stack, PATIENT)
     identifier = page.locator("#save").get_attribute("data-identifier")
     for _ in range(40):  # Tab through the page to the button, as a keyboard user would
@@ -108,7 +110,7 @@ def test_keyboard_save_then_reload_and_relaunch_show_it_saved(
     expect(status).to_contain_text(re.compile(r"· \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC$"))
     assert not re.search(r"\d/\d|AM|PM", status.inner_text())
     expect(page.locator("#save-button")).to_have_text("Saved")
-    shot(page, "05-saved")
+    shot(page, f"05-saved-{width}")
     assert axe_violations(page, stack) == []
     # After a reload the page knows this result is in the chart: it says so and offers no save.
     page.reload()

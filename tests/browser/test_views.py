@@ -116,7 +116,10 @@ def test_charts_stay_readable_and_legends_match_their_marks(
 
 
 @pytest.mark.parametrize("patient", ["heavy", "ex01-negative-30", "preliminary-latest"])
-def test_index_chart_labels_real_test_dates(page: Page, stack: Stack, patient: str) -> None:
+@pytest.mark.parametrize("width", WIDTHS)
+def test_index_chart_labels_real_test_dates(page: Page, stack: Stack, patient: str,
+                                            width: int) -> None:
+    at(page, width)
     launch(page, stack, patient)
     data = page.evaluate(
         "() => JSON.parse(document.getElementById('chart-index').dataset.chart)")
@@ -128,7 +131,10 @@ def test_index_chart_labels_real_test_dates(page: Page, stack: Stack, patient: s
     assert_legend_matches_marks(page, "chart-index")
 
 
-def test_no_estimate_index_chart_says_what_is_on_record(page: Page, stack: Stack) -> None:
+@pytest.mark.parametrize("width", WIDTHS)
+def test_no_estimate_index_chart_says_what_is_on_record(page: Page, stack: Stack,
+                                                        width: int) -> None:
+    at(page, width)
     launch(page, stack, "indeterminate")
     labels = [d["label"] for d in chart_state(page, "chart-index")["datasets"]]
     assert "Final results" in labels and not any("used)" in label for label in labels)
@@ -180,7 +186,9 @@ def test_sources_read_in_words_with_the_id_on_demand(page: Page, stack: Stack, w
     no_sideways_scroll(page)
 
 
-def test_one_type_family(page: Page, stack: Stack) -> None:
+@pytest.mark.parametrize("width", WIDTHS)
+def test_one_type_family(page: Page, stack: Stack, width: int) -> None:
+    at(page, width)
     launch(page, stack, EX05)
     families = page.evaluate(
         """() => [...new Set(['body', 'h1', 'h2', 'h3', '.risk-figure', '.facts dd', 'button',
