@@ -288,8 +288,10 @@ def search(resource_type: str) -> Response:
         links.append({"relation": "previous", "url": f"{base}?{query}"})
     entries: list[dict[str, Any]] = []
     for e in page:
-        served = _as_served(_statement_as_request(e.resource)
-                            if e.type == "MedicationStatement" else e.resource)
+        # Only statements served among MedicationRequests change shape; a server that offers
+        # MedicationStatement serves them as they are.
+        as_request = e.type == "MedicationStatement" and resource_type == "MedicationRequest"
+        served = _as_served(_statement_as_request(e.resource) if as_request else e.resource)
         entries.append({"fullUrl": f"{fhir_base()}/{served['resourceType']}/{served['id']}",
                         "resource": served, "search": {"mode": "match"}})
     conflict = sandbox_state().controls.get().conflict_fields(resource_type)

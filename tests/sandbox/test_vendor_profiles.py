@@ -129,3 +129,22 @@ def test_medication_list_served_as_requests(config: SandboxConfig, tmp_path: Pat
         assert aza["authoredOn"] == "2019-01-01"
         assert served["ms-later"]["intent"] == "plan"  # intended: not evidence of use
         assert found["entry"][0]["fullUrl"].endswith("/MedicationRequest/ms-aza")
+
+
+def test_medication_list_served_as_it_is_where_the_server_offers_it(
+        config: SandboxConfig, tmp_path: Path, rsa_key: RSAKey, ec_key: ECKey) -> None:
+    chart = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "carol"}},
+        {"resource": {"resourceType": "MedicationStatement", "id": "aza", "status": "completed",
+                      "subject": {"reference": "Patient/carol"},
+                      "medicationCodeableConcept": {"text": "azathioprine 50 mg"}}},
+    ]}
+    (tmp_path / "carol.json").write_text(json.dumps(chart), encoding="utf-8")
+    app = create_sandbox(replace(config, fixtures_dir=tmp_path, ehr_profile="full"))
+    with serve_in_thread(mounted(app)) as root:
+        smart = Smart(root, rsa_key, ec_key)
+        token = smart.login(scope=MEDS, launch=smart.launch("carol"))["access_token"]
+        found = smart.get(token, "MedicationStatement", patient="carol").json()
+        assert [(e["resource"]["resourceType"], e["resource"]["id"]) for e in found["entry"]] == [
+            ("MedicationStatement", "aza")]
+        assert smart.get(token, "MedicationRequest", patient="carol").json().get("entry", []) == []
