@@ -52,4 +52,12 @@ CLINICAL: dict[str, str] = {
                                 "1.10 → 1.45",
     "natalizumab-before-first-admin": "14 natalizumab infusions on record, first doses given "
                                       "elsewhere · anti-JCV negative",
+    "discordant-negative-then-index": "30 natalizumab infusions · anti-JCV negative on "
+                                      "2026-10-01, index 2.00 two days later (discordant)",
+    "index-bound-above-cutoff": "30 natalizumab infusions · anti-JCV positive, index reported "
+                                "as >1.5",
+    "immunosuppressant-records-not-use": "30 natalizumab infusions · anti-JCV positive, index "
+                                         "0.60 · azathioprine planned and mitoxantrone cancelled, "
+                                         "neither given",
+    "negative-beyond-follow-up": "80 natalizumab infusions · anti-JCV negative, index 0.12",
 }

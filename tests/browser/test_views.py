@@ -354,6 +354,8 @@ def test_sandbox_patient_list_reads_like_an_ehr(page: Page, stack: Stack, width:
     expect(row).to_contain_text(re.compile(r"\d+ y · F"))
     expect(row).to_contain_text("E100005")
     expect(row).to_contain_text("25 natalizumab infusions · anti-JCV positive, index 1.51")
+    lines = page.locator("td p.clinical").all_inner_texts()
+    assert lines and all(len(line.strip()) > 10 for line in lines), "a patient without a summary"
     text = shown_text(page)
     for jargon in ("Reference §", "valueString", "contained #", "->", "IS)", "medicationReference"):
         assert jargon not in text, jargon
