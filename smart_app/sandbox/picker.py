@@ -53,7 +53,8 @@ a.open { display: inline-block; background: var(--accent); color: #fff; font-wei
 a.open:focus-visible, .name a:focus-visible, summary:focus-visible, input:focus-visible,
 button:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
 td.actions { white-space: nowrap; }
-a.chart { margin-left: .6rem; color: var(--accent); }
+td.actions a.chart, td.actions a.launch-withheld { margin-left: .7rem; color: var(--accent);
+                                                   font-size: .88rem; }
 .empty { padding: 1rem; background: #fff; border: 1px solid var(--line); }
 .dev { margin-top: 1.2rem; font-size: .88rem; color: var(--muted); }
 .dev code { font-size: .85rem; overflow-wrap: anywhere; }
@@ -69,6 +70,7 @@ a.chart { margin-left: .6rem; color: var(--accent); }
        padding: .3rem .2rem; }
   td { border: 0; padding: .15rem .6rem; }
   td.who { display: flex; gap: .6rem; color: var(--muted); }
+  td.actions { white-space: normal; padding-bottom: .5rem; }
   .who .mrn { display: inline; }
 }
 """
