@@ -21,6 +21,11 @@ AUTH_METHODS = ("public", "client_secret_basic", "private_key_jwt")
 SCOPE_PROFILES = ("v2", "v1")
 SIGNING_ALGS = ("RS384", "ES384")
 VENDORS = ("", "epic", "oracle")
+#: Where "Save to chart" may write: the ladder (auto), one rung only, or nowhere.
+WRITEBACK = ("auto", "riskassessment", "note", "none")
+#: The clinical note's type when the tenant names none: LOINC Progress note.
+DEFAULT_NOTE_TYPE = "http://loinc.org|11506-3"
+DEFAULT_NOTE_TYPE_DISPLAY = "Progress note"
 STORE_SCHEMES = ("sqlite://", "memory://", "redis://", "rediss://")
 ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
@@ -86,6 +91,20 @@ class Tenant:
     # SMART Backend Services (``pml-risk worklist``): EHRs such as Epic register a backend
     # system as its own client; "" = the same client_id as the app.
     backend_client_id: str = ""
+    #: "auto": a RiskAssessment where the EHR takes one, else a clinical note, else read-only;
+    #: "riskassessment" / "note": that rung only; "none": never write.
+    writeback: str = "auto"
+    note_type: str = DEFAULT_NOTE_TYPE  # "system|code" of the DocumentReference.type
+    note_type_display: str = DEFAULT_NOTE_TYPE_DISPLAY  # also what the page calls the note
+    note_html: bool = False  # add a text/html rendering next to text/plain, where allowed
+
+    @property
+    def writes_risk_assessment(self) -> bool:
+        return self.writeback in ("auto", "riskassessment")
+
+    @property
+    def writes_note(self) -> bool:
+        return self.writeback in ("auto", "note")
 
 
 @dataclass(frozen=True)
@@ -219,7 +238,7 @@ TOP_KEYS = frozenset({
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
     "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types", "cds",
-    "backend_client_id",
+    "backend_client_id", "writeback", "note_type", "note_type_display", "note_html",
 })
 CDS_KEYS = frozenset({"issuer", "jwks_url", "audience", "slug", "observation_codes", "jcv_order",
                       "mri_order", "basis_url"})
@@ -362,6 +381,19 @@ def _tenant(data: Any, n: int) -> Tenant:
     if page_size is not None:
         page_size = _number(data, "page_size", 1, integer=True, where=where)
     name = _str(data, "name", where, iss)
+    writeback = data.get("writeback", "auto")
+    if writeback not in WRITEBACK:
+        raise ConfigError(f"{where}writeback: expected one of {', '.join(WRITEBACK)}")
+    note_type = _str(data, "note_type", where, DEFAULT_NOTE_TYPE)
+    if "|" not in note_type or not all(note_type.split("|", 1)):
+        raise ConfigError(f'{where}note_type: expected "system|code" (e.g. {DEFAULT_NOTE_TYPE})')
+    display = DEFAULT_NOTE_TYPE_DISPLAY if note_type == DEFAULT_NOTE_TYPE else None
+    if display is None and "note_type_display" not in data:
+        raise ConfigError(f"{where}note_type_display: required with a note_type other than "
+                          "the default (the page says where the result goes in these words)")
+    note_html = data.get("note_html", False)
+    if not isinstance(note_html, bool):
+        raise ConfigError(f"{where}note_html: expected true or false")
     return Tenant(
         name=name,
         iss=iss,
@@ -378,6 +410,10 @@ def _tenant(data: Any, n: int) -> Tenant:
         cds=_cds(data["cds"], name, f"{where}cds.") if "cds" in data else None,
         backend_client_id=_str(data, "backend_client_id", where, "")
         if "backend_client_id" in data else "",
+        writeback=writeback,
+        note_type=note_type,
+        note_type_display=_str(data, "note_type_display", where, display),
+        note_html=note_html,
     )
 
 

@@ -177,3 +177,8 @@ class CapabilityCache:
             ttl = self._ttl if found.known else UNKNOWN_TTL
             self._entries[iss] = (found, self._clock() + ttl)
         return found
+
+    def forget(self, iss: str) -> None:
+        """Read this EHR's statement again next time (it refused what the statement promised)."""
+        with self._lock:
+            self._entries.pop(iss, None)

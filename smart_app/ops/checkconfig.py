@@ -173,8 +173,24 @@ def _scope_problems(tenant: config.Tenant, where: str, report: Report) -> None:
     if missing:
         report.warn(f"{where}scopes: no read/search scope for {', '.join(missing)}; the "
                     "assessment will say the data may be incomplete")
-    if not granted.can_create("RiskAssessment"):
-        report.warn(f"{where}scopes: no RiskAssessment create scope; the app is read-only")
+    ra = tenant.writes_risk_assessment and granted.can_create("RiskAssessment")
+    note = tenant.writes_note and granted.can_create("DocumentReference")
+    if tenant.writeback != "none" and not (ra or note):
+        wanted = {"auto": "RiskAssessment or DocumentReference",
+                  "riskassessment": "RiskAssessment", "note": "DocumentReference"}
+        report.warn(f"{where}scopes: no {wanted[tenant.writeback]} create scope; the app is "
+                    "read-only")
+
+
+def _writeback_text(tenant: config.Tenant) -> str:
+    note = f"a clinical note ({tenant.note_type_display}, {tenant.note_type}" + (
+        ", text/plain + text/html)" if tenant.note_html else ", text/plain)")
+    return {
+        "auto": f"auto: a RiskAssessment where the EHR takes one, else {note}, else read-only",
+        "riskassessment": "a RiskAssessment only (else read-only)",
+        "note": f"{note} only (else read-only)",
+        "none": "none: the app never writes to this EHR",
+    }[tenant.writeback]
 
 
 def _looks_like(iss: str) -> str:
@@ -296,6 +312,7 @@ def check_tenant(
     if tenant.frame_ancestors:
         report.info("frame_ancestors", " ".join(tenant.frame_ancestors), 4)
     vendor_advice(n, tenant, report)
+    report.info("writeback", _writeback_text(tenant), 4)
     if offline:
         report.info("discovery", "not contacted (--offline)", 4)
         return

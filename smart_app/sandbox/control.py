@@ -19,6 +19,9 @@ def _error(status: int, message: str) -> tuple[Response, int]:
 def control() -> tuple[Response, int] | Response:
     """Read (GET) or change (POST, JSON object) the misbehaviour switches.
 
+    ``put_resources`` (a list of resources) adds or updates chart data as an EHR user would,
+    stamped with a new ``meta.versionId`` and ``lastUpdated``.
+
     Only enabled when ``SandboxConfig.allow_control`` is true; otherwise it does not exist (404).
     """
     state = sandbox_state()
@@ -39,6 +42,14 @@ def control() -> tuple[Response, int] | Response:
         if body.get("clear_requests"):
             with state.controls.lock:
                 state.controls.requests.clear()
+        if "put_resources" in body:
+            resources = body["put_resources"]
+            if not isinstance(resources, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("resourceType"), str) for r in resources
+            ):
+                return _error(400, "put_resources: expected a list of FHIR resources")
+            for resource in resources:
+                state.store.amend(resource)
         if "register_client" in body:
             try:
                 client = SandboxClient.from_json(body["register_client"])

@@ -18,7 +18,7 @@ from .config import SandboxConfig
 from .profiles import DEFAULT_PROFILE, PROFILES, EhrProfile, find_profile
 
 #: Keys of ``POST /sandbox/_control`` that are actions rather than settings.
-ACTIONS = frozenset({"reset", "reset_data", "clear_requests", "register_client"})
+ACTIONS = frozenset({"reset", "reset_data", "clear_requests", "register_client", "put_resources"})
 MAX_LOG = 10_000
 GRANT_FORMATS = ("smart", "epic")
 RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
@@ -30,6 +30,7 @@ class Controls:
 
     latency_ms: int = 0
     fail_next: tuple[int, ...] = ()
+    fail_next_write: tuple[int, ...] = ()  # the same, for creates (POST) only
     rate_limit_next: int = 0
     token_lifetime: int = 3600  # DEFAULT_TOKEN_LIFETIME
     v1_only: bool = False
@@ -87,6 +88,7 @@ class Controls:
         data["withhold"] = list(self.withhold)
         data["not_offered"] = list(self.not_offered)
         data["conflicting_copies"] = {t: dict(f) for t, f in self.conflicting_copies}
+        data["fail_next_write"] = list(self.fail_next_write)
         return data
 
 
@@ -120,11 +122,11 @@ def _validated(current: Controls, changes: Mapping[str, Any]) -> Controls:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key}: expected a non-negative integer")
             updates[key] = value
-        elif key == "fail_next":
+        elif key in ("fail_next", "fail_next_write"):
             if not isinstance(value, list) or not all(
                 isinstance(v, int) and 400 <= v <= 599 for v in value
             ):
-                raise ValueError("fail_next: expected a list of HTTP status codes 400-599")
+                raise ValueError(f"{key}: expected a list of HTTP status codes 400-599")
             updates[key] = tuple(value)
         elif key in (
             "v1_only",
@@ -194,13 +196,17 @@ class ControlState:
             self.current = self.initial
             self.requests.clear()
 
-    def take_failure(self) -> int | None:
-        """Consume one queued failure: a pending 429 first, then the next ``fail_next`` code."""
+    def take_failure(self, *, write: bool = False) -> int | None:
+        """Consume one queued failure: a pending 429 first, then the next ``fail_next`` code
+        (for a create, first the next ``fail_next_write`` code)."""
         with self.lock:
             now = self.current
             if now.rate_limit_next > 0:
                 self.current = dataclasses.replace(now, rate_limit_next=now.rate_limit_next - 1)
                 return 429
+            if write and now.fail_next_write:
+                self.current = dataclasses.replace(now, fail_next_write=now.fail_next_write[1:])
+                return now.fail_next_write[0]
             if now.fail_next:
                 self.current = dataclasses.replace(now, fail_next=now.fail_next[1:])
                 return now.fail_next[0]

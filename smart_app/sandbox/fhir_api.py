@@ -85,7 +85,7 @@ def _misbehave() -> Response | None:
     delay = controls.get().latency_ms
     if delay:
         time.sleep(delay / 1000)
-    status = controls.take_failure()
+    status = controls.take_failure(write=request.method == "POST")
     if status is None:
         return None
     headers = {"Retry-After": "1"} if status == 429 else {}

@@ -31,6 +31,7 @@ _RESULT_PARAMS = frozenset(
 _FILTER_PARAMS = frozenset(
     {
         "_id",
+        "_lastUpdated",
         "patient",
         "subject",
         "code",
@@ -85,6 +86,8 @@ class Entry:
     patient: str | None
     dates: fhir_dates.Range | None
     seq: int
+    #: When the server last changed it (epoch seconds): ``meta.lastUpdated``, else 0.
+    updated: float = 0.0
 
     @property
     def ref(self) -> str:
@@ -258,6 +261,7 @@ class FhirStore:
             patient=patient_of(resource),
             dates=fhir_dates.resource_range(resource),
             seq=self._seq,
+            updated=_last_updated(resource),
         )
         bucket = self._by_type.setdefault(entry.type, {})
         old = bucket.get(entry.id)
@@ -353,6 +357,17 @@ class FhirStore:
             return lambda e: True  # applied through the compartment index
         if name == "_id":
             return lambda e: e.id in values
+        if name == "_lastUpdated":
+            bounds = []
+            for item in values:
+                prefix, raw = fhir_dates.split_prefix(item)
+                try:
+                    bounds.append((prefix, fhir_dates.parse_range(raw)))
+                except ValueError as exc:
+                    raise SearchError(f"Invalid _lastUpdated '{item}'") from exc
+            return lambda e: all(
+                fhir_dates.matches(p, (e.updated, e.updated), r) for p, r in bounds
+            )
         if name == "status":
             return lambda e: e.resource.get("status") in values
         if name == "date":
@@ -406,6 +421,28 @@ class FhirStore:
                 yield from _codings(target.resource.get("code"))
 
     # -- writes --------------------------------------------------------------------------------
+    def amend(self, resource: JSON) -> Entry:
+        """Store ``resource`` under its own id (a new version when it exists), stamped now.
+
+        What a clinician's edit in the EHR does to the chart; the control endpoint uses it so
+        tests can change a chart between the page opening and the save.
+        """
+        with self.lock:
+            stored = dict(resource)
+            stored.setdefault("id", str(uuid.uuid4()))
+            old = self.get(str(stored["resourceType"]), str(stored["id"]))
+            version = 1
+            if old is not None:
+                try:
+                    version = int(old.resource.get("meta", {}).get("versionId", "1")) + 1
+                except (TypeError, ValueError):
+                    version = 2
+            meta = dict(stored.get("meta") or {})
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+            stored["meta"] = meta
+            return self._put(stored)
+
     def create(self, resource: JSON) -> Entry:
         """Store a new resource with a server-assigned id and ``meta``."""
         with self.lock:
@@ -431,6 +468,19 @@ class FhirStore:
             if found:
                 return found[0], False
             return self.create(resource), True
+
+
+def _last_updated(resource: Mapping[str, Any]) -> float:
+    """``meta.lastUpdated`` as epoch seconds; a fixture without one counts as never changed
+    (the epoch), so only what changes while the sandbox runs is found by ``_lastUpdated``."""
+    meta = resource.get("meta")
+    value = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    if isinstance(value, str):
+        try:
+            return fhir_dates.parse_range(value)[0]
+        except ValueError:
+            pass
+    return 0.0
 
 
 def _display_name(patient: Mapping[str, Any]) -> str:

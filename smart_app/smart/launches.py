@@ -28,6 +28,9 @@ from .tokens import TokenSet
 
 STATE_TTL = 600  # A2: about ten minutes from /launch to /callback
 TOUCH_EVERY = 60.0  # seconds: activity is written at most this often per launch
+#: How long the app remembers what it wrote (identifier -> resource): relaunches, other tabs
+#: and other clinicians saving the same result within this time never write a second copy.
+LEDGER_TTL = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,32 @@ class LaunchRepository:
         self.store.put("seen", launch.id, {"at": self._clock()}, math.ceil(ttl))
 
     def delete(self, launch_id: str) -> None:
+        """Forget the launch and everything kept with it (its chart snapshot)."""
         self.store.delete("launch", launch_id)
         self.store.delete("seen", launch_id)
+        self.store.delete("chart", launch_id)
+
+    def put_chart(self, launch: Launch, snapshot: dict[str, Any]) -> None:
+        """The chart as read when the page opened: one read per visit. What-if, the JSON,
+        the summary and the save work from it; it is encrypted like the launch record and
+        lives (for what is left of the launch's lifetime) and is deleted with it."""
+        self.store.put("chart", launch.id, snapshot, math.ceil(max(self._left(launch), 1)))
+
+    def get_chart(self, launch_id: str) -> dict[str, Any] | None:
+        return self.store.get("chart", launch_id)
+
+    def drop_chart(self, launch_id: str) -> None:
+        """The chart changed: the next request reads it again."""
+        self.store.delete("chart", launch_id)
+
+    def put_written(self, iss: str, identifier: str, record: dict[str, Any]) -> None:
+        """The write ledger: this result (by its identifier) is in this EHR as ``record``
+        (``{"resourceType", "id"}``). Keeps a save idempotent where the EHR cannot: no
+        conditional create, a search that lags behind the create, a 201 without a body."""
+        self.store.put("written", f"{iss}|{identifier}", record, LEDGER_TTL)
+
+    def get_written(self, iss: str, identifier: str) -> dict[str, Any] | None:
+        return self.store.get("written", f"{iss}|{identifier}")
 
     def put_shown(self, launch_id: str, identifier: str, record: dict[str, Any]) -> None:
         """What a launch page showed (the RiskAssessment and its text summary), so "Save to

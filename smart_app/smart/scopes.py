@@ -32,18 +32,39 @@ _SCOPE = re.compile(
 )
 
 
-#: What the app writes back (and searches, to find its earlier results).
-WRITE_TYPES = ("RiskAssessment",)
+#: What the app writes back (and searches, to find its earlier results): the result as a
+#: RiskAssessment, or as a clinical note where the EHR takes no RiskAssessment.
+WRITE_TYPES = ("RiskAssessment", "DocumentReference")
 
 
-def _resource_scopes(profile: str, offered: Collection[str] | None) -> list[str]:
-    reads = [t for t in READ_TYPES if offered is None or t in offered or t == "Patient"]
-    writes = [t for t in WRITE_TYPES if offered is None or t in offered]
+def _resource_scopes(profile: str, tenant: Tenant, offered: Collection[str] | None) -> list[str]:
+    """Reads, then the write-back scopes the tenant's ``writeback`` may use.
+
+    RiskAssessment is always searched (the app's earlier results); it is created only on the
+    RiskAssessment rung. The clinical-note rung adds DocumentReference create (v2 ``.cs``: the
+    search finds the app's earlier notes and avoids duplicates where conditional create is
+    missing; v1 ``.write``). A type the EHR does not offer gets no scope (A4).
+    """
+    def has(t: str) -> bool:
+        return offered is None or t in offered
+
+    reads = [t for t in READ_TYPES if has(t) or t == "Patient"]
+    ra = "RiskAssessment"
+    note = "DocumentReference"
     if profile == "v1":
-        return [*(f"patient/{t}.read" for t in reads),
-                *(s for t in writes for s in (f"patient/{t}.read", f"patient/{t}.write"))]
-    return [*(f"patient/{t}.{_V2_READS.get(t, 'rs')}" for t in reads),
-            *(f"patient/{t}.cs" for t in writes)]
+        out = [f"patient/{t}.read" for t in reads]
+        if has(ra):
+            out += [f"patient/{ra}.read"] + (
+                [f"patient/{ra}.write"] if tenant.writes_risk_assessment else [])
+        if has(note) and tenant.writes_note:
+            out.append(f"patient/{note}.write")
+        return out
+    out = [f"patient/{t}.{_V2_READS.get(t, 'rs')}" for t in reads]
+    if has(ra):
+        out.append(f"patient/{ra}.cs" if tenant.writes_risk_assessment else f"patient/{ra}.s")
+    if has(note) and tenant.writes_note:
+        out.append(f"patient/{note}.cs")
+    return out
 
 
 def scope_profile(tenant: Tenant, capabilities: tuple[str, ...]) -> str:
@@ -63,7 +84,7 @@ def requested_scopes(tenant: Tenant, *, ehr_launch: bool, profile: str | None = 
     if tenant.scopes in ("v1", "v2"):
         profile = profile or tenant.scopes
         context = ["launch", "launch/patient"] if ehr_launch else ["launch/patient"]
-        return " ".join([*context, *_IDENTITY, *_resource_scopes(profile, offered)])
+        return " ".join([*context, *_IDENTITY, *_resource_scopes(profile, tenant, offered)])
     scopes = tenant.scopes.split()
     if ehr_launch and "launch" not in scopes:
         scopes.insert(0, "launch")  # L2 is a SHALL: the launch handle is useless without it
@@ -146,4 +167,5 @@ class GrantedScopes:
 
     @property
     def read_only(self) -> bool:
-        return not self.can_create("RiskAssessment")
+        """No write-back rung is granted: neither a RiskAssessment nor a clinical note."""
+        return not (self.can_create("RiskAssessment") or self.can_create("DocumentReference"))

@@ -412,9 +412,11 @@
         if (r[0].ok && data.saved === true && data.id) {
           /* The server formats the time (ISO date, 24-hour clock, the clinic's time zone). */
           var when = data.savedAtText || (data.savedAt || "").replace("T", " ").slice(0, 16);
+          var kind = data.resourceType || "RiskAssessment";
+          var as = kind === "DocumentReference" ? " as a note" : "";
           status("ok", [
-            data.created ? "Saved to the chart." : "Already in the chart: nothing new was created.",
-            (data.reference || "RiskAssessment/" + data.id) + (when ? " · " + when : "")
+            data.created ? "Saved to the chart" + as + "." : "Already in the chart" + as + ": nothing new was created.",
+            (data.reference || kind + "/" + data.id) + (when ? " · " + when : "")
           ]);
           button.textContent = data.created ? "Saved" : "Already in the chart";
           announce(data.created ? "Saved to the chart." : "Already in the chart.");
@@ -424,10 +426,15 @@
         }
         var lines = [data.title || "Not saved", data.message || data.detail || "The save failed."];
         if (data.error === "csrf") { lines.push("Reload the page and try again."); }
-        if (data.error === "changed") {
-          status("failed", lines);
-          scheduleUpdate(0);
-          return;
+        if (data.error === "changed" || data.error === "chart-changed") {
+          /* Nothing was written: show the result as the chart (or the what-if values) now
+             stand, then say why, so the clinician reviews before saving again. */
+          var query = form ? formQuery() : "";
+          return update(query, ["summary", "save", "details"], null).then(function (ok) {
+            if (ok) { shownQuery = query; }
+            status("failed", lines);
+            announce("Not saved. " + (data.message || ""));
+          });
         }
         status("failed", lines, data.download || data.summary ? fallbackLinks(data) : null);
         if (data.retryable) { button.textContent = "Retry save"; button.disabled = false; }

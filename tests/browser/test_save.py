@@ -173,7 +173,7 @@ def test_rejected_write_offers_the_json_and_a_summary(page: Page, stack: Stack) 
 def test_server_error_then_retry_keeps_the_identifier(page: Page, stack: Stack) -> None:
     url = launch(page, stack, PATIENT)
     identifier = page.locator("#save").get_attribute("data-identifier")
-    stack.control(fail_next=[500, 500, 500], clear_requests=True)  # beyond the two retries
+    stack.control(fail_next_write=[500, 500, 500], clear_requests=True)  # beyond the two retries
     page.click("#save-button")
     status = page.locator("#save-status")
     expect(status).to_contain_text("The EHR did not save it")

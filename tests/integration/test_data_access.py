@@ -43,8 +43,9 @@ def test_heavy_chart_in_one_round_trip(stack: Stack, expected: dict[str, Any]) -
     assert data["fhir"]["roundTrips"] == 1
     fhir = data_requests(stack)
     # Patient + five searches (Observation twice: by code, and by category within a date
-    # window for text matches) + the app's saved RiskAssessments, all in parallel.
-    assert len(fhir) == 7
+    # window for text matches) + the app's saved results (RiskAssessments and notes), all in
+    # parallel.
+    assert len(fhir) == 8
     observations = sorted(
         sorted(r["args"]) for r in fhir if r["path"].endswith("/Observation"))
     assert observations == [["_count", "category", "date", "patient"],

@@ -109,6 +109,8 @@ def test_every_client_auth_method(make_stack: StackFactory, auth: str, alg: str)
     import time
 
     time.sleep(1.2)
+    # Reloading the page reads the chart again (the JSON alone works from the visit's snapshot).
+    assert browser.get(page, timeout=30).status_code == 200
     assert assessment(browser, page)["status"] == "ok"
     tokens = stack.token_requests()
     assert [t["status"] for t in tokens] == [200, 200]

@@ -23,7 +23,7 @@ from smart_app.http.bounded import DeadlineExceeded, ResponseTooLarge, deadline_
 from smart_app.smart.discovery import DiscoveryError, fetch
 from smart_app.smart.id_token import IdTokenError, JwksCache
 from smart_app.smart.scopes import GrantedScopes
-from smart_app.web.page.capability import UNKNOWN, CapabilityCache
+from smart_app.web.page.capability import ASSUMED, CapabilityCache
 from smart_app.web.page.style import StyleCache
 
 from .conftest import StackFactory
@@ -239,7 +239,7 @@ def test_limits_on_the_other_ehr_documents(ehr: tuple[str, Script]) -> None:
     script.routes["/fhir/style"] = lambda _req: streamed(3 << 20)
     assert StyleCache().css_variables(http, f"{base}/fhir/style", f"{base}/fhir", 5) == {}
     script.routes["/fhir/metadata"] = lambda _req: streamed(3 << 20)
-    assert CapabilityCache().get(http, f"{base}/fhir", 5) == UNKNOWN
+    assert CapabilityCache().get(http, f"{base}/fhir", 5) == ASSUMED
 
 
 def test_the_helper_raises_clear_errors(ehr: tuple[str, Script]) -> None:

@@ -204,7 +204,9 @@ def test_read_only_when_create_is_not_granted(make_stack: StackFactory) -> None:
 
 
 def test_read_only_when_the_ehr_has_no_risk_assessment(make_stack: StackFactory) -> None:
-    stack = make_stack(sandbox={"no_risk_assessment": True})
+    # A tenant limited to the RiskAssessment rung (the ladder's note rung: test_note_rung.py).
+    stack = make_stack(sandbox={"no_risk_assessment": True},
+                       tenant={"writeback": "riskassessment"})
     tab = Tab(stack)
     data = tab.assessment().json()
     assert data["save"]["enabled"] is False and data["save"]["reason"] == "unsupported"
@@ -241,7 +243,7 @@ def test_server_errors_are_retried_then_reported_and_retry_keeps_the_identifier(
     stack: Stack,
 ) -> None:
     tab = Tab(stack)
-    stack.control(fail_next=[500, 500, 500], clear_requests=True)
+    stack.control(fail_next_write=[500, 500, 500], clear_requests=True)
     resp = tab.save({"identifier": tab.identifier})
     assert resp.status_code == 502
     body = resp.json()
@@ -259,7 +261,7 @@ def test_server_errors_are_retried_then_reported_and_retry_keeps_the_identifier(
 
 def test_a_503_within_the_retries_still_saves(stack: Stack) -> None:
     tab = Tab(stack)
-    stack.control(fail_next=[503])
+    stack.control(fail_next_write=[503])
     body = tab.save({"identifier": tab.identifier}).json()  # what was shown: no chart read
     assert body["saved"] is True and body["attempts"] == 2
 

@@ -7,7 +7,7 @@ retry-safe create. ``FhirClient`` is all three for one launch.
 
 from __future__ import annotations
 
-from .chart import ChartData, ChartReads, in_compartment
+from .chart import ChartData, ChartReads, Freshness, in_compartment
 from .plan import ReadPlan, plan_for
 from .transport import FhirError, ForeignResource, TokenProvider
 from .write import WriteResult, Writes
@@ -17,6 +17,7 @@ __all__ = [
     "FhirClient",
     "FhirError",
     "ForeignResource",
+    "Freshness",
     "ReadPlan",
     "TokenProvider",
     "WriteResult",

@@ -17,17 +17,24 @@ search's required parameters (``plan.REQUIRED_PARAMS``).
 Every resource returned must be in the launch patient's compartment, or the whole read fails:
 mixing two charts must never produce a number. Logs carry resource types and counts only.
 
-The first wave also fetches the app's own earlier RiskAssessments (history; its failure only
-hides the history).
+The first wave also fetches the app's own earlier results, RiskAssessments and clinical notes
+(history; its failure only hides the history).
+
+The read is kept as the visit's snapshot (``ChartData``, JSON via ``to_json``/``from_json``);
+``changed_since`` is the cheap check before a save: one parallel round of
+``_lastUpdated=ge<read time>`` searches, compared with the snapshot.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -41,7 +48,15 @@ from .transport import FhirError, FhirTransport, ForeignResource, _Job, _Result
 log = logging.getLogger(__name__)
 
 HISTORY = "RiskAssessment"
+NOTE_HISTORY = "DocumentReference"  # the app's results written as clinical notes
+HISTORY_TYPES = (HISTORY, NOTE_HISTORY)
 HISTORY_COUNT = 20
+#: How far before the server's clock at the read the freshness check looks back. Changes in
+#: that margin that the snapshot already holds are recognised and ignored, so a wide margin
+#: costs a few entries, never a false "changed".
+FRESHNESS_MARGIN = timedelta(minutes=2)
+#: The same without the server's clock (no Date header): the app's clock may differ more.
+FRESHNESS_MARGIN_NO_DATE = timedelta(hours=1)
 MEDICATION_IDS_PER_SEARCH = 100
 MAX_RESOURCES = 20_000  # entries absorbed per chart read (duplicates included)
 MAX_REQUESTS = 150  # HTTP requests per chart read, retries included
@@ -72,11 +87,67 @@ class ChartData:
     #: there, which is not the same as withheld (unknown).
     not_offered: tuple[str, ...] = ()
     outcomes: tuple[str, ...] = ()  # OperationOutcome diagnostics returned inside searches
-    #: This app's earlier RiskAssessments for the patient (newest first), read in the same wave.
+    #: This app's earlier results for the patient (RiskAssessments and notes), read in the
+    #: same wave.
     history: tuple[dict[str, Any], ...] = ()
     #: "ok" | "not-requested" | "not-granted" | "not-offered" | "unsupported" (4xx) |
     #: "failed" (5xx)
     history_status: str = "not-requested"
+    #: ``_lastUpdated`` lower bound for the freshness check (FHIR instant), from the server's
+    #: clock at the read when it sent one.
+    since: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The snapshot as JSON, for the (encrypted) session store."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChartData:
+        return cls(
+            resources=tuple(data["resources"]),
+            round_trips=int(data["round_trips"]),
+            requests=int(data["requests"]),
+            withheld=tuple(data.get("withheld", ())),
+            not_offered=tuple(data.get("not_offered", ())),
+            outcomes=tuple(data.get("outcomes", ())),
+            history=tuple(data.get("history", ())),
+            history_status=str(data.get("history_status", "not-requested")),
+            since=data.get("since"),
+        )
+
+    def with_history(self, history: Sequence[dict[str, Any]]) -> ChartData:
+        """The same snapshot with the app's results as the EHR now lists them (after a save)."""
+        return replace(self, history=tuple(history), history_status="ok")
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The answer of the check before a save: did the chart change since the snapshot?"""
+
+    changed: bool
+    requests: int
+    round_trips: int
+    #: Why, in words safe to log (types and counts, no PHI).
+    reason: str = ""
+    #: The results of the extra searches sent in the same round (``lookups``), by label.
+    found: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    #: The HTTP status of each lookup (200, or why its result is not usable).
+    lookup_status: Mapping[str, int] = field(default_factory=dict)
+    #: The new or changed resources (when ``changed``), to see whether they change the result.
+    updates: tuple[dict[str, Any], ...] = ()
+    #: More changes than one page: what they are is not known, only that there are some.
+    overflow: bool = False
+    #: The whole chart as read again, when the server could not filter (replaces the snapshot).
+    reread: tuple[dict[str, Any], ...] | None = None
+
+    def merged(self, resources: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+        """The snapshot's resources with the changes applied (deletions are not seen)."""
+        if self.reread is not None:
+            return self.reread
+        by_key = {(r.get("resourceType"), r.get("id")): r for r in resources}
+        for resource in self.updates:
+            by_key[(resource.get("resourceType"), resource.get("id"))] = resource
+        return tuple(by_key.values())
 
 
 @dataclass
@@ -90,7 +161,8 @@ class _Collected:
     requested_medications: set[str] = field(default_factory=set)
     entries: int = 0  # entries absorbed so far (duplicates included), against MAX_RESOURCES
     history: list[dict[str, Any]] = field(default_factory=list)
-    history_status: str = "not-requested"
+    history_status: dict[str, str] = field(default_factory=dict)
+    dates: list[str] = field(default_factory=list)  # Date headers of the first wave
 
 
 def in_compartment(resource: Mapping[str, Any], patient_id: str, base: str) -> bool:
@@ -98,7 +170,7 @@ def in_compartment(resource: Mapping[str, Any], patient_id: str, base: str) -> b
     rtype = resource.get("resourceType")
     if rtype == "Patient":
         return resource.get("id") == patient_id
-    if rtype in PATIENT_TYPES or rtype == HISTORY:
+    if rtype in PATIENT_TYPES or rtype in HISTORY_TYPES:
         subject = resource.get("subject")
         ref = subject.get("reference") if isinstance(subject, dict) else None
         if not isinstance(ref, str):
@@ -156,11 +228,13 @@ class ChartReads(FhirTransport):
                     params.append(("_include", _INCLUDES[rtype]))
                 params.append(("_count", str(self._page_size)))
                 jobs.append(self._search_job(rtype, params, self._page_size, include))
-        if history_system and granted.can_search(HISTORY) and plan.offered(HISTORY):
+        for rtype in HISTORY_TYPES if history_system else ():
+            if not (granted.can_search(rtype) and plan.offered(rtype)):
+                continue
             # In the same wave as the chart: the history costs no extra round trip.
             params = [("patient", patient_id), ("identifier", f"{history_system}|"),
                       ("_sort", "-date"), ("_count", str(HISTORY_COUNT))]
-            jobs.append(self._search_job(HISTORY, params, HISTORY_COUNT, False))
+            jobs.append(self._search_job(rtype, params, HISTORY_COUNT, False))
         return jobs, withheld, not_offered
 
     def _search_job(self, rtype: str, params: Sequence[tuple[str, str]], count: int,
@@ -178,15 +252,16 @@ class ChartReads(FhirTransport):
         plan: ReadPlan | None = None,
         history_system: str | None = None,
     ) -> ChartData:
-        """The chart, plus (``history_system`` given) the app's earlier RiskAssessments."""
+        """The chart, plus (``history_system`` given) the app's earlier results."""
+        started = datetime.now(UTC)
         plan = plan or ReadPlan()
         jobs, withheld, not_offered = self.initial_jobs(patient_id, granted, plan,
                                                         history_system)
         got = _Collected(withheld=withheld, not_offered=not_offered)
-        if history_system:
-            got.history_status = (
-                "not-offered" if not plan.offered(HISTORY)
-                else "ok" if granted.can_search(HISTORY) else "not-granted")
+        for rtype in HISTORY_TYPES if history_system else ():
+            got.history_status[rtype] = (
+                "not-offered" if not plan.offered(rtype)
+                else "ok" if granted.can_search(rtype) else "not-granted")
         waves = 0
         sent = 0
         deadline = deadline_in(self._budget)
@@ -201,6 +276,8 @@ class ChartReads(FhirTransport):
                 waves += 1
                 results = list(pool.map(lambda job: self._get(job, deadline), jobs))
                 sent += sum(r.requests for r in results)
+                if waves == 1:
+                    got.dates = [r.date for r in results if r.date]
                 jobs = []
                 for result in results:
                     follow = self._absorb(result, patient_id, got)
@@ -219,12 +296,13 @@ class ChartReads(FhirTransport):
             not_offered=tuple(dict.fromkeys(got.not_offered)),
             outcomes=tuple(got.outcomes),
             history=tuple(got.history),
-            history_status=got.history_status,
+            history_status=_history_status(got.history_status),
+            since=_since(got.dates, started),
         )
 
     def _absorb(self, result: _Result, patient_id: str, got: _Collected) -> _Job | None:
         job = result.job
-        if job.label == HISTORY:
+        if job.label in HISTORY_TYPES:
             self._absorb_history(result, patient_id, got)
             return None
         if result.status == 403 or (result.status == 404 and job.label != "Patient"):
@@ -271,26 +349,27 @@ class ChartReads(FhirTransport):
         """The history is a nicety: an EHR without RiskAssessment must not block the estimate."""
         if result.status == 401:
             raise FhirError("the EHR no longer accepts this session; relaunch the app", 401)
+        rtype = result.job.label
         if result.status == 400 and result.job.fallback is not None:
-            got.history_status = "unsupported"  # no retry: the history is a nicety
+            got.history_status[rtype] = "unsupported"  # no retry: the history is a nicety
             return
         if result.status != 200 or result.body is None:
-            got.history_status = "failed" if result.status >= 500 else "unsupported"
-            log.info("FHIR RiskAssessment history: %s", result.status)
+            got.history_status[rtype] = "failed" if result.status >= 500 else "unsupported"
+            log.info("FHIR %s history: %s", rtype, result.status)
             return
         entries = result.body.get("entry", []) or []
         try:
             self._check_page_size(entries, result.job)
         except FhirError:
-            got.history_status = "failed"  # an oversized history page only hides the history
-            log.warning("FHIR RiskAssessment history: more entries than _count")
+            got.history_status[rtype] = "failed"  # an oversized page only hides the history
+            log.warning("FHIR %s history: more entries than _count", rtype)
             return
         for entry in entries:
             resource = entry.get("resource") if isinstance(entry, dict) else None
-            if not isinstance(resource, dict) or resource.get("resourceType") != HISTORY:
+            if not isinstance(resource, dict) or resource.get("resourceType") != rtype:
                 continue
             if not in_compartment(resource, patient_id, self._base):
-                log.warning("FHIR: a RiskAssessment outside the launch patient's compartment")
+                log.warning("FHIR: a %s outside the launch patient's compartment", rtype)
                 raise ForeignResource(
                     "the EHR returned data of another patient; nothing is shown for safety"
                 )
@@ -424,3 +503,193 @@ class ChartReads(FhirTransport):
             )
             for i in range(0, len(missing), MEDICATION_IDS_PER_SEARCH)
         ]
+
+    def changed_since(
+        self,
+        patient_id: str,
+        granted: GrantedScopes,
+        snapshot: ChartData,
+        plan: ReadPlan | None = None,
+        lookups: Sequence[tuple[str, str, Sequence[tuple[str, str]]]] = (),
+    ) -> Freshness:
+        """Did any input of the snapshot change? One parallel round, before a save.
+
+        Each searched type is asked for what changed since the snapshot
+        (``_lastUpdated=ge<since>``); an entry the snapshot already holds unchanged is not a
+        change (the look-back margin covers clock differences). ``lookups`` ("label", type,
+        params) are extra searches sent in the same round, e.g. the identifier search of a
+        search-then-create. A server that cannot filter by ``_lastUpdated`` (400) costs one
+        full re-read instead. Deletions are not seen (a search does not list them).
+        """
+        plan = plan or ReadPlan()
+        if snapshot.since is None:
+            return self._compare_reread(patient_id, granted, snapshot, plan, lookups,
+                                        "no read time")
+        known = _fingerprints(snapshot.resources)
+        jobs: list[_Job] = []
+        for rtype in PATIENT_TYPES:
+            if (rtype in snapshot.withheld or not plan.offered(rtype)
+                    or not granted.can_search(rtype)):
+                continue
+            searches = plan.observation_searches if rtype == "Observation" else ((),)
+            for extra in searches:  # the same searches as the read, narrowed to changes
+                params: list[tuple[str, str]] = [("patient", patient_id), *extra,
+                                                 ("_lastUpdated", f"ge{snapshot.since}"),
+                                                 ("_count", str(self._page_size))]
+                jobs.append(_Job(rtype, self._url(rtype, params), count=self._page_size))
+        checks = len(jobs)
+        jobs += [_Job(rtype, self._url(rtype, list(params)), count=HISTORY_COUNT)
+                 for _, rtype, params in lookups]
+        deadline = deadline_in(self._budget)
+        with ThreadPoolExecutor(max_workers=6, thread_name_prefix="fhir") as pool:
+            results = list(pool.map(lambda job: self._get(job, deadline), jobs))
+        sent = sum(r.requests for r in results)
+        found, statuses = self._lookups(results[checks:], lookups, patient_id)
+        reasons: list[str] = []
+        updates: list[dict[str, Any]] = []
+        overflow = False
+        reread = False
+        for result in results[:checks]:
+            rtype = result.job.label
+            if result.status == 401:
+                raise FhirError("the EHR no longer accepts this session; relaunch the app", 401)
+            if result.status == 400:
+                reread = True  # no _lastUpdated here: compare a full read instead
+                continue
+            if result.status == 403:
+                reasons.append(f"{rtype} no longer readable")
+                continue
+            if result.status != 200 or result.body is None:
+                raise FhirError(f"the EHR answered {result.status} ({rtype}) when the app "
+                                "checked the chart for changes", result.status)
+            newer, more = self._changed_entries(result, patient_id, known)
+            if newer or more:
+                reasons.append(f"{rtype}: {len(newer)}{'+' if more else ''} new or changed")
+                updates += newer
+                overflow = overflow or more
+        if reread and not reasons:
+            again = self._compare_reread(patient_id, granted, snapshot, plan, (),
+                                         "no _lastUpdated search")
+            return Freshness(again.changed, sent + again.requests, 1 + again.round_trips,
+                             again.reason, found, statuses, reread=again.reread)
+        return Freshness(bool(reasons), sent, 1, "; ".join(reasons), found, statuses,
+                         tuple(updates), overflow or bool(reasons and reread))
+
+    def _changed_entries(self, result: _Result, patient_id: str,
+                         known: Mapping[tuple[str, str], str]
+                         ) -> tuple[list[dict[str, Any]], bool]:
+        """The entries of a freshness page not in the snapshot as they are now, and whether
+        there are more pages of them."""
+        assert result.body is not None
+        rtype = result.job.label
+        if result.body.get("resourceType") != "Bundle":
+            raise FhirError(f"the EHR sent no Bundle for a search ({rtype})")
+        entries = result.body.get("entry", []) or []
+        self._check_page_size(entries, result.job)
+        changed: list[dict[str, Any]] = []
+        for entry in entries:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict) or resource.get("resourceType") != rtype:
+                continue
+            if not in_compartment(resource, patient_id, self._base):
+                raise ForeignResource(
+                    "the EHR returned data of another patient; nothing is shown for safety")
+            key = (rtype, str(resource.get("id")))
+            if known.get(key) != _fingerprint(resource):
+                changed.append(resource)
+        more = any(isinstance(link, dict) and link.get("relation") == "next"
+                   for link in result.body.get("link", []) or [])
+        return changed, more
+
+    def _lookups(self, results: Sequence[_Result],
+                 lookups: Sequence[tuple[str, str, Sequence[tuple[str, str]]]],
+                 patient_id: str,
+                 ) -> tuple[dict[str, tuple[dict[str, Any], ...]], dict[str, int]]:
+        found: dict[str, tuple[dict[str, Any], ...]] = {}
+        statuses: dict[str, int] = {}
+        for result, (label, rtype, _) in zip(results, lookups, strict=True):
+            statuses[label] = result.status
+            if result.status != 200 or result.body is None:
+                continue
+            hits = []
+            for entry in result.body.get("entry", []) or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and resource.get("resourceType") == rtype:
+                    if not in_compartment(resource, patient_id, self._base):
+                        raise ForeignResource("the EHR returned data of another patient; "
+                                              "nothing is shown for safety")
+                    hits.append(resource)
+            found[label] = tuple(hits)
+        return found, statuses
+
+    def _compare_reread(
+        self,
+        patient_id: str,
+        granted: GrantedScopes,
+        snapshot: ChartData,
+        plan: ReadPlan,
+        lookups: Sequence[tuple[str, str, Sequence[tuple[str, str]]]],
+        why: str,
+    ) -> Freshness:
+        """The fallback: read the chart again and compare it with the snapshot."""
+        log.info("freshness check by a full re-read (%s)", why)
+        again = self.read_chart(patient_id, granted, plan)
+        before = {k: v for k, v in _fingerprints(snapshot.resources).items()
+                  if k[0] in PATIENT_TYPES}
+        after = {k: v for k, v in _fingerprints(again.resources).items()
+                 if k[0] in PATIENT_TYPES}
+        found: dict[str, tuple[dict[str, Any], ...]] = {}
+        statuses: dict[str, int] = {}
+        requests = again.requests
+        for label, rtype, params in lookups:
+            try:
+                found[label] = tuple(self._search_page(rtype, params, patient_id))
+                statuses[label] = 200
+            except FhirError as exc:
+                statuses[label] = exc.status or 0
+            requests += 1
+        changed = before != after
+        return Freshness(changed, requests, again.round_trips + (1 if lookups else 0),
+                         "the chart differs from the snapshot" if changed else "", found,
+                         statuses, reread=again.resources)
+
+    def _search_page(self, rtype: str, params: Sequence[tuple[str, str]],
+                     patient_id: str) -> list[dict[str, Any]]:
+        result = self._get(_Job(rtype, self._url(rtype, list(params))))
+        if result.status != 200 or result.body is None:
+            raise FhirError(f"the EHR answered {result.status} ({rtype})", result.status)
+        found, _ = self._lookups([result], [("x", rtype, params)], patient_id)
+        return list(found.get("x", ()))
+
+
+def _fingerprint(resource: Mapping[str, Any]) -> str:
+    """The content of a resource without ``meta`` (a server may touch it without a change)."""
+    return json.dumps({k: v for k, v in resource.items() if k != "meta"}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+def _fingerprints(resources: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    return {(str(r.get("resourceType")), str(r.get("id"))): _fingerprint(r) for r in resources}
+
+
+def _history_status(statuses: Mapping[str, str]) -> str:
+    """One status for the history list: "ok" when either kind of result could be listed."""
+    if not statuses:
+        return "not-requested"
+    if "ok" in statuses.values():
+        return "ok"
+    return statuses.get(HISTORY) or next(iter(statuses.values()))
+
+
+def _since(dates: Sequence[str], started: datetime) -> str:
+    """The freshness check's lower bound: the server's clock at the read, less a margin."""
+    parsed = []
+    for value in dates:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        if moment.tzinfo is not None:
+            parsed.append(moment)
+    bound = min(parsed) - FRESHNESS_MARGIN if parsed else started - FRESHNESS_MARGIN_NO_DATE
+    return bound.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

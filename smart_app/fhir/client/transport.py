@@ -63,6 +63,7 @@ class _Result:
     status: int
     body: dict[str, Any] | None
     requests: int
+    date: str | None = None  # the answer's HTTP Date header: the server's clock
 
 
 def _retry_delay(resp: requests.Response, attempt: int) -> float | None:
@@ -162,7 +163,7 @@ class FhirTransport:
                 if not isinstance(parsed, dict):
                     raise FhirError(f"the EHR sent an unexpected response ({job.label})")
                 body = parsed
-            return _Result(job, resp.status_code, body, sent)
+            return _Result(job, resp.status_code, body, sent, resp.headers.get("Date"))
 
     def _url(self, path: str, params: Sequence[tuple[str, str]] = ()) -> str:
         query = urlencode(list(params), safe=":|,")

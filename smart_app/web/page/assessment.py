@@ -2,6 +2,10 @@
 
 Kept apart from the views so the page, its what-if updates, ``/launches/<id>/assessment`` and
 the save cannot disagree: all of them call ``assess_launch`` (with the clinician's overrides).
+
+One chart read per visit: the page reads the chart and keeps it with the launch (the
+snapshot, encrypted in the session store); what-if updates, the JSON, the summary and the save
+assess that snapshot again without asking the EHR anything.
 """
 
 from __future__ import annotations
@@ -9,12 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ...config import Tenant
-from ...fhir.client import ChartData, FhirClient, FhirError, plan_for
+from ...fhir.client import ChartData, FhirClient, FhirError, ReadPlan, plan_for
 from ...fhir.client.chart import PATIENT_TYPES as CHART_TYPES
 from ...fhir.extract import ForeignResourceError
 from ...fhir.present import text_summary
@@ -107,6 +111,8 @@ class LaunchAssessment:
                 "message": self.save.reason or None,
                 "identifier": self.identifier,
                 "identifierSystem": IDENTIFIER_SYSTEM,
+                "resourceType": self.save.target,
+                "destination": self.save.destination or None,
             },
             "history": {"status": self.data.history_status, "items": self.history()},
             "charts": self.charts(),
@@ -161,16 +167,11 @@ def session_ended() -> AppError:
                     "Launch the app again from the EHR.", "session-expired")
 
 
-def assess_launch(
-    svc: Services, launch: Launch, overrides: Overrides | None = None
-) -> LaunchAssessment:
-    """Read the chart (and the app's earlier RiskAssessments, same wave) and assess it."""
+def read_chart(svc: Services, launch: Launch) -> tuple[ChartData, Launch]:
+    """Read the chart (and the app's earlier results, same wave) and keep it as the snapshot."""
     lc = launch_client(svc, launch)
     granted = launch.granted()
-    overrides = overrides or Overrides()
-    today = datetime.now(ZoneInfo(svc.settings.timezone)).date()
-    statement = svc.statement(launch_tenant(svc, launch))
-    plan = plan_for(svc.settings, launch_tenant(svc, launch), statement, today)
+    plan = read_plan(svc, launch)
     try:
         data = lc.client.read_chart(launch.context.patient, granted, plan,
                                     history_system=IDENTIFIER_SYSTEM)
@@ -180,6 +181,55 @@ def assess_launch(
         if exc.status == 401:
             raise session_ended() from exc
         raise AppError(502, "The chart could not be read", exc.message, "fhir") from exc
+    done = lc.launch
+    svc.repo.put_chart(done, data.to_json())
+    audit.event("fhir.read", tenant=done.tenant, iss=done.iss, user=done.fhir_user,
+                patient=done.context.patient, launch=done.id, round_trips=data.round_trips,
+                resource_types=_type_counts(data))
+    return data, done
+
+
+def today(svc: Services) -> date:
+    """The clinic's calendar day (``timezone``)."""
+    return datetime.now(ZoneInfo(svc.settings.timezone)).date()
+
+
+def read_plan(svc: Services, launch: Launch) -> ReadPlan:
+    """Which searches read this launch's chart (the same for the read and the freshness check)."""
+    tenant = launch_tenant(svc, launch)
+    return plan_for(svc.settings, tenant, svc.statement(tenant), today(svc))
+
+
+def snapshot(svc: Services, launch: Launch) -> ChartData | None:
+    """The chart as read when the page opened, if it is still kept."""
+    stored = svc.repo.get_chart(launch.id)
+    if stored is None:
+        return None
+    try:
+        return ChartData.from_json(stored)
+    except (KeyError, TypeError, ValueError):
+        return None  # written by an older release: read again
+
+
+def assess_launch(
+    svc: Services, launch: Launch, overrides: Overrides | None = None, *, fresh: bool = False
+) -> LaunchAssessment:
+    """Assess the visit's chart snapshot; read the chart first when ``fresh`` or none is kept.
+
+    Only opening (or reloading) the page asks for ``fresh``; what-if updates, the JSON, the
+    summary and the save make no EHR request for the chart.
+    """
+    data = None if fresh else snapshot(svc, launch)
+    if data is None:
+        data, launch = read_chart(svc, launch)
+    return assess_data(svc, launch, data, overrides)
+
+
+def assess_data(svc: Services, launch: Launch, data: ChartData,
+                overrides: Overrides | None = None) -> LaunchAssessment:
+    """Assess chart data already read (the snapshot, or the snapshot with changes merged)."""
+    granted = launch.granted()
+    overrides = overrides or Overrides()
     performer = launch.fhir_user if (launch.fhir_user or "").startswith(PERFORMER_TYPES) else None
     encounter = f"Encounter/{launch.context.encounter}" if launch.context.encounter else None
     table = load_table(svc.settings.risk_table)
@@ -187,7 +237,7 @@ def assess_launch(
         chart = assess_chart(
             data.resources,
             launch.context.patient,
-            at=today,
+            at=today(svc),
             settings=svc.settings,
             overrides=overrides if overrides.any() else None,
             table=table,
@@ -207,17 +257,21 @@ def assess_launch(
                        f"The EHR sent data that is not valid FHIR ({exc}); no estimate is made "
                        "from a chart the app cannot read. Tell your EHR support team.",
                        "malformed-resource") from exc
-    save = capability.save_state(granted, capability.write_support(statement),
-                                 chart.assessment.complete)
-    done = lc.launch
-    who = {"tenant": done.tenant, "iss": done.iss, "user": done.fhir_user,
-           "patient": done.context.patient, "launch": done.id}
-    audit.event("fhir.read", **who, round_trips=data.round_trips,
-                resource_types=_type_counts(data))
-    audit.event("assessment.computed", **who, table=chart.assessment.table_id,
-                status=chart.status)
-    return LaunchAssessment(chart=chart, data=data, granted=granted, launch=done,
+    save = save_state(svc, launch, granted, chart.assessment.complete)
+    audit.event("assessment.computed", tenant=launch.tenant, iss=launch.iss,
+                user=launch.fhir_user, patient=launch.context.patient, launch=launch.id,
+                table=chart.assessment.table_id, status=chart.status)
+    return LaunchAssessment(chart=chart, data=data, granted=granted, launch=launch,
                             overrides=overrides, table=table, save=save)
+
+
+def save_state(svc: Services, launch: Launch, granted: GrantedScopes,
+               complete: bool) -> capability.SaveState:
+    """The write-back rung of this launch: tenant setting, granted scopes, EHR capabilities."""
+    tenant = launch_tenant(svc, launch)
+    support = capability.capabilities(svc.statement(tenant))
+    return capability.save_state(granted, support, complete, writeback=tenant.writeback,
+                                 note_label=tenant.note_type_display)
 
 
 def _type_counts(data: ChartData) -> dict[str, int]:

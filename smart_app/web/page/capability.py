@@ -1,21 +1,24 @@
-"""Can this launch save a RiskAssessment, and how? (requirements §4.3 items 1, 4 and 5)
+"""Where "Save to chart" writes, and how: the write-back ladder (requirements §4.3 items 1, 4, 5).
 
-Two independent checks, both needed before the button is enabled:
+Per tenant (``writeback``, default ``auto``), decided from two independent checks:
 
-* the granted scopes: v2 ``patient/RiskAssessment.c`` or v1 ``.write`` (T6: the grant may be
-  narrower than the request);
-* the EHR's CapabilityStatement: RiskAssessment with the ``create`` interaction. Whether it
-  also does ``conditionalCreate`` chooses the write path (conditional create, or search then
-  create). It is read once per issuer and cached (``fhir.capability``); when it cannot be read
-  the app assumes support and lets the write itself answer, so a flaky ``/metadata`` never
-  hides the button.
+* the granted scopes: ``patient/RiskAssessment.c`` / ``patient/DocumentReference.c`` (v2) or
+  ``.write`` (v1); T6: the grant may be narrower than the request;
+* the EHR's CapabilityStatement: the type with the ``create`` interaction. Whether it also does
+  ``conditionalCreate`` chooses the write path (conditional create, or search then create).
+  It is read once per issuer and cached (``fhir.capability``); when it cannot be read the app
+  assumes support and lets the write itself answer, so a flaky ``/metadata`` never hides the
+  button.
+
+The rungs, in order: 1. a RiskAssessment; 2. a clinical note (DocumentReference) holding the
+same summary; 3. read-only (print, download, copy), with the reason on the page.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -32,9 +35,13 @@ EXTENSION = "pml_risk.capabilities"
 TTL = 3600.0
 
 
+RISK_ASSESSMENT = "RiskAssessment"
+NOTE = "DocumentReference"
+
+
 @dataclass(frozen=True)
 class WriteSupport:
-    """What the EHR's CapabilityStatement says about RiskAssessment."""
+    """What the EHR's CapabilityStatement says about creating one resource type."""
 
     known: bool  # False: the statement could not be read; assume support
     create: bool
@@ -46,23 +53,49 @@ UNKNOWN = WriteSupport(known=False, create=True, conditional_create=True, search
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """The write support of the types the ladder can write."""
+
+    risk_assessment: WriteSupport
+    note: WriteSupport
+
+    def of(self, resource_type: str) -> WriteSupport:
+        return self.risk_assessment if resource_type == RISK_ASSESSMENT else self.note
+
+
+ASSUMED = Capabilities(UNKNOWN, UNKNOWN)
+
+
+@dataclass(frozen=True)
 class SaveState:
-    """Whether "Save to chart" is enabled, and the reason shown when it is not."""
+    """Whether "Save to chart" is enabled, what it writes, and the reason shown when it is not."""
 
     enabled: bool
-    code: str  # ok | scope | unsupported | no-estimate
+    code: str  # ok | scope | unsupported | disabled | no-estimate
     reason: str
     conditional: bool = True  # False: search by identifier first, then a plain create
+    #: The EHR does not say it deduplicates (no conditional create): the app's write ledger
+    #: answers a second save of the same result.
+    ledger: bool = False
+    target: str | None = None  # RiskAssessment | DocumentReference (enabled only)
+    destination: str = ""  # said next to the button, before the click
+
+    @property
+    def note(self) -> bool:
+        return self.target == NOTE
 
 
-def write_support(statement: ServerCapabilities) -> WriteSupport:
-    """What the statement says about RiskAssessment (an unreadable one: assume support)."""
+NONE = WriteSupport(known=True, create=False, conditional_create=False, search_identifier=False)
+
+
+def write_support(statement: ServerCapabilities,
+                  resource_type: str = RISK_ASSESSMENT) -> WriteSupport:
+    """What the statement says about creating one type (an unreadable one: assume support)."""
     if not statement.known:
         return UNKNOWN
-    support = statement.types.get("RiskAssessment")
+    support = statement.types.get(resource_type)
     if support is None:
-        return WriteSupport(known=True, create=False, conditional_create=False,
-                            search_identifier=False)
+        return NONE
     return WriteSupport(
         known=True,
         create="create" in support.interactions,
@@ -71,8 +104,17 @@ def write_support(statement: ServerCapabilities) -> WriteSupport:
     )
 
 
+def capabilities(statement: ServerCapabilities) -> Capabilities:
+    return Capabilities(write_support(statement, RISK_ASSESSMENT), write_support(statement, NOTE))
+
+
+def parse_capabilities(data: Mapping[str, Any]) -> Capabilities:
+    return capabilities(fhir_capability.parse(data))
+
+
 def parse_capability(data: Mapping[str, Any]) -> WriteSupport:
-    return write_support(fhir_capability.parse(data))
+    """RiskAssessment's write support alone."""
+    return parse_capabilities(data).risk_assessment
 
 
 class CapabilityCache:
@@ -88,8 +130,12 @@ class CapabilityCache:
         return self._statements.get(http, iss, timeout, headers)
 
     def get(self, http: requests.Session, iss: str, timeout: float,
-            headers: Mapping[str, str] | None = None) -> WriteSupport:
-        return write_support(self.statement(http, iss, timeout, headers))
+            headers: Mapping[str, str] | None = None) -> Capabilities:
+        return capabilities(self.statement(http, iss, timeout, headers))
+
+    def forget(self, iss: str) -> None:
+        """The EHR refused a create its statement promised: read the statement again."""
+        self._statements.forget(iss)
 
 
 def cache() -> CapabilityCache:
@@ -101,26 +147,53 @@ def cache() -> CapabilityCache:
     return found
 
 
-def save_state(granted: GrantedScopes, support: WriteSupport, complete: bool) -> SaveState:
+_FALLBACK = "Print it, download it or copy the summary into a note instead."
+
+
+def _rung(target: str, granted: GrantedScopes, support: WriteSupport,
+          destination: str) -> SaveState:
+    """One rung on its own: enabled, or why not (the EHR's lack of the type first: then no
+    scope for it was asked for either)."""
+    v2, v1 = f"patient/{target}.c", f"patient/{target}.write"
+    if not support.create:
+        return SaveState(False, "unsupported", f"this EHR does not accept {target} resources "
+                         f"(its CapabilityStatement has no {target} create)")
+    if not granted.can_create(target):
+        return SaveState(False, "scope", f"the EHR did not grant this app permission to save a "
+                         f"{target} (scope {v2} or {v1})")
+    conditional = support.conditional_create or not (
+        support.search_identifier and granted.can_search(target)
+    )
+    return SaveState(True, "ok", "", conditional=conditional,
+                     ledger=not support.conditional_create, target=target,
+                     destination=destination)
+
+
+def save_state(granted: GrantedScopes, support: Capabilities | WriteSupport, complete: bool,
+               *, writeback: str = "auto", note_label: str = "Progress note") -> SaveState:
+    """The ladder for this launch: the first rung the tenant allows and the EHR takes."""
     if not complete:
         return SaveState(False, "no-estimate",
                          "Nothing can be saved: there is no estimate (see what is missing).")
-    # The EHR's lack of the type first: then no scope for it was asked for either.
-    if not support.create:
-        return SaveState(
-            False, "unsupported",
-            "Read-only: this EHR does not accept RiskAssessment resources (its "
-            "CapabilityStatement has no RiskAssessment create). Download the result or copy "
-            "the summary into a note instead.",
-        )
-    if not granted.can_create("RiskAssessment"):
-        return SaveState(
-            False, "scope",
-            "Read-only: the EHR did not grant this app permission to save a RiskAssessment "
-            "(scope patient/RiskAssessment.c or patient/RiskAssessment.write). Download the "
-            "result or copy the summary into a note instead.",
-        )
-    conditional = support.conditional_create or not (
-        support.search_identifier and granted.can_search("RiskAssessment")
-    )
-    return SaveState(True, "ok", "", conditional=conditional)
+    if isinstance(support, WriteSupport):  # RiskAssessment only (no note support known)
+        support = Capabilities(support, NONE)
+    if writeback == "none":
+        return SaveState(False, "disabled", "Read-only: saving to the chart is turned off for "
+                         f"this EHR in the app's configuration. {_FALLBACK}")
+    rungs: list[SaveState] = []
+    if writeback in ("auto", "riskassessment"):
+        rungs.append(_rung(RISK_ASSESSMENT, granted, support.risk_assessment,
+                           "Saves this result to the chart as a RiskAssessment"))
+    if writeback in ("auto", "note"):
+        label = note_label[:1].lower() + note_label[1:]
+        rungs.append(_rung(NOTE, granted, support.note,
+                           f"Saves a {label} with this result to the chart"))
+    for rung in rungs:
+        if rung.enabled:
+            return rung
+    first = rungs[0]
+    if len(rungs) == 1:
+        return replace(first, reason=f"Read-only: {first.reason}. {_FALLBACK}")
+    code = "scope" if all(r.code == "scope" for r in rungs) else "unsupported"
+    return SaveState(False, code, "Read-only: neither a RiskAssessment nor a clinical note can "
+                     f"be saved: {rungs[0].reason}; and {rungs[1].reason}. {_FALLBACK}")

@@ -1,8 +1,9 @@
-"""Earlier RiskAssessments of this app in the chart, as rows for the history list.
+"""Earlier results of this app in the chart, as rows for the history list.
 
-The resources come from the EHR and are untrusted: every field is type-checked here and the
-template escapes the text. Only this app's resources are read (searched by its identifier
-system), newest first.
+A result is a RiskAssessment or, on EHRs that take notes only, a clinical note
+(DocumentReference) with the same identifier system. The resources come from the EHR and are
+untrusted: every field is type-checked here and the template escapes the text. Only this app's
+resources are read (searched by its identifier system), newest first.
 """
 
 from __future__ import annotations
@@ -46,7 +47,35 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+#: Put in a note's description when the result includes clinician overrides.
+NOTE_OVERRIDE_MARK = "includes clinician overrides"
+
+
+def _note_item(resource: Mapping[str, Any], current: str | None) -> dict[str, Any]:
+    meta = _dict(resource.get("meta"))
+    author = _dict((_list(resource.get("author")) or [{}])[0])
+    ident = identifier_of(resource)
+    description = _str(resource.get("description"))
+    day = _str(resource.get("date"))
+    return {
+        "resourceType": "DocumentReference",
+        "id": _str(resource.get("id")),
+        "date": day[:10] if day else None,
+        "savedAt": _str(meta.get("lastUpdated")) or day,
+        "status": _str(resource.get("docStatus")) or _str(resource.get("status")),
+        "per1000": None,
+        "qualitative": None,
+        "rationale": None,
+        "description": description,
+        "performer": _str(author.get("reference")),
+        "overridden": description is not None and NOTE_OVERRIDE_MARK in description,
+        "current": ident is not None and ident == current,
+    }
+
+
 def item(resource: Mapping[str, Any], current: str | None) -> dict[str, Any]:
+    if resource.get("resourceType") == "DocumentReference":
+        return _note_item(resource, current)
     first = _dict((_list(resource.get("prediction")) or [{}])[0])
     coding = _dict((_list(_dict(first.get("qualitativeRisk")).get("coding")) or [{}])[0])
     notes = _list(resource.get("note"))
@@ -54,6 +83,7 @@ def item(resource: Mapping[str, Any], current: str | None) -> dict[str, Any]:
     performer = _dict(resource.get("performer"))
     ident = identifier_of(resource)
     return {
+        "resourceType": "RiskAssessment",
         "id": _str(resource.get("id")),
         "date": _str(resource.get("occurrenceDateTime")),
         "savedAt": _str(meta.get("lastUpdated")),
@@ -61,6 +91,7 @@ def item(resource: Mapping[str, Any], current: str | None) -> dict[str, Any]:
         "per1000": _per_1000(first),
         "qualitative": _str(coding.get("code")),
         "rationale": _str(first.get("rationale")),
+        "description": None,
         "performer": _str(performer.get("reference")),
         "overridden": any(
             isinstance(n, dict) and str(n.get("text", "")).startswith(OVERRIDE_PREFIX)

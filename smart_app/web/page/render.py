@@ -15,9 +15,11 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from ...fhir.note import note_text
 from ...risk.dates import months_between
 from ..services import Services
 from .assessment import LaunchAssessment
+from .history import NOTE_OVERRIDE_MARK
 from .overrides import to_params
 
 #: Which input a finding belongs to, by code prefix (codes: ``smart_app.risk.result.Code``).
@@ -173,12 +175,26 @@ def remember_shown(svc: Services, la: LaunchAssessment) -> None:
 
 
 def shown_record(la: LaunchAssessment) -> dict[str, Any]:
+    """What the page shows, as written on save: the RiskAssessment, or a note of the same
+    summary (with the table, its sources and the app version) and a one-line description."""
     return {
         "resource": la.chart.risk_assessment,
         "summary": la.summary,
+        "note_text": note_text(la.summary, la.table),
+        "description": note_description(la),
         "patient": la.launch.context.patient,
         "overrides": to_params(la.overrides),
     }
+
+
+def note_description(la: LaunchAssessment) -> str:
+    """The note's one line (``DocumentReference.description``), what the history list shows."""
+    a = la.chart.assessment
+    if a.cell is None:
+        return "PML risk (natalizumab): no estimate"
+    text = (f"PML risk (natalizumab): {a.cell.per_1000.normalize():f} per 1,000 "
+            f"({a.qualitative}), assessed {a.assessed_on.isoformat()}")
+    return text + (f"; {NOTE_OVERRIDE_MARK}" if la.overrides.any() else "")
 
 
 def patient_name(patient: Mapping[str, Any] | None) -> str | None:

@@ -68,8 +68,9 @@ def _launch(launch_id: str) -> Launch:
     return launch
 
 
-def _assess(launch: Launch, values: Mapping[str, Any]) -> LaunchAssessment:
-    return assess_launch(services(), launch, overrides.parse(values))
+def _assess(launch: Launch, values: Mapping[str, Any], *, fresh: bool = False
+            ) -> LaunchAssessment:
+    return assess_launch(services(), launch, overrides.parse(values), fresh=fresh)
 
 
 def _page_context(launch: Launch, la: LaunchAssessment,
@@ -107,18 +108,21 @@ def index() -> str:
     return render_template("index.html", tenants=tenants)
 
 
-def _checked_page(template: str, launch_id: str) -> tuple[str, int]:
+def _checked_page(template: str, launch_id: str, *, fresh: bool = False) -> tuple[str, int]:
     """The page (or its regions) for the what-if values in the query. An invalid value is shown
-    beside its field, with the result of the valid ones marked stale and Save off (400)."""
+    beside its field, with the result of the valid ones marked stale and Save off (400).
+
+    Only the page itself (``fresh``: opening or reloading it) reads the chart; the regions of
+    a what-if update are assessed again from the visit's snapshot, with no EHR request."""
     launch = _launch(launch_id)
     chosen, errors = overrides.check(request.args)
-    la = assess_launch(services(), launch, chosen)
+    la = assess_launch(services(), launch, chosen, fresh=fresh)
     return render_template(template, **_page_context(launch, la, errors)), 400 if errors else 200
 
 
 @bp.get("/launches/<launch_id>")
 def launch_page(launch_id: str) -> tuple[str, int]:
-    return _checked_page("launch.html", launch_id)
+    return _checked_page("launch.html", launch_id, fresh=True)
 
 
 @bp.get("/launches/<launch_id>/results")
