@@ -58,6 +58,7 @@ def test_refresh_without_a_new_refresh_token_keeps_the_old_one(
     with caplog.at_level(logging.INFO, logger="pml_risk.audit"):
         for _ in range(2):  # two refreshes with the same refresh token
             time.sleep(2.1)
+            assert browser.get(page, timeout=30).status_code == 200  # a (re)load reads
             resp = browser.get(page + "/assessment", timeout=30)
             assert resp.status_code == 200 and resp.json()["status"] == "ok"
     after = stack.services.repo.get(_launch_id(page))

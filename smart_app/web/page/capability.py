@@ -194,6 +194,6 @@ def save_state(granted: GrantedScopes, support: Capabilities | WriteSupport, com
     first = rungs[0]
     if len(rungs) == 1:
         return replace(first, reason=f"Read-only: {first.reason}. {_FALLBACK}")
-    code = "scope" if all(r.code == "scope" for r in rungs) else "unsupported"
+    code = "scope" if any(r.code == "scope" for r in rungs) else "unsupported"
     return SaveState(False, code, "Read-only: neither a RiskAssessment nor a clinical note can "
                      f"be saved: {rungs[0].reason}; and {rungs[1].reason}. {_FALLBACK}")
