@@ -118,6 +118,7 @@ def test_a_launch_survives_two_refreshes_with_a_refresh_token_that_does_not_rota
     assert first is not None and first.tokens.refresh_token
     for _ in range(2):
         time.sleep(2.1)  # past the token's expiry
+        assert browser.get(page, timeout=60).status_code == 200  # a (re)load reads the chart
         data = browser.get(page + "/assessment", timeout=60).json()
         assert data["status"] == "ok" and data["result"]["per1000"] == "12"
     tokens = stack.token_requests()
