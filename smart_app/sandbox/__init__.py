@@ -22,6 +22,8 @@ The Flask app returned by :func:`create_sandbox` uses relative routes; mount it 
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Flask, Response, request
 from joserfc.jwk import RSAKey
 
@@ -48,11 +50,17 @@ def _log_request(response: Response) -> Response:
     """Record every request except the control endpoint itself, for round-trip assertions."""
     if request.path != "/_control":
         state = sandbox_state()
+        query, args = request.query_string.decode("latin-1"), request.args.to_dict(flat=False)
+        if request.method == "POST" and request.path == "/auth/authorize":
+            # An authorize POST carries in its body what a GET carries in its query: logged
+            # the same way, so a test reads the request's parameters either way.
+            query = urlencode(list(request.form.items(multi=True)))
+            args = request.form.to_dict(flat=False)
         state.controls.log(
             request.method,
             request.script_root + request.path,
-            request.query_string.decode("latin-1"),
-            request.args.to_dict(flat=False),
+            query,
+            args,
             response.status_code,
             request.headers.get("Epic-Client-ID"),
         )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import urljoin
 
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -95,3 +97,31 @@ class Overlay:
         start_response(f"{status} Canned", [("Content-Type", "application/fhir+json"),
                                             ("Content-Length", str(len(body)))])
         return [body]
+
+
+class _FormFields(HTMLParser):
+    """The first form's action and its hidden inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "form" and self.action is None:
+            self.action = found.get("action") or ""
+        elif tag == "input" and found.get("type") == "hidden" and found.get("name"):
+            self.fields.append((str(found["name"]), found.get("value") or ""))
+
+
+def submit_auto_form(http: Any, resp: Any, url: str) -> Any:
+    """What a browser does with the app's auto-submitting authorize form (``authorize-post``):
+    POST its hidden fields to its action, without following the answer's redirect. Any other
+    response is returned unchanged, so a flow helper can call this on every step."""
+    if resp.status_code != 200 or 'id="authorize"' not in resp.text:
+        return resp
+    form = _FormFields()
+    form.feed(resp.text)
+    return http.post(urljoin(url, form.action or url), data=form.fields,
+                     allow_redirects=False, timeout=30)

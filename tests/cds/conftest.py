@@ -24,7 +24,7 @@ from smart_app.app import create_app
 from smart_app.config import Settings, from_mapping
 from smart_app.ops.audit import LOGGER
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
-from smart_app.sandbox.testing import LateApp, serve_in_thread
+from smart_app.sandbox.testing import LateApp, serve_in_thread, submit_auto_form
 from smart_app.smart import keys
 
 from .ehr import AuditLines
@@ -154,7 +154,8 @@ def follow_to_app(base: str, start: str) -> tuple[requests.Session, str]:
     browser.trust_env = False
     url = start
     for _ in range(10):
-        resp = browser.get(url, allow_redirects=False, timeout=30)
+        resp = submit_auto_form(browser, browser.get(url, allow_redirects=False, timeout=30),
+                                url)
         if resp.status_code not in (302, 303):
             break
         url = urljoin(url, resp.headers["Location"])

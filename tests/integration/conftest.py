@@ -22,7 +22,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from smart_app.app import create_app
 from smart_app.config import Settings, from_mapping
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
-from smart_app.sandbox.testing import LateApp, Overlay, serve_in_thread
+from smart_app.sandbox.testing import LateApp, Overlay, serve_in_thread, submit_auto_form
 from smart_app.smart import keys
 from smart_app.web.services import EXTENSION, Services
 
@@ -92,7 +92,8 @@ class Stack:
         """
         url = start
         for _ in range(10):
-            resp = browser.get(url, allow_redirects=False, timeout=30)
+            resp = submit_auto_form(
+                browser, browser.get(url, allow_redirects=False, timeout=30), url)
             if resp.status_code not in (301, 302, 303, 307):
                 return resp
             location = urljoin(url, resp.headers["Location"])

@@ -393,3 +393,28 @@ def test_frame_ancestors_per_tenant(make_stack: StackFactory) -> None:
     page = stack.launch(browser, "ex01-negative-30")
     resp = browser.get(page, timeout=30)
     assert "frame-ancestors 'self' https://ehr.example" in resp.headers["Content-Security-Policy"]
+
+
+def test_ehr_launches_post_the_authorize_request_where_the_server_takes_it(
+    make_stack: StackFactory,
+) -> None:
+    """Embedded browsers with an old engine cut long URLs: an EHR launch goes as a form POST
+    when the server advertises authorize-post, and as a redirect when it does not."""
+    stack = make_stack()
+    browser = stack.browser()
+    launch = browser.get(f"{stack.base}/sandbox/launch?patient=ex01-negative-30",
+                         allow_redirects=False, timeout=10)
+    form = browser.get(launch.headers["Location"], allow_redirects=False, timeout=10)
+    assert form.status_code == 200 and 'method="post"' in form.text
+    assert "<noscript><button" in form.text  # works without script too
+    assert stack.launch(stack.browser(), "ex01-negative-30").startswith(stack.base)
+    authorize = [r for r in stack.requests_log() if r["path"] == "/sandbox/auth/authorize"]
+    assert [r["method"] for r in authorize] == ["POST"]
+    assert authorize[0]["args"]["launch"] and authorize[0]["args"]["aud"] == [stack.iss]
+    stack.control(ehr_profile="epic-like")  # lists no authorize-post
+    stack.services.discovery.forget(stack.iss)
+    stack.clear_log()
+    redirect = browser.get(f"{stack.base}/launch",
+                           params={"iss": stack.iss, "launch": "x"}, allow_redirects=False,
+                           timeout=10)
+    assert redirect.status_code == 302

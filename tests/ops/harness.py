@@ -7,7 +7,9 @@ except the sandbox, which plays the EHR in a thread.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 import signal
 import socket
@@ -176,11 +178,23 @@ def on_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
 
 
+def submit_auto_form(http: requests.Session, resp: requests.Response,
+                     url: str) -> requests.Response:
+    """Submit the app's auto-submitting authorize form (authorize-post) as a browser would."""
+    if resp.status_code != 200 or 'id="authorize"' not in resp.text:
+        return resp
+    action = re.search(r'<form[^>]*action="([^"]*)"', resp.text)
+    fields = re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', resp.text)
+    data = [(html.unescape(k), html.unescape(v)) for k, v in fields]
+    target = urljoin(url, html.unescape(action.group(1)) if action else url)
+    return http.post(target, data=data, allow_redirects=False, timeout=30)
+
+
 def to_callback(http: requests.Session, start: str) -> str:
     """Follow redirects from ``start`` until the EHR sends the browser to ``/callback``."""
     url = start
     for _ in range(10):
-        resp = http.get(url, allow_redirects=False, timeout=30)
+        resp = submit_auto_form(http, http.get(url, allow_redirects=False, timeout=30), url)
         assert resp.status_code in (301, 302, 303, 307), (resp.status_code, resp.text[:300])
         location = urljoin(url, resp.headers["Location"])
         if urlsplit(location).path == "/callback":

@@ -121,7 +121,10 @@ def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Re
     )
     log.info("authorize request (%s launch, tenant %s)", "EHR" if launch else "standalone",
              tenant.name)
-    post = len(url) > MAX_AUTHORIZE_URL and config.supports("authorize-post")
+    # A5: a form POST where the server takes one, for EHR launches (embedded browsers, some
+    # with an old engine, cut long URLs) and for any request too long for a URL.
+    post = config.supports("authorize-post") and (launch is not None
+                                                   or len(url) > MAX_AUTHORIZE_URL)
     audit.event("authorize.redirect", tenant=tenant.name, iss=tenant.iss,
                 launch_type="ehr" if launch else "standalone", requested_scopes=scope,
                 status="post-form" if post else "redirect")

@@ -85,6 +85,9 @@ def install(app: Flask, settings: Settings) -> None:
         resp.headers.setdefault("Content-Security-Policy", csp)
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        # Oracle Health's embedded browsers (MPages, older PowerChart) default to an old IE
+        # document mode; this asks for the newest engine the host has (fhir.cerner.com smart.md).
+        resp.headers.setdefault("X-UA-Compatible", "IE=edge")
         resp.headers.setdefault("Permissions-Policy", PERMISSIONS)
         resp.headers.setdefault("Cache-Control", "no-store")
         if https_base or request.is_secure:
