@@ -23,7 +23,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from smart_app.app import create_app
 from smart_app.config import from_mapping
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox
-from smart_app.sandbox.testing import LateApp, Overlay, serve_in_thread
+from smart_app.sandbox.testing import LateApp, Overlay, serve_in_thread, submit_auto_form
 
 from .mutations import FIXTURES, dumps
 
@@ -64,7 +64,8 @@ class WebStack:
             browser = self.browser()
             url = f"{self.base}/sandbox/launch?patient={patient}"
             for _ in range(10):
-                resp = browser.get(url, allow_redirects=False, timeout=30)
+                resp = submit_auto_form(
+                    browser, browser.get(url, allow_redirects=False, timeout=30), url)
                 assert resp.status_code in (302, 303), resp.text[:300]
                 url = urljoin(url, resp.headers["Location"])
                 if urlsplit(url).path.startswith("/launches/"):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ import requests
 from smart_app.app import create_app
 from smart_app.cli import main
 from smart_app.config import ConfigError, from_mapping
+from smart_app.sandbox.testing import submit_auto_form
 
 pytestmark = pytest.mark.integration
 
@@ -117,8 +119,13 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         browser.trust_env = False
         home = browser.get(f"http://127.0.0.1:{port}/sandbox/", timeout=10)
         assert home.status_code == 200
-        page = browser.get(f"http://127.0.0.1:{port}/sandbox/launch?patient=ex08-prior-is-"
+        form = browser.get(f"http://127.0.0.1:{port}/sandbox/launch?patient=ex08-prior-is-"
                            "mitoxantrone-72", timeout=30)
+        # The sandbox takes authorize POSTs: the app answers an EHR launch with a form that
+        # a browser's script submits.
+        sent = submit_auto_form(browser, form, form.url)
+        assert sent.status_code == 302
+        page = browser.get(urljoin(form.url, sent.headers["Location"]), timeout=30)
         assert page.status_code == 200
         assert "/launches/" in page.url
         assert "13 per 1,000" in page.text

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from smart_app.cli import main
+from smart_app.smart import keys
 
 from .conftest import FIXTURES, Stack, StackFactory
 
@@ -125,3 +129,34 @@ def test_a_launch_survives_two_refreshes_with_a_refresh_token_that_does_not_rota
     assert [t["status"] for t in tokens] == [200, 200, 200]
     after = stack.services.repo.get(page.rsplit("/", 1)[1])
     assert after is not None and after.tokens.refresh_token == first.tokens.refresh_token
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_check_config_reports_the_vendor_advice(
+    make_stack: StackFactory, profile_name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stack = vendor_stack(make_stack, profile_name)
+    tenant = {"name": "EHR", "iss": stack.iss, "client_id": "c", "auth": "private_key_jwt",
+              "vendor": PROFILES[profile_name]["vendor"], "signing_alg": "ES384"}
+    keys_file = tmp_path / "keys.json"
+    keys.save(keys.generate(), keys_file)
+    path = tmp_path / "check.toml"
+    path.write_text("\n".join([
+        f'base_url = "{stack.base}"', f'secret_key = "{"k" * 40}"',
+        f'session_store = "sqlite:///{tmp_path / "s.sqlite3"}"', f'keys_file = "{keys_file}"',
+        "[[tenants]]", *(f'{k} = "{v}"' for k, v in tenant.items()),
+    ]) + "\n", encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "not offered       MedicationStatement" in out
+    assert "write-back        no RiskAssessment create on this EHR" in out
+    assert "patient/MedicationStatement" not in out.split("scopes (EHR)", 1)[1].split("\n")[0]
+    if profile_name == "epic-like":
+        assert "tenants[0].signing_alg: Epic recommends RS384" in out
+        assert "_include          MedicationRequest:medication" in out
+    else:
+        assert "tenants[0].page_size: Oracle Health returns at most 200" in out
+        assert "_include          none listed" in out
+        assert "scopes (EHR)      (v1)" in out  # the server advertises v1 only
+        assert "cerner-client-id" in out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 
@@ -47,13 +47,17 @@ def test_state_is_single_use_across_instances(two_instances: Deployment) -> None
     http = browser()
     first = http.get(f"{d.ehr}/sandbox/launch", params={"patient": "ex01-negative-30"},
                      allow_redirects=False, timeout=10)
-    from .harness import to_callback
+    from .harness import submit_auto_form
 
-    authorize = http.get(first.headers["Location"], allow_redirects=False, timeout=10)
-    sent = parse_qs(urlsplit(authorize.headers["Location"]).query)
-    assert len(sent["state"][0]) >= 43 and sent["code_challenge_method"] == ["S256"]
-    assert len(sent["nonce"][0]) >= 43 and sent["nonce"] != sent["state"]  # OIDC nonce
-    callback = to_callback(http, authorize.headers["Location"])
+    start = first.headers["Location"]
+    form = http.get(start, allow_redirects=False, timeout=10)  # authorize-post: a form
+    sent = parse_qs(urlsplit(form.url).query)
+    fields = dict(re.findall(r'name="([^"]*)" value="([^"]*)"', form.text))
+    assert len(fields["state"]) >= 43 and fields["code_challenge_method"] == "S256"
+    assert len(fields["nonce"]) >= 43 and fields["nonce"] != fields["state"]  # OIDC nonce
+    posted = submit_auto_form(http, form, start)
+    callback = urljoin(start, posted.headers["Location"])
+    assert urlsplit(callback).path == "/callback" and sent["launch"]
     assert http.get(on_port(callback, d.port_b), allow_redirects=False,
                     timeout=30).status_code == 303
     replay = http.get(callback, allow_redirects=False, timeout=30)  # same state, on A
