@@ -160,3 +160,29 @@ def test_check_config_reports_the_vendor_advice(
         assert "_include          none listed" in out
         assert "scopes (EHR)      (v1)" in out  # the server advertises v1 only
         assert "cerner-client-id" in out
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_saving_twice_and_again_after_a_relaunch_makes_exactly_one_note(
+    make_stack: StackFactory, profile_name: str
+) -> None:
+    from .test_writeback import Tab
+
+    stack = vendor_stack(make_stack, profile_name)
+    tab = Tab(stack, "ex05-index-1-51-25-infusions")
+    first = tab.save({"identifier": tab.identifier}).json()
+    assert first["saved"] is True and first["created"] is True, first
+    assert first["resourceType"] == "DocumentReference" and first["id"]
+    again = tab.save({"identifier": tab.identifier}).json()
+    relaunched = Tab(stack, "ex05-index-1-51-25-infusions").save().json()
+    assert again["id"] == relaunched["id"] == first["id"]
+    assert again["created"] is False and relaunched["created"] is False
+    creates = [r["status"] for r in stack.requests_log()
+               if r["method"] == "POST" and r["path"] == "/sandbox/fhir/DocumentReference"]
+    assert creates == [201]  # one create (answered with an empty body and Location)
+    # What the EHR holds, from its own store (the app's v1 grant may not read notes back).
+    store = stack.sandbox.extensions["sandbox"].store
+    notes = [e.resource for e in store.search(
+        "DocumentReference", [("patient", "ex05-index-1-51-25-infusions")])]
+    assert [n["id"] for n in notes] == [first["id"]]
+    assert notes[0]["identifier"][0]["value"] == tab.identifier
