@@ -101,7 +101,10 @@ def test_a_type_the_server_does_not_offer_is_not_unread(stack: Stack) -> None:
     assert data["access"]["notOffered"] == ["MedicationStatement"]
     assert data["access"]["unread"] == []
     assert "prior-is-unread" not in codes(data)
-    assert "does not offer medication history (MedicationStatement)" in page_text(tab)
+    assert "does not offer medication history (MedicationStatement)" in message(
+        data, "sources-not-offered")
+    # Said once on the page, in the evidence panel (and in the summary to paste into a note).
+    assert "This EHR does not offer MedicationStatement" in page_text(tab)
 
 
 def test_administrations_not_offered_give_no_estimate(stack: Stack) -> None:
