@@ -7,7 +7,9 @@ skip would hide a missing install step behind a green run, so it fails the sessi
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,3 +27,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for nodeid in _skipped[:20]:
             print(f"  {nodeid}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """Commands run in-process (``main(["worklist", ...])``) configure logging for a process:
+    the audit logger stops propagating, so later tests reading it through ``caplog`` see
+    nothing. Every test leaves the root and audit loggers as it found them."""
+    loggers = [logging.getLogger(), logging.getLogger("pml_risk.audit")]
+    saved = [(list(lg.handlers), lg.propagate, lg.level) for lg in loggers]
+    yield
+    for logger, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+        for handler in list(logger.handlers):
+            if handler not in handlers:
+                logger.removeHandler(handler)
+        for handler in handlers:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.propagate, logger.level = propagate, level

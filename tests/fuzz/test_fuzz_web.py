@@ -135,7 +135,8 @@ def test_oauth_callback_parameters(web: WebStack, params: dict[str, str],
         state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
         params = {**params, "state": state}
     resp = timed(browser.get, f"{web.base}/callback", params=params, allow_redirects=False)
-    assert resp.status_code in (303, 400, 403, 404, 429, 502), resp.status_code
+    # 302: error=invalid_scope on a v2 request is retried once with v1 scopes (a new authorize)
+    assert resp.status_code in (302, 303, 400, 403, 404, 429, 502), resp.status_code
 
 
 @fuzz(ci=20)

@@ -92,8 +92,9 @@ class WebStack:
             if rtype == "Patient" and patient_body is None:
                 patient_body = resource
                 continue
-            target = rtype if rtype in groups else "MedicationAdministration"
-            mode = "match" if rtype in groups else "include"
+            searched = isinstance(rtype, str) and rtype in groups
+            target = rtype if searched and isinstance(rtype, str) else "MedicationAdministration"
+            mode = "match" if searched else "include"
             groups[target].append({"resource": resource, "search": {"mode": mode}}
                                   if isinstance(entry, dict) else entry)
         for rtype, found in groups.items():
