@@ -25,6 +25,7 @@
     }
   });
 
+  document.documentElement.classList.remove("no-js");  // charts are drawn, saves post here
   var app = document.getElementById("app");
   if (!app) { return; }
   var csrf = document.querySelector('meta[name="csrf-token"]');
@@ -159,6 +160,10 @@
       try { d = JSON.parse(canvas.getAttribute("data-chart")); } catch (e) { return; }
       var config = d.kind === "strata" ? strataConfig(d) : indexConfig(d);
       charts.push(new window.Chart(canvas, config));
+      // Drawn: its table (open for readers without script) folds back under the chart.
+      var card = canvas.closest(".chart-card");
+      var table = card ? card.querySelector("details.chart-table") : null;
+      if (table) { table.removeAttribute("open"); }
     });
     if (window.performance && performance.mark) { performance.mark("pml-charts-drawn"); }
   }
@@ -472,7 +477,7 @@
   document.addEventListener("click", function (e) {
     var t = e.target;
     if (!(t instanceof Element)) { return; }
-    if (t.id === "save-button") { save(); }
+    if (t.id === "save-button") { e.preventDefault(); save(); }  // not the form post
     else if (t.id === "copy-summary" || t.classList.contains("copy-summary")) { copySummary(t.id === "copy-summary" ? null : t); }
   });
 

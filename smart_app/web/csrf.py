@@ -2,9 +2,10 @@
 
 The token is an HMAC of the launch id under a key derived from the app's secret, so it needs no
 storage, differs per launch (a token from one patient's tab is useless for another) and cannot
-be forged without the secret. The page puts it in ``<meta name="csrf-token">``; the script sends
-it back in ``X-CSRF-Token``. Cookies alone never authorise a write: inside an EHR iframe the
-session cookie is ``SameSite=None``.
+be forged without the secret. The page puts it in ``<meta name="csrf-token">``, which the script
+sends back in ``X-CSRF-Token``, and in the save form's ``csrf_token`` field, for browsers that
+run no script. Cookies alone never authorise a write: inside an EHR iframe the session cookie is
+``SameSite=None``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, g, jsonify, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from ...ops import audit
@@ -156,8 +165,14 @@ def assessment(launch_id: str) -> Response:
 
 
 @bp.post("/launches/<launch_id>/assessment")
-def save(launch_id: str) -> tuple[Response, int]:
-    """Save to chart. Body (JSON, optional): ``{"identifier": "...", "overrides": {...}}``."""
+def save(launch_id: str) -> tuple[Response | str, int] | Response:
+    """Save to chart. Body (JSON, optional): ``{"identifier": "...", "overrides": {...}}``.
+
+    The page's form posts here too (``csrf_token``, ``identifier`` and the what-if fields as
+    form fields), so saving works without script, as in embedded browsers with an old engine.
+    """
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return _save_form(launch_id)
     launch = _launch(launch_id)
     svc = services()
     if not csrf.valid(svc.settings.secret_key, launch.id, request.headers.get(csrf.HEADER)):
@@ -216,6 +231,29 @@ def logout(launch_id: str) -> tuple[Response | str, int]:
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"loggedOut": True, "revocation": status}), 200
     return render_template("signed_out.html", revoked=status == "revoked"), 200
+
+
+def _save_form(launch_id: str) -> tuple[str, int] | Response:
+    """The no-script save: on success back to the page (which then shows the result as saved),
+    else a page that says what happened, with the summary to paste where nothing was saved."""
+    launch = _launch(launch_id)
+    svc = services()
+    if not csrf.valid(svc.settings.secret_key, launch.id, request.form.get("csrf_token")):
+        raise AppError(403, "Not allowed", "The request did not carry this page's security "
+                       "token; reload the page and save again.", "csrf")
+    chosen = overrides.parse({name: request.form.get(name) for name in overrides.PARAMS})
+    back = url_for("views.launch_page", launch_id=launch.id) + overrides.query(chosen)
+    identifier = request.form.get("identifier") or None
+    try:
+        result = writeback.save(svc, launch, identifier=identifier, overrides=chosen)
+    except AppError as exc:
+        return render_template("save_result.html", title=exc.title, message=exc.detail,
+                               summary=None, back=back), exc.status
+    if result.body.get("saved") is True:
+        return redirect(back, code=303)
+    return render_template("save_result.html", title=result.body.get("title") or "Not saved",
+                           message=result.body.get("message") or "",
+                           summary=result.body.get("summary"), back=back), result.status
 
 
 def _bad_request(message: str) -> tuple[Response, int]:
