@@ -190,7 +190,7 @@ def test_no_estimate_cannot_be_saved(stack: Stack) -> None:
 def test_read_only_when_create_is_not_granted(make_stack: StackFactory) -> None:
     stack = make_stack(scopes=NO_RA_CREATE)
     tab = Tab(stack)
-    assert re.search(r'<button type="button" id="save-button" class="primary"\s+disabled', tab.html)
+    assert re.search(r'<button type="submit" id="save-button" class="primary"\s+disabled', tab.html)
     data = tab.assessment().json()
     assert data["save"]["enabled"] is False and data["save"]["reason"] == "scope"
     resp = tab.save()
