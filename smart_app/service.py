@@ -18,7 +18,7 @@ from .fhir.riskassessment import build_risk_assessment
 from .fhir.shape import check_resources
 from .risk.engine import assess
 from .risk.orders import OrderEstimate, estimate_from_orders
-from .risk.records import ADMINISTRATION, REQUEST, Overrides
+from .risk.records import ADMINISTRATION, REQUEST, Inputs, Overrides
 from .risk.result import Assessment
 from .risk.table import RiskTable
 from .risk.tables import load_table
@@ -85,14 +85,48 @@ def assess_chart(
     ``smart_app.fhir.shape.MalformedResource`` when an element the app reads is not shaped as
     FHIR says (``"coding": true``): a chart the app cannot read gets no number either.
     """
+    inputs = chart_inputs(resources, patient_id, settings=settings, full_urls=full_urls,
+                          unread=unread, not_offered=not_offered)
+    return assess_inputs(inputs, at=at, settings=settings, overrides=overrides, table=table,
+                         encounter=encounter, performer=performer, resource=resource)
+
+
+def chart_inputs(
+    resources: Iterable[Mapping[str, Any]],
+    patient_id: str,
+    *,
+    settings: Settings,
+    full_urls: Mapping[str, Mapping[str, Any]] | None = None,
+    unread: Iterable[str] = (),
+    not_offered: Iterable[str] = (),
+) -> Inputs:
+    """The first half of ``assess_chart``: the chart's resources checked and read as inputs.
+
+    Apart so a caller assessing one chart many times (the page's what-if updates) reads it
+    once; the same exceptions as ``assess_chart``.
+    """
     resources = tuple(resources)
     check_resources(resources)
     if full_urls:
         check_resources(full_urls.values())
-    inputs = extract_inputs(
+    return extract_inputs(
         resources, patient_id, code_sets=settings.codes, full_urls=full_urls,
         unread=unread, not_offered=not_offered,
     )
+
+
+def assess_inputs(
+    inputs: Inputs,
+    *,
+    at: date,
+    settings: Settings,
+    overrides: Overrides | None = None,
+    table: RiskTable | None = None,
+    encounter: str | None = None,
+    performer: str | None = None,
+    resource: bool = True,
+) -> ChartAssessment:
+    """The second half of ``assess_chart``: overrides, the engine, the RiskAssessment."""
     if overrides is not None:
         inputs = inputs.with_overrides(overrides)
     table = table or load_table(settings.risk_table)

@@ -16,6 +16,7 @@ resurrect a refresh token that was already used.
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -156,19 +157,32 @@ class LaunchRepository:
         """Forget the launch and everything kept with it (its chart snapshot)."""
         self.store.delete("launch", launch_id)
         self.store.delete("seen", launch_id)
-        self.store.delete("chart", launch_id)
+        self.drop_chart(launch_id)
 
-    def put_chart(self, launch: Launch, snapshot: dict[str, Any]) -> None:
+    def put_chart(self, launch: Launch, snapshot: dict[str, Any]) -> str:
         """The chart as read when the page opened: one read per visit. What-if, the JSON,
         the summary and the save work from it; it is encrypted like the launch record and
-        lives (for what is left of the launch's lifetime) and is deleted with it."""
-        self.store.put("chart", launch.id, snapshot, math.ceil(max(self._left(launch), 1)))
+        lives (for what is left of the launch's lifetime) and is deleted with it.
+
+        Returns the snapshot's version, kept beside it in a small record so a process may
+        keep the parsed snapshot and check it is current with one small read."""
+        version = secrets.token_urlsafe(12)
+        ttl = math.ceil(max(self._left(launch), 1))
+        self.store.put("chart", launch.id, {**snapshot, "version": version}, ttl)
+        self.store.put("chart-version", launch.id, {"version": version}, ttl)
+        return version
 
     def get_chart(self, launch_id: str) -> dict[str, Any] | None:
         return self.store.get("chart", launch_id)
 
+    def chart_version(self, launch_id: str) -> str | None:
+        found = self.store.get("chart-version", launch_id)
+        version = found.get("version") if found else None
+        return version if isinstance(version, str) else None
+
     def drop_chart(self, launch_id: str) -> None:
-        """The chart changed: the next request reads it again."""
+        """The chart changed (or the launch ended): the next request reads it again."""
+        self.store.delete("chart-version", launch_id)
         self.store.delete("chart", launch_id)
 
     def put_written(self, iss: str, identifier: str, record: dict[str, Any]) -> None:

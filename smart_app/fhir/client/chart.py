@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -98,8 +98,10 @@ class ChartData:
     since: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The snapshot as JSON, for the (encrypted) session store."""
-        return asdict(self)
+        """The snapshot as JSON, for the (encrypted) session store (shallow: the resources
+        are serialised as they are, not deep-copied)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ChartData:

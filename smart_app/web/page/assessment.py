@@ -11,11 +11,15 @@ assess that snapshot again without asking the EHR anything.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from flask import current_app
 
 from ...config import Tenant
 from ...fhir.client import ChartData, FhirClient, FhirError, ReadPlan, plan_for
@@ -25,10 +29,10 @@ from ...fhir.present import text_summary
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 from ...fhir.shape import MalformedResource
 from ...ops import audit
-from ...risk.records import Overrides
+from ...risk.records import Inputs, Overrides
 from ...risk.table import RiskTable
 from ...risk.tables import load_table
-from ...service import ChartAssessment, assess_chart
+from ...service import ChartAssessment, assess_inputs, chart_inputs
 from ...smart.launches import Launch
 from ...smart.refresh import fresh_launch
 from ...smart.scopes import GrantedScopes
@@ -41,6 +45,7 @@ from . import overrides as override_params
 log = logging.getLogger(__name__)
 
 PERFORMER_TYPES = ("Practitioner/", "PractitionerRole/")
+SNAPSHOTS = "pml_risk.snapshots"
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ def session_ended() -> AppError:
                     "Launch the app again from the EHR.", "session-expired")
 
 
-def read_chart(svc: Services, launch: Launch) -> tuple[ChartData, Launch]:
+def read_chart(svc: Services, launch: Launch) -> tuple[Parsed, Launch]:
     """Read the chart (and the app's earlier results, same wave) and keep it as the snapshot."""
     lc = launch_client(svc, launch)
     granted = launch.granted()
@@ -182,11 +187,12 @@ def read_chart(svc: Services, launch: Launch) -> tuple[ChartData, Launch]:
             raise session_ended() from exc
         raise AppError(502, "The chart could not be read", exc.message, "fhir") from exc
     done = lc.launch
-    svc.repo.put_chart(done, data.to_json())
+    parsed = Parsed(svc.repo.put_chart(done, data.to_json()), data)
+    snapshots().put(done.id, parsed)
     audit.event("fhir.read", tenant=done.tenant, iss=done.iss, user=done.fhir_user,
                 patient=done.context.patient, launch=done.id, round_trips=data.round_trips,
                 resource_types=_type_counts(data))
-    return data, done
+    return parsed, done
 
 
 def today(svc: Services) -> date:
@@ -200,15 +206,75 @@ def read_plan(svc: Services, launch: Launch) -> ReadPlan:
     return plan_for(svc.settings, tenant, svc.statement(tenant), today(svc))
 
 
-def snapshot(svc: Services, launch: Launch) -> ChartData | None:
+@dataclass
+class Parsed:
+    """A snapshot as this process parsed it, and its inputs once read (no overrides)."""
+
+    version: str
+    data: ChartData
+    inputs: Inputs | None = None
+
+
+class SnapshotCache:
+    """The parsed snapshots of this process's recent launches.
+
+    A what-if update must not decrypt, parse and read a large chart again each time: the
+    stored snapshot's version (a small record) says whether the parsed copy is current, so
+    several workers and instances stay correct. Bounded: a few launches per process.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self._items: OrderedDict[str, Parsed] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, launch_id: str, version: str) -> Parsed | None:
+        with self._lock:
+            found = self._items.get(launch_id)
+            if found is None or found.version != version:
+                return None
+            self._items.move_to_end(launch_id)
+            return found
+
+    def put(self, launch_id: str, parsed: Parsed) -> None:
+        with self._lock:
+            self._items[launch_id] = parsed
+            self._items.move_to_end(launch_id)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+def snapshots() -> SnapshotCache:
+    """One cache per app (on ``app.extensions``), created on first use."""
+    found = current_app.extensions.get(SNAPSHOTS)
+    if not isinstance(found, SnapshotCache):
+        found = SnapshotCache()
+        current_app.extensions[SNAPSHOTS] = found
+    return found
+
+
+def parsed_snapshot(svc: Services, launch: Launch) -> Parsed | None:
     """The chart as read when the page opened, if it is still kept."""
-    stored = svc.repo.get_chart(launch.id)
-    if stored is None:
+    version = svc.repo.chart_version(launch.id)
+    if version is None:
         return None
+    cached = snapshots().get(launch.id, version)
+    if cached is not None:
+        return cached
+    stored = svc.repo.get_chart(launch.id)
+    if stored is None or stored.get("version") != version:
+        return None  # replaced meanwhile: read again
     try:
-        return ChartData.from_json(stored)
+        parsed = Parsed(version, ChartData.from_json(stored))
     except (KeyError, TypeError, ValueError):
         return None  # written by an older release: read again
+    snapshots().put(launch.id, parsed)
+    return parsed
+
+
+def snapshot(svc: Services, launch: Launch) -> ChartData | None:
+    found = parsed_snapshot(svc, launch)
+    return found.data if found is not None else None
 
 
 def assess_launch(
@@ -219,33 +285,45 @@ def assess_launch(
     Only opening (or reloading) the page asks for ``fresh``; what-if updates, the JSON, the
     summary and the save make no EHR request for the chart.
     """
-    data = None if fresh else snapshot(svc, launch)
-    if data is None:
-        data, launch = read_chart(svc, launch)
-    return assess_data(svc, launch, data, overrides)
+    parsed = None if fresh else parsed_snapshot(svc, launch)
+    if parsed is None:
+        parsed, launch = read_chart(svc, launch)
+    return assess_data(svc, launch, parsed.data, overrides, parsed)
 
 
 def assess_data(svc: Services, launch: Launch, data: ChartData,
-                overrides: Overrides | None = None) -> LaunchAssessment:
-    """Assess chart data already read (the snapshot, or the snapshot with changes merged)."""
+                overrides: Overrides | None = None,
+                parsed: Parsed | None = None) -> LaunchAssessment:
+    """Assess chart data already read (the snapshot, or the snapshot with changes merged).
+
+    ``parsed``: the snapshot as this process keeps it; its inputs are read once, then every
+    what-if is only the engine (overrides applied to the same inputs)."""
     granted = launch.granted()
     overrides = overrides or Overrides()
     performer = launch.fhir_user if (launch.fhir_user or "").startswith(PERFORMER_TYPES) else None
     encounter = f"Encounter/{launch.context.encounter}" if launch.context.encounter else None
     table = load_table(svc.settings.risk_table)
     try:
-        chart = assess_chart(
-            data.resources,
-            launch.context.patient,
+        inputs = parsed.inputs if parsed is not None else None
+        if inputs is None:
+            inputs = chart_inputs(
+                data.resources,
+                launch.context.patient,
+                settings=svc.settings,
+                # Withheld (scope, 403) is unknown; not offered by this EHR is not a source.
+                unread=[t for t in data.withheld if t in CHART_TYPES],
+                not_offered=[t for t in data.not_offered if t in CHART_TYPES],
+            )
+            if parsed is not None:
+                parsed.inputs = inputs
+        chart = assess_inputs(
+            inputs,
             at=today(svc),
             settings=svc.settings,
             overrides=overrides if overrides.any() else None,
             table=table,
             encounter=encounter,
             performer=performer,
-            # Withheld (scope, 403) is unknown; not offered by this EHR is not a source here.
-            unread=[t for t in data.withheld if t in CHART_TYPES],
-            not_offered=[t for t in data.not_offered if t in CHART_TYPES],
         )
     except ForeignResourceError as exc:
         raise AppError(502, "The chart could not be read",

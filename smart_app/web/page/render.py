@@ -132,7 +132,6 @@ def context(svc: Services, la: LaunchAssessment) -> dict[str, Any]:
         finding["anchor"] = f"finding-{number + 1}"
     result = payload["result"]
     params = to_params(la.overrides)
-    remember_shown(svc, la)
     monitoring = payload["monitoring"]
     saved = next((h for h in payload["history"]["items"] if h["current"]), None)
     timezone = svc.settings.timezone
@@ -167,7 +166,11 @@ def context(svc: Services, la: LaunchAssessment) -> dict[str, Any]:
 
 
 def remember_shown(svc: Services, la: LaunchAssessment) -> None:
-    """Keep what this page shows (encrypted, for the launch's lifetime) for the save."""
+    """Keep what a save wrote or refused (encrypted, for the launch's lifetime).
+
+    A page render keeps nothing: the save, the download and the summary assess the visit's
+    snapshot again with the same what-if values, which gives the same result (or a different
+    identifier, when the chart was read again since: then nothing is written)."""
     ra, identifier = la.chart.risk_assessment, la.identifier
     if ra is None or identifier is None:
         return

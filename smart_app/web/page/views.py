@@ -160,7 +160,6 @@ def handout_page(launch_id: str) -> str:
 def assessment(launch_id: str) -> Response:
     launch = _launch(launch_id)
     la = _assess(launch, request.args)
-    render.remember_shown(services(), la)
     return jsonify(la.api_json())
 
 
@@ -262,7 +261,9 @@ def _bad_request(message: str) -> tuple[Response, int]:
 
 
 def _shown_or_assess(launch: Launch) -> dict[str, Any]:
-    """The record of what the page showed (by ``identifier``), else a fresh assessment."""
+    """The record of what the page showed (by ``identifier``), else the visit's snapshot
+    assessed with the what-if values in the query (the page's links carry them), which must
+    give the same ``identifier``: a snapshot read again since gives another result."""
     identifier = request.args.get("identifier")
     if identifier:
         shown = services().repo.get_shown(launch.id, identifier)
@@ -272,7 +273,9 @@ def _shown_or_assess(launch: Launch) -> dict[str, Any]:
     if la.chart.risk_assessment is None:
         raise AppError(404, "No RiskAssessment", "There is no estimate, so there is no "
                        "RiskAssessment; the summary names what is missing.", "no-estimate")
-    render.remember_shown(services(), la)
+    if identifier and la.identifier != identifier:
+        raise AppError(409, "The result changed", "The chart was read again since this result "
+                       "was shown; reload the page and take the result from there.", "changed")
     return render.shown_record(la)
 
 
@@ -291,9 +294,8 @@ def riskassessment_json(launch_id: str) -> Response:
 @bp.get("/launches/<launch_id>/summary.txt")
 def summary_txt(launch_id: str) -> Response:
     launch = _launch(launch_id)
-    identifier = request.args.get("identifier")
-    shown = services().repo.get_shown(launch.id, identifier) if identifier else None
-    text = shown["summary"] if shown else _assess(launch, request.args).summary
+    text = _shown_or_assess(launch)["summary"] if request.args.get("identifier") else (
+        _assess(launch, request.args).summary)
     return Response(str(text), mimetype="text/plain")
 
 

@@ -90,7 +90,7 @@ def _failure(status: int, error: str, title: str, message: str, *, identifier: s
     }
     if fallback is not None and identifier is not None:
         body["download"] = url_for("views.riskassessment_json", launch_id=launch.id,
-                                   identifier=identifier)
+                                   identifier=identifier, **(fallback.get("overrides") or {}))
         body["summary"] = fallback.get("summary")
     return SaveResponse(status, body)
 
