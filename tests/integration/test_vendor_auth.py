@@ -85,6 +85,7 @@ def test_id_token_by_an_unpublished_key_launches_without_a_verified_user(
     assert data["status"] == "ok"
     assert data["launch"]["user"] is None and data["launch"]["userStatus"] == "unverified"
     assert "performer" not in data["riskAssessment"]
+    assert "does not name you as its author" in browser.get(page, timeout=30).text
     events = [e for e in _audit(caplog) if e["event"].startswith("id_token")]
     assert [(e["event"], e["error"]) for e in events] == [("id_token.unverified", "unknown-kid")]
     assert "user" not in events[0]
