@@ -100,8 +100,12 @@ class Stack:
 
     def risk_assessments(self, launch_url: str, patient: str) -> list[dict[str, Any]]:
         """This app's RiskAssessments for ``patient``, read through the sandbox's FHIR API."""
+        return self.results(launch_url, patient, "RiskAssessment")
+
+    def results(self, launch_url: str, patient: str, rtype: str) -> list[dict[str, Any]]:
+        """This app's results of ``rtype`` (RiskAssessment or DocumentReference)."""
         resp = requests.get(
-            f"{self.iss}/RiskAssessment",
+            f"{self.iss}/{rtype}",
             params={"patient": patient, "identifier": f"{IDENTIFIER_SYSTEM}|"},
             headers={"Authorization": f"Bearer {self.token(launch_url)}"},
             timeout=10,
@@ -141,7 +145,7 @@ def _fixtures(directory: Path) -> Path:
     return directory
 
 
-def build_stack(tmp: Path, *, scopes: str = "v2") -> Iterator[Stack]:
+def build_stack(tmp: Path, *, scopes: str = "v2", ehr_profile: str = "full") -> Iterator[Stack]:
     signing = keys.generate()
     late = LateApp()
     with serve_in_thread(late) as base:
@@ -164,6 +168,7 @@ def build_stack(tmp: Path, *, scopes: str = "v2") -> Iterator[Stack]:
                                    jwks=signing.public_jwks()),),
             launch_url="/launch",
             allow_control=True,
+            ehr_profile=ehr_profile,
         ))
         late.target = DispatcherMiddleware(app, {"/sandbox": sandbox})
         yield Stack(base=base, app=app, sandbox=sandbox)
