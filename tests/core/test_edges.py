@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from smart_app.fhir.extract import extract_inputs
-from smart_app.risk import Antibody, Assessment
+from smart_app.risk import Antibody, Assessment, Overrides
+from smart_app.risk.records import AgentClass
 from smart_app.risk.table import RiskTable
 
 from .builders import (
@@ -23,6 +24,7 @@ from .builders import (
     JCV_ANTIBODY,
     JCV_INDEX,
     PATIENT,
+    V3_INTERPRETATION,
     administration,
     antibody_test,
     codes,
@@ -31,6 +33,7 @@ from .builders import (
     index_value,
     infusions,
     inputs,
+    medication,
     natalizumab_series,
     observation,
     patient,
@@ -323,3 +326,63 @@ def test_not_done_and_unknown_administrations_are_named_as_not_counted() -> None
     }
     assert f.message.startswith("3 natalizumab administration(s) not counted "
                                 "(not-done, stopped, unknown)")
+
+
+# --- an index entered by the clinician ----------------------------------------------------------
+
+@pytest.mark.parametrize(("index", "status"), [("0.19", Antibody.NEGATIVE),
+                                               ("0.20", Antibody.INDETERMINATE),
+                                               ("0.40", Antibody.INDETERMINATE),
+                                               ("0.41", Antibody.POSITIVE)])
+def test_an_index_entered_without_a_status_reads_by_the_assay_cut_offs(
+    index: str, status: Antibody
+) -> None:
+    """An entered index is a result like any other: 0.20–0.40 inclusive is indeterminate."""
+    a = run(inputs(antibody_test(Antibody.NEGATIVE), infusions(10),
+                   overrides=Overrides(index=Decimal(index))))
+    assert a.antibody.status is status
+    assert a.complete is (status is not Antibody.INDETERMINATE)
+
+
+# --- natalizumab recorded before the first infusion ---------------------------------------------
+
+@pytest.mark.parametrize(("kind", "days_before", "warned"), [
+    ("MedicationRequest", 42, False),  # an order in the weeks before a first infusion is normal
+    ("MedicationRequest", 43, True),
+    ("MedicationStatement", 1, True),  # a statement of use before it: begun elsewhere
+])
+def test_natalizumab_recorded_before_the_first_infusion(
+    kind: str, days_before: int, warned: bool
+) -> None:
+    earlier = medication("natalizumab", FIRST_INFUSION - timedelta(days=days_before),
+                         agent_class=AgentClass.NATALIZUMAB, kind=kind)
+    a = run(inputs(antibody_test(Antibody.NEGATIVE), infusions(10), [earlier]))
+    assert ("exposure-undercount" in codes(a)) is warned
+    if warned:
+        assert finding(a, "exposure-undercount").sources == (earlier.source,)
+
+
+# --- contradicting results are named ------------------------------------------------------------
+
+def test_contradicting_results_are_named_with_their_dates() -> None:
+    a = assess_fhir(
+        observation("ab", JCV_ANTIBODY, **snomed_result("260385009", "Negative")),
+        observation("idx", JCV_INDEX, **index_value("2.0")),
+        n=10,
+    )
+    assert not a.complete
+    message = finding(a, "antibody-discordant").message
+    assert message.startswith("The anti-JCV results disagree (qualitative negative of "
+                              "2026-09-15 and index 2 of 2026-09-15): ")
+
+
+def test_a_result_that_contradicts_itself_is_named_once() -> None:
+    """One Observation whose interpretation says positive and whose index is below 0.20."""
+    a = assess_fhir(
+        observation("idx", JCV_INDEX, valueQuantity={"value": Decimal("0.10")},
+                    interpretation=[concept(None, (V3_INTERPRETATION, "POS"))]),
+        n=10,
+    )
+    assert not a.complete
+    assert finding(a, "antibody-discordant").message.startswith(
+        "The anti-JCV results disagree (qualitative positive with index 0.1 of 2026-09-15): ")
