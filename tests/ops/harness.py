@@ -146,7 +146,7 @@ class AppProcess:
             try:
                 if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or slow to answer
                 pass
             time.sleep(0.1)
         raise AssertionError("serve did not answer /healthz")
