@@ -291,3 +291,89 @@ def test_zero_cell_is_refused_or_rendered(tmp_path: Path) -> None:
     assert a.per_1000 == Decimal("0")
     build_risk_assessment(a)
     text_summary(a)
+
+
+# --- what a minimal table file reads as ----------------------------------------------------------
+
+def _minimal(**extra: Any) -> dict[str, Any]:
+    cells = [{"min": 0, "max": 0, "per_1000": "0.5"}, {"min": 1, "per_1000": "1"}]
+    return {"id": "minimal", "title": "Minimal", "sources": ["test"], **extra,
+            "rows": [{"label": "negative", "antibody": "negative",
+                      "prior_immunosuppressant": False, "cells": cells}]}
+
+
+def test_optional_table_fields_default_to_empty_and_per_1000() -> None:
+    table = RiskTable.from_mapping(_minimal())
+    assert (table.version, table.unit, table.verified) == ("", "per 1,000", "")
+    assert [b.flag for b in table.rows[0].bands] == ["", ""]
+    a = run(inputs(antibody_test(Antibody.NEGATIVE), infusions(1)), risk_table=table)
+    assert "table-cell-flagged" not in codes(a)
+
+
+def test_optional_table_fields_are_kept_as_written() -> None:
+    data = _minimal(version="2016-04", unit="per 1,000 patients", verified="checked by J. Doe")
+    data["rows"][0]["cells"][1]["flag"] = "re-check this cell"
+    table = RiskTable.from_mapping(data)
+    assert (table.version, table.unit, table.verified) == (
+        "2016-04", "per 1,000 patients", "checked by J. Doe")
+    assert [b.flag for b in table.rows[0].bands] == ["", "re-check this cell"]
+
+
+def test_a_band_of_a_single_infusion_count_is_allowed() -> None:
+    table = RiskTable.from_mapping(_minimal())
+    assert [b.label for b in table.rows[0].bands] == ["0–0 infusions", "1+ infusions"]
+    a = run(inputs(antibody_test(Antibody.NEGATIVE), ()), risk_table=table)
+    assert a.per_1000 == Decimal("0.5")
+
+
+def test_the_missing_index_row_takes_only_a_result_without_an_index_wherever_it_stands() -> None:
+    """A table may list its "index not available" row first: it must still not take a positive
+    result that has an index."""
+    data = copy.deepcopy(bundled_data())
+    rows = data["rows"]
+    missing = next(r for r in rows if r.get("index") == "missing")
+    rows.remove(missing)
+    rows.insert(0, missing)
+    table = RiskTable.from_mapping(data)
+    with_index = run(inputs(antibody_test(Antibody.POSITIVE, "2.0"), infusions(30)),
+                     risk_table=table)
+    assert with_index.cell is not None
+    assert with_index.cell.row == "antibody positive, no prior IS, index > 1.5"
+    without = run(inputs(antibody_test(Antibody.POSITIVE), infusions(30)), risk_table=table)
+    assert without.cell is not None
+    assert without.cell.row == "antibody positive, no prior IS, index not available"
+
+
+@pytest.mark.parametrize(("where", "value", "message"), [
+    ("min", "0", "risk table: rows[0].cells[0].min must be a whole number of infusions ≥ 0"),
+    ("max", -1, "risk table: rows[0].cells[0].max must be a whole number of infusions ≥ 0"),
+    ("max", True, "risk table: rows[0].cells[0].max must be a whole number of infusions ≥ 0"),
+])
+def test_band_edges_that_are_not_counts_are_named(where: str, value: Any, message: str) -> None:
+    data = _minimal()
+    data["rows"][0]["cells"][0][where] = value
+    with pytest.raises(TableError) as caught:
+        RiskTable.from_mapping(data)
+    assert str(caught.value) == message
+
+
+def test_table_errors_name_the_entry_exactly() -> None:
+    data = _minimal()
+    data["rows"][0]["cells"][0] = {"min": 0, "max": 0, "per_1000": "0.5"}
+    data["rows"][0]["cells"][1] = {"min": 1, "max": 0, "per_1000": "1"}
+    with pytest.raises(TableError) as caught:
+        RiskTable.from_mapping(data)
+    assert str(caught.value) == "risk table: rows[0].cells[1] ends before it starts"
+
+    data = _minimal()
+    data["rows"][0]["prior_immunosuppressant"] = "no"
+    with pytest.raises(TableError) as caught:
+        RiskTable.from_mapping(data)
+    assert str(caught.value) == "risk table: rows[0].prior_immunosuppressant must be true or false"
+
+    for key in ("above", "max"):
+        data = _minimal()
+        data["rows"][0].update(antibody="positive", index={key: "zero"})
+        with pytest.raises(TableError) as caught:
+            RiskTable.from_mapping(data)
+        assert str(caught.value) == f"risk table: rows[0].index.{key} is not a number: 'zero'"
