@@ -14,13 +14,35 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from smart_app.config import Settings
 from smart_app.fhir.present import assessment_json, text_summary
+from smart_app.risk import Antibody, Assessment, Overrides
+from smart_app.service import assess_chart
 
+from .builders import (
+    AT,
+    FIRST_INFUSION,
+    JCV_ANTIBODY,
+    JCV_INDEX,
+    PATIENT,
+    administration,
+    concept,
+    index_value,
+    natalizumab_series,
+    observation,
+    patient,
+    request,
+    snomed_result,
+    statement,
+)
 from .fixtures_index import IDS
 from .test_fixtures import assess_fixture
 
@@ -28,17 +50,117 @@ GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("PML_RISK_UPDATE_GOLDEN") == "1"
 
 
-def shown(fixture_id: str) -> dict[str, Any]:
-    """What the assessment's JSON and the text summary say about one fixture patient (the
-    written-back RiskAssessment has its own tests)."""
-    a = assess_fixture(fixture_id).assessment
+def shown(a: Assessment) -> dict[str, Any]:
+    """What the assessment's JSON and the text summary say (the written-back RiskAssessment
+    has its own tests)."""
     return {**assessment_json(a), "textSummary": text_summary(a).splitlines()}
+
+
+BEFORE = (FIRST_INFUSION - timedelta(days=300)).isoformat()
+POSITIVE = snomed_result("10828004", "Positive")
+AZATHIOPRINE = concept("azathioprine 50 mg")
+
+
+def chart(*resources: dict[str, Any], n: int = 30, **kw: Any) -> Assessment:
+    """A small chart: the patient, ``n`` infusions and ``resources``, assessed on AT."""
+    everything = [patient(), *natalizumab_series(n), *resources]
+    return assess_chart(everything, PATIENT, at=AT, settings=Settings(), **kw).assessment
+
+
+# Charts built to reach the rarer messages: each is read word for word like a fixture.
+EDGE_CHARTS: dict[str, Callable[[], Assessment]] = {
+    "unreadable-text": lambda: chart(observation("ab", JCV_ANTIBODY, valueString="see note")),
+    "unreadable-long-text": lambda: chart(
+        observation("ab", JCV_ANTIBODY, valueString="x" * 60)),
+    "unreadable-huge-integer": lambda: chart(
+        observation("idx", JCV_INDEX, valueQuantity={"value": 10**45})),
+    "unreadable-integer-at-40-digits": lambda: chart(
+        observation("idx", JCV_INDEX, valueQuantity={"value": 10**40})),
+    "unreadable-decimal-out-of-range": lambda: chart(
+        observation("idx", JCV_INDEX, valueQuantity={"value": Decimal("1E+41")})),
+    "unreadable-quantity-without-value": lambda: chart(
+        observation("idx", JCV_INDEX, valueQuantity={"unit": "index"})),
+    "unreadable-quantity-with-text": lambda: chart(
+        observation("idx", JCV_INDEX, valueQuantity={"value": "high", "unit": "Index units"})),
+    "unreadable-list-value": lambda: chart(
+        observation("ab", JCV_ANTIBODY, valueString=["positive"])),
+    "unreadable-no-value": lambda: chart(observation("ab", JCV_ANTIBODY)),
+    "unreadable-beside-a-readable-index": lambda: chart(
+        observation("ab", JCV_ANTIBODY, valueString="see note"),
+        observation("idx", JCV_INDEX, **index_value("2.0"))),
+    "bound-spanning-the-assay-cut-offs": lambda: chart(
+        observation("idx", JCV_INDEX, valueString=">0.30")),
+    "bound-spanning-1.5-with-positive": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        observation("idx", JCV_INDEX, valueQuantity={"value": Decimal("0.9"),
+                                                      "comparator": ">"})),
+    "bound-above-1.5": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        observation("idx", JCV_INDEX, valueQuantity={"value": Decimal("1.5"),
+                                                      "comparator": ">"})),
+    "discordant-on-one-date": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **snomed_result("260385009", "Negative")),
+        observation("idx", JCV_INDEX, **index_value("2.0"))),
+    "medication-records-not-counted": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        request("plan", BEFORE, AZATHIOPRINE, intent="plan"),
+        request("cancelled", BEFORE, concept("methotrexate 15 mg"), status="cancelled"),
+        statement("not-taken", None, concept("CellCept"), status="not-taken"),
+        administration("not-done", BEFORE, medication=concept("cyclophosphamide"),
+                       status="not-done")),
+    "prior-and-concomitant-use": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        statement("before", BEFORE, AZATHIOPRINE),
+        statement("undated", None, concept("mitoxantrone")),
+        request("after", "2020-01-01", concept("methotrexate 15 mg"))),
+    "unread-medication-sources": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        unread=["MedicationStatement", "MedicationRequest"]),
+    "unread-one-medication-source": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        statement("before", BEFORE, AZATHIOPRINE),
+        unread=["MedicationRequest"]),
+    "overrides-everything": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        observation("idx", JCV_INDEX, **index_value("0.9")),
+        statement("before", BEFORE, AZATHIOPRINE),
+        overrides=Overrides(prior_immunosuppressant=False, antibody=Antibody.POSITIVE,
+                            index=Decimal("2.0"), infusion_count=40,
+                            reason="outside results")),
+    "override-as-chart": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        observation("idx", JCV_INDEX, **index_value("0.9")),
+        overrides=Overrides(antibody=Antibody.POSITIVE)),
+    "override-clear-index": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        observation("idx", JCV_INDEX, **index_value("0.9")),
+        overrides=Overrides(clear_index=True)),
+    "conflicting-copies": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        administration("nat-029", "2017-03-13", status="not-done"),
+        n=30),
+    "versions-by-last-updated": lambda: chart(
+        observation("ab", JCV_ANTIBODY, **POSITIVE),
+        {**observation("idx", JCV_INDEX, **index_value("0.9")),
+         "meta": {"lastUpdated": "2026-09-16T10:00:00Z"}},
+        {**observation("idx", JCV_INDEX, **index_value("2.0")),
+         "meta": {"lastUpdated": "2026-09-17T10:00:00Z"}}),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_CHARTS))
+def test_edge_chart_reads_word_for_word_as_reviewed(name: str) -> None:
+    compare(f"edge-{name}", shown(EDGE_CHARTS[name]()))
 
 
 @pytest.mark.parametrize("fixture_id", IDS)
 def test_fixture_reads_word_for_word_as_reviewed(fixture_id: str) -> None:
+    compare(fixture_id, shown(assess_fixture(fixture_id).assessment))
+
+
+def compare(fixture_id: str, body: dict[str, Any]) -> None:
     path = GOLDEN / f"{fixture_id}.json"
-    got = json.loads(json.dumps(shown(fixture_id), sort_keys=True, default=str))
+    got = json.loads(json.dumps(body, sort_keys=True, default=str))
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
         path.write_text(json.dumps(got, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
