@@ -386,3 +386,12 @@ def test_a_result_that_contradicts_itself_is_named_once() -> None:
     assert not a.complete
     assert finding(a, "antibody-discordant").message.startswith(
         "The anti-JCV results disagree (qualitative positive with index 0.1 of 2026-09-15): ")
+
+
+@pytest.mark.parametrize(("index", "near"), [("1.6", True), ("1.61", False)])
+def test_an_index_within_0_1_above_1_5_is_retested(index: str, near: bool) -> None:
+    """Just above the cut-off a retest can move the index below 1.5: the advice agrees with the
+    near-cut-off warning, up to and including 1.6."""
+    a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(10)))
+    assert (a.monitoring.antibody_retest_due is not None) is near
+    assert ("near the 1.5 cut-off" in a.monitoring.antibody_retest) is near
