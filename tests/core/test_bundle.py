@@ -27,7 +27,7 @@ OBS = observation("ab", JCV_ANTIBODY, valueString="Positive")
     ({"resourceType": "Patient", "id": "p1"}, "expected a FHIR Bundle, got Patient"),
     ({"type": "collection"}, "expected a FHIR Bundle, got no resourceType"),
     ({"resourceType": "Bundle", "type": "weird"}, "unknown Bundle.type 'weird'"),
-    ({"resourceType": "Bundle"}, "unknown Bundle.type None"),
+    ({"resourceType": "Bundle"}, "unknown Bundle.type 'None'"),
     ({"resourceType": "Bundle", "type": "collection", "entry": {"resource": {}}},
      "Bundle.entry must be an array"),
     ({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient()}, 7]},

@@ -72,18 +72,8 @@ EDGE_CHARTS: dict[str, Callable[[], Assessment]] = {
     "unreadable-text": lambda: chart(observation("ab", JCV_ANTIBODY, valueString="see note")),
     "unreadable-long-text": lambda: chart(
         observation("ab", JCV_ANTIBODY, valueString="x" * 60)),
-    "unreadable-huge-integer": lambda: chart(
-        observation("idx", JCV_INDEX, valueQuantity={"value": 10**45})),
-    "unreadable-integer-at-40-digits": lambda: chart(
-        observation("idx", JCV_INDEX, valueQuantity={"value": 10**40})),
-    "unreadable-decimal-out-of-range": lambda: chart(
-        observation("idx", JCV_INDEX, valueQuantity={"value": Decimal("1E+41")})),
     "unreadable-quantity-without-value": lambda: chart(
         observation("idx", JCV_INDEX, valueQuantity={"unit": "index"})),
-    "unreadable-quantity-with-text": lambda: chart(
-        observation("idx", JCV_INDEX, valueQuantity={"value": "high", "unit": "Index units"})),
-    "unreadable-list-value": lambda: chart(
-        observation("ab", JCV_ANTIBODY, valueString=["positive"])),
     "unreadable-no-value": lambda: chart(observation("ab", JCV_ANTIBODY)),
     "unreadable-beside-a-readable-index": lambda: chart(
         observation("ab", JCV_ANTIBODY, valueString="see note"),
