@@ -98,11 +98,26 @@ def _attachment(content_type: str, body: str, created: str) -> dict[str, Any]:
     }}
 
 
+#: The R4 value sets fhir.resources does not check (it checks structure and cardinality).
+STATUSES = frozenset({"current", "superseded", "entered-in-error"})
+DOC_STATUSES = frozenset({"preliminary", "final", "amended", "entered-in-error"})
+
+
 def validate(resource: dict[str, Any]) -> None:
+    """R4 structure (fhir.resources.R4B), the required status codes, and content a reader can
+    open: every attachment inline, with its type."""
     try:
         DocumentReference.model_validate(resource)
     except Exception as exc:  # fhir-core raises ValidationError, KeyError or TypeError
         raise InvalidNote(f"DocumentReference failed R4 validation: {exc}") from exc
+    if resource.get("status") not in STATUSES:
+        raise InvalidNote(f"DocumentReference.status must be one of {sorted(STATUSES)}")
+    if resource.get("docStatus", "final") not in DOC_STATUSES:
+        raise InvalidNote(f"DocumentReference.docStatus must be one of {sorted(DOC_STATUSES)}")
+    for n, content in enumerate(resource["content"]):
+        attachment = content.get("attachment", {})
+        if not attachment.get("contentType") or not attachment.get("data"):
+            raise InvalidNote(f"content[{n}].attachment needs contentType and inline data")
 
 
 def build_note(

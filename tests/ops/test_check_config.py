@@ -64,6 +64,8 @@ def test_good_configuration_prints_what_each_tenant_uses(
     assert "discovery         reachable (well-known" in out
     assert "patient/Observation.rs" in out and "launch/patient" in out
     assert "berger-fox-2016" in out
+    assert ("writeback         auto: a RiskAssessment where the EHR takes one, else a clinical "
+            "note (Progress note, http://loinc.org|11506-3, text/plain), else read-only") in out
 
 
 def _mutations(d: Deployment, tmp: Path) -> list[tuple[str, dict[str, Any], str]]:
@@ -110,6 +112,18 @@ def _mutations(d: Deployment, tmp: Path) -> list[tuple[str, dict[str, Any], str]
         ("tenant frame", {"tenants": [{"iss": d.iss, "client_id": "c",
                                        "frame_ancestors": ["https://x; script-src *"]}]},
          "tenants[0].frame_ancestors"),
+        ("tenant writeback", {"tenants": [{"iss": d.iss, "client_id": "c",
+                                           "writeback": "fax"}]},
+         "tenants[0].writeback: expected one of auto, riskassessment, note, none"),
+        ("tenant note type", {"tenants": [{"iss": d.iss, "client_id": "c",
+                                           "note_type": "11506-3"}]},
+         'tenants[0].note_type: expected "system|code"'),
+        ("tenant note label", {"tenants": [{"iss": d.iss, "client_id": "c",
+                                            "note_type": "http://loinc.org|34109-9"}]},
+         "tenants[0].note_type_display: required"),
+        ("tenant note html", {"tenants": [{"iss": d.iss, "client_id": "c",
+                                           "note_html": "yes"}]},
+         "tenants[0].note_html: expected true or false"),
         ("tenant twice", {"tenants": [{"iss": d.iss, "client_id": "c"},
                                       {"iss": d.iss + "/", "client_id": "d"}]},
          "tenants[1].iss"),

@@ -34,7 +34,7 @@ from flask import url_for
 
 from ...config import Tenant
 from ...fhir.client import ChartData, FhirClient, FhirError, Freshness, WriteResult
-from ...fhir.note import build_note
+from ...fhir.note import InvalidNote, build_note
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 from ...ops import audit
 from ...risk.records import Overrides
@@ -141,7 +141,16 @@ def save(svc: Services, launch: Launch, *, identifier: str | None,
         return _failure(403, "read-only", "Read-only", state.reason, identifier=ident,
                         launch=launch, fallback=record)
     rtype = state.target
-    resource = ra if rtype == capability.RISK_ASSESSMENT else _note(record, ra, launch, tenant)
+    try:
+        resource = ra if rtype == capability.RISK_ASSESSMENT else _note(record, ra, launch,
+                                                                        tenant)
+    except InvalidNote as exc:  # never expected; never written either
+        log.error("the clinical note failed validation: %s", type(exc).__name__)
+        _audit(launch, rtype, ident, status="failed", error="invalid-note")
+        return _failure(422, "invalid-note", "Not saved",
+                        "The note could not be built as valid FHIR, so nothing was saved. "
+                        "Download the result or copy the summary instead, and tell your EHR "
+                        "support team.", identifier=ident, launch=launch, fallback=record)
     token = f"{IDENTIFIER_SYSTEM}|{ident}"
     lc = launch_client(svc, launch)
     lookups: list[tuple[str, str, Sequence[tuple[str, str]]]] = []
