@@ -395,3 +395,103 @@ def test_an_index_within_0_1_above_1_5_is_retested(index: str, near: bool) -> No
     a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(10)))
     assert (a.monitoring.antibody_retest_due is not None) is near
     assert ("near the 1.5 cut-off" in a.monitoring.antibody_retest) is near
+
+
+# --- how medication records are dated -------------------------------------------------------------
+
+def _aza_statement(**fields: Any) -> dict[str, Any]:
+    resource = statement("aza", None, concept("azathioprine 50 mg"))
+    resource.update(fields)
+    return resource
+
+
+def test_use_that_went_on_past_the_first_infusion_is_prior_and_concomitant() -> None:
+    """effectivePeriod: begun before the first infusion and ended after it."""
+    start = (FIRST_INFUSION - timedelta(days=200)).isoformat()
+    end = (FIRST_INFUSION + timedelta(days=60)).isoformat()
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE),
+                    _aza_statement(effectivePeriod={"start": start, "end": end}))
+    assert a.prior_immunosuppressant.value is True
+    assert "prior-is-concomitant" in codes(a)
+    stopped = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE),
+                          _aza_statement(effectivePeriod={"start": start,
+                                                          "end": FIRST_INFUSION.isoformat()}))
+    assert "prior-is-concomitant" in codes(stopped)  # still taken on the day of the first one
+    ended = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE),
+                        _aza_statement(effectivePeriod={
+                            "start": start,
+                            "end": (FIRST_INFUSION - timedelta(days=1)).isoformat()}))
+    assert ended.prior_immunosuppressant.value is True
+    assert "prior-is-concomitant" not in codes(ended)
+
+
+@pytest.mark.parametrize(("asserted", "undated_warning"), [
+    ((FIRST_INFUSION - timedelta(days=1)).isoformat(), False),  # use had begun by then: prior
+    (FIRST_INFUSION.isoformat(), True),
+])
+def test_an_undated_statement_asserted_before_the_first_infusion_is_prior_use(
+    asserted: str, undated_warning: bool
+) -> None:
+    """dateAsserted is when the history was written down: use had begun by then."""
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE),
+                    _aza_statement(dateAsserted=asserted))
+    assert a.prior_immunosuppressant.value is True
+    assert ("prior-is-undated" in codes(a)) is undated_warning
+
+
+def test_an_undated_statement_ended_before_the_first_infusion_is_prior_use() -> None:
+    ended = (FIRST_INFUSION - timedelta(days=30)).isoformat()
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE),
+                    _aza_statement(effectivePeriod={"end": ended}))
+    assert a.prior_immunosuppressant.value is True
+    assert "prior-is-undated" not in codes(a)
+
+
+# --- lab results without a value, in components, with partial dates -------------------------------
+
+def test_a_result_the_lab_did_not_produce_is_not_a_result() -> None:
+    absent = {"dataAbsentReason": {"text": "specimen unsatisfactory"}}
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, **absent), n=10)
+    assert a.antibody.status is Antibody.UNKNOWN
+    assert "antibody-indeterminate" not in codes(a) and "antibody-missing" in codes(a)
+    with_value = assess_fhir(observation("ab", JCV_ANTIBODY, valueString="Positive", **absent),
+                             n=10)
+    assert with_value.antibody.status is Antibody.POSITIVE
+
+
+def test_result_and_index_reported_as_components_of_one_observation() -> None:
+    panel = {
+        "resourceType": "Observation", "id": "panel", "status": "final",
+        "code": {"text": "JCV panel"}, "subject": {"reference": f"Patient/{PATIENT}"},
+        "effectiveDateTime": "2026-09-15",
+        "component": [
+            "not a component",
+            {"code": {"text": "unrelated"}, "valueString": "n/a"},
+            {"code": JCV_ANTIBODY, "valueString": "Positive"},
+            {"code": {"coding": JCV_INDEX["coding"]}, **index_value("2.0")},
+        ],
+    }
+    a = assess_fhir(panel)
+    assert a.antibody.status is Antibody.POSITIVE
+    assert a.antibody.index == Decimal("2.0")
+    assert a.per_1000 == Decimal("8.8")
+    assert set(a.antibody.sources) == {"Observation/panel"}
+    labels = sorted(r.label for r in a.antibody.history)
+    assert labels == ["JC virus Ab [Presence] in Serum by Immunoassay", "component 3"]
+
+
+@pytest.mark.parametrize(("written", "tested_on"), [
+    ("2026", date(2026, 1, 1)),
+    ("2026-09", date(2026, 9, 1)),
+    ("2026-09-15T23:30:00-05:00", date(2026, 9, 15)),
+])
+def test_partial_result_dates_read_as_their_first_day(written: str, tested_on: date) -> None:
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, on=written, valueString="Negative"), n=10)
+    assert a.antibody.tested_on == tested_on
+
+
+@pytest.mark.parametrize("written", ["26", "2026-13", "2026-09-31", "Sept 2026"])
+def test_unreadable_result_dates_leave_the_result_undated(written: str) -> None:
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, on=written, valueString="Negative"), n=10)
+    assert a.antibody.status is Antibody.UNKNOWN
+    assert "antibody-undated" in codes(a)
