@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from smart_app.fhir.extract import extract_inputs
+from smart_app.config import CodeSets
+from smart_app.fhir.extract import ForeignResourceError, extract_inputs
 from smart_app.risk import Antibody, Assessment, Overrides
 from smart_app.risk.records import AgentClass
 from smart_app.risk.table import RiskTable
@@ -495,3 +496,49 @@ def test_unreadable_result_dates_leave_the_result_undated(written: str) -> None:
     a = assess_fhir(observation("ab", JCV_ANTIBODY, on=written, valueString="Negative"), n=10)
     assert a.antibody.status is Antibody.UNKNOWN
     assert "antibody-undated" in codes(a)
+
+
+# --- codes, names and references ----------------------------------------------------------------
+
+def test_an_interpretation_coded_without_a_system_is_read() -> None:
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, interpretation=[{"coding": [{"code": "POS"}]}]),
+                    n=10)
+    assert a.antibody.status is Antibody.POSITIVE
+
+
+def test_a_medication_without_text_is_labelled_by_its_first_display() -> None:
+    local = "http://example.org/local"
+    drug = {"coding": [{"system": local, "code": "1", "display": "Imuran 50 mg"},
+                       {"system": local, "code": "2", "display": "azathioprine"}]}
+    before = (FIRST_INFUSION - timedelta(days=200)).isoformat()
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE), statement("aza", before, drug))
+    [evidence] = a.prior_immunosuppressant.evidence
+    assert (evidence.agent, evidence.label) == ("azathioprine", "Imuran 50 mg")
+
+
+def test_a_configured_agent_without_known_names_is_matched_by_code_only() -> None:
+    """A deployment may add an agent the app has no names for: other drugs are not it, and no
+    drug makes the reading fail."""
+    local = CodeSets(immunosuppressants={"cyclosporine": ("http://example.org/rx|CSA",)})
+    before = (FIRST_INFUSION - timedelta(days=200)).isoformat()
+    resources = [patient(), *natalizumab_series(30), observation("ab", JCV_ANTIBODY, **POSITIVE),
+                 statement("asa", before, concept("aspirin 81 mg")),
+                 statement("csa", before, concept("Neoral", ("http://example.org/rx", "CSA")))]
+    a = run(extract_inputs(resources, PATIENT, code_sets=local))
+    assert [e.agent for e in a.prior_immunosuppressant.evidence] == ["cyclosporine"]
+
+
+@pytest.mark.parametrize("reference", ["Patient", "Patient/", "Group/7"])
+def test_a_subject_that_names_no_patient_id_is_nobodys(reference: str) -> None:
+    obs = observation("ab", JCV_ANTIBODY, valueString="Negative")
+    obs["subject"] = {"reference": reference}
+    a = run(extract_inputs([patient(), *natalizumab_series(10), obs], PATIENT))
+    assert a.antibody.status is Antibody.NEGATIVE
+
+
+def test_a_resource_of_another_patient_by_its_patient_element_is_refused() -> None:
+    other = {"resourceType": "MedicationStatement", "id": "m", "status": "completed",
+             "patient": {"reference": "Patient/someone-else"},
+             "medicationCodeableConcept": concept("azathioprine")}
+    with pytest.raises(ForeignResourceError):
+        extract_inputs([patient(), other], PATIENT)
