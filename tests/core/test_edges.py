@@ -542,3 +542,21 @@ def test_a_resource_of_another_patient_by_its_patient_element_is_refused() -> No
              "medicationCodeableConcept": concept("azathioprine")}
     with pytest.raises(ForeignResourceError):
         extract_inputs([patient(), other], PATIENT)
+
+
+# --- two copies of one resource -----------------------------------------------------------------
+
+def test_the_same_copy_twice_in_another_key_order_is_no_conflict() -> None:
+    first = observation("idx", JCV_INDEX, **index_value("2.0"))
+    again = dict(reversed(list(first.items())))
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE), first, again)
+    assert "resource-conflict" not in codes(a)
+    assert a.per_1000 == Decimal("8.8")
+
+
+def test_copies_that_differ_only_in_a_number_are_a_conflict() -> None:
+    low = observation("idx", JCV_INDEX, **index_value("0.9"))
+    high = observation("idx", JCV_INDEX, **index_value("2.0"))
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE), low, high)
+    assert finding(a, "resource-conflict").sources == ("Observation/idx",)
+    assert a.per_1000 is None  # the copies give different cells: no estimate
