@@ -560,3 +560,40 @@ def test_copies_that_differ_only_in_a_number_are_a_conflict() -> None:
     a = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE), low, high)
     assert finding(a, "resource-conflict").sources == ("Observation/idx",)
     assert a.per_1000 is None  # the copies give different cells: no estimate
+
+
+# --- which results days apart make one test -----------------------------------------------------
+
+D0 = date(2026, 9, 10)
+
+
+def _on(days: int) -> str:
+    return (D0 + timedelta(days=days)).isoformat()
+
+
+@pytest.mark.parametrize(("name", "resources", "tested_on"), [
+    ("agreeing halves pair", [
+        observation("ab", JCV_ANTIBODY, on=_on(0), **POSITIVE),
+        observation("idx", JCV_INDEX, on=_on(2), **index_value("0.30"))], D0),
+    ("an unreadable half does not pair", [
+        observation("ab", JCV_ANTIBODY, on=_on(0), valueString="see note"),
+        observation("idx", JCV_INDEX, on=_on(2), **index_value("2.0"))], D0 + timedelta(2)),
+    ("an index of a negative call does not pair", [
+        observation("ab", JCV_ANTIBODY, on=_on(0), valueString="Negative"),
+        observation("idx", JCV_INDEX, on=_on(2), **index_value("2.0"))], D0 + timedelta(2)),
+    ("two calls of one kind do not pair", [
+        observation("ab1", JCV_ANTIBODY, on=_on(0), **POSITIVE),
+        observation("ab2", JCV_ANTIBODY, on=_on(2), **POSITIVE)], D0 + timedelta(2)),
+    ("a complete test takes no later half", [
+        observation("ab", JCV_ANTIBODY, on=_on(0), **POSITIVE),
+        observation("idx1", JCV_INDEX, on=_on(0), **index_value("1.0")),
+        observation("idx2", JCV_INDEX, on=_on(2), **index_value("1.2"))], D0 + timedelta(2)),
+    ("an index bound that spans the cut-offs does not pair", [
+        observation("ab", JCV_ANTIBODY, on=_on(0), **POSITIVE),
+        observation("idx", JCV_INDEX, on=_on(2), valueString="<0.5")], D0 + timedelta(2)),
+])
+def test_results_days_apart_are_one_test_only_when_they_agree(
+    name: str, resources: list[dict[str, Any]], tested_on: date
+) -> None:
+    a = assess_fhir(*resources, n=10)
+    assert a.antibody.tested_on == tested_on, name

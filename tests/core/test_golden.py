@@ -125,6 +125,11 @@ EDGE_CHARTS: dict[str, Callable[[], Assessment]] = {
         observation("ab", JCV_ANTIBODY, **POSITIVE),
         observation("idx", JCV_INDEX, **index_value("0.9")),
         overrides=Overrides(clear_index=True)),
+    "override-without-a-chart-result": lambda: chart(
+        statement("aza", BEFORE, AZATHIOPRINE),
+        statement("mtx", BEFORE, concept("methotrexate 15 mg")),
+        overrides=Overrides(antibody=Antibody.POSITIVE, index=Decimal("2.0"),
+                            prior_immunosuppressant=False)),
     "conflicting-copies": lambda: chart(
         observation("ab", JCV_ANTIBODY, **POSITIVE),
         administration("nat-029", "2017-03-13", status="not-done"),
