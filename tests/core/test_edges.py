@@ -597,3 +597,23 @@ def test_results_days_apart_are_one_test_only_when_they_agree(
 ) -> None:
     a = assess_fhir(*resources, n=10)
     assert a.antibody.tested_on == tested_on, name
+
+
+def test_resources_without_an_id_are_never_copies_of_each_other() -> None:
+    older = observation("x", JCV_ANTIBODY, on="2025-09-15", valueString="Positive")
+    newer = observation("x", JCV_ANTIBODY, valueString="Negative")
+    del older["id"], newer["id"]
+    a = assess_fhir(older, newer, n=10)
+    assert "resource-conflict" not in codes(a)
+    assert a.antibody.status is Antibody.NEGATIVE
+    assert "antibody-seroreversion" in codes(a)
+
+
+def test_an_administration_without_a_status_is_not_counted_and_named_unknown() -> None:
+    nameless = administration("odd", "2026-10-01")
+    del nameless["status"]
+    odd = administration("long", "2026-10-29", status="s" * 60)
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, **POSITIVE), nameless, odd, n=24)
+    assert a.exposure.infusions == 24
+    assert finding(a, "exposure-not-counted").message.startswith(
+        f"2 natalizumab administration(s) not counted ({'s' * 40}, unknown)")
