@@ -588,6 +588,12 @@ def _on(days: int) -> str:
         observation("ab", JCV_ANTIBODY, on=_on(0), **POSITIVE),
         observation("idx1", JCV_INDEX, on=_on(0), **index_value("1.0")),
         observation("idx2", JCV_INDEX, on=_on(2), **index_value("1.2"))], D0 + timedelta(2)),
+    ("an index of exactly 0.20 agrees with a positive call", [
+        observation("ab", JCV_ANTIBODY, on=_on(0), **POSITIVE),
+        observation("idx", JCV_INDEX, on=_on(2), **index_value("0.20"))], D0),
+    ("an index of 0.20-0.40 agrees with an indeterminate call", [
+        observation("ab", JCV_ANTIBODY, on=_on(0), valueString="Equivocal"),
+        observation("idx", JCV_INDEX, on=_on(2), **index_value("0.40"))], D0),
     ("an index bound that spans the cut-offs does not pair", [
         observation("ab", JCV_ANTIBODY, on=_on(0), **POSITIVE),
         observation("idx", JCV_INDEX, on=_on(2), valueString="<0.5")], D0 + timedelta(2)),
@@ -617,3 +623,11 @@ def test_an_administration_without_a_status_is_not_counted_and_named_unknown() -
     assert a.exposure.infusions == 24
     assert finding(a, "exposure-not-counted").message.startswith(
         f"2 natalizumab administration(s) not counted ({'s' * 40}, unknown)")
+
+
+@pytest.mark.parametrize("index", ["0.10", "2.0"])
+def test_an_indeterminate_call_and_a_clear_index_days_apart_are_discordant(index: str) -> None:
+    a = assess_fhir(observation("ab", JCV_ANTIBODY, on=_on(0), valueString="Equivocal"),
+                    observation("idx", JCV_INDEX, on=_on(2), **index_value(index)), n=10)
+    assert "antibody-discordant" in codes(a)
+    assert not a.complete
