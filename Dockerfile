@@ -25,10 +25,11 @@ COPY pyproject.toml README.md ./
 RUN mkdir smart_app && touch smart_app/__init__.py \
  && pip install . && pip uninstall -y pml-risk && rm -rf smart_app build *.egg-info
 COPY smart_app ./smart_app
+COPY static ./static
 # /basis serves the clinical basis when the checkout has it (.dockerignore lets only it through).
 COPY docs/ ./docs/
-# Installed in place (-e), so /basis finds docs/ beside the package; the static assets are
-# package data (smart_app/static), as in a built wheel.
+# Installed in place (-e): /basis finds docs/ and the assets are served from static/, both
+# beside the package.
 RUN pip install --no-deps -e . && python -m compileall -q smart_app \
  && mkdir -p /var/lib/pml-risk/keys && chown pmlrisk:pmlrisk /var/lib/pml-risk/keys
 

@@ -1,9 +1,9 @@
-"""Build hook: the demo's fixture patients go into the wheel.
+"""Build hook: the browser assets and the demo's fixture patients go into the wheel.
 
-``pml-risk demo`` serves the synthetic patients of ``fhir_fixtures/``. A checkout (or an
-editable install) reads them in place; a built wheel has no checkout beside it, so the build
-copies them into the package as ``smart_app/sandbox/fixtures/``. Everything else about the
-build is in pyproject.toml.
+A checkout (or an editable install) serves ``static/`` and the synthetic patients of
+``fhir_fixtures/`` where they are, beside the package; a built wheel has no checkout beside it,
+so the build copies them into the package as ``smart_app/static/`` and
+``smart_app/sandbox/fixtures/``. Everything else about the build is in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ class BuildWithFixtures(build_py):  # type: ignore[misc]
     def run(self) -> None:
         super().run()
         if getattr(self, "editable_mode", False):
-            return  # an editable install reads fhir_fixtures/ where it is
+            return  # an editable install reads static/ and fhir_fixtures/ where they are
+        shutil.copytree(ROOT / "static", Path(self.build_lib) / "smart_app" / "static",
+                        dirs_exist_ok=True)
         target = Path(self.build_lib) / "smart_app" / "sandbox" / "fixtures"
         target.mkdir(parents=True, exist_ok=True)
         for source in sorted((ROOT / "fhir_fixtures").glob("*.json")):

@@ -33,7 +33,11 @@ from .web.page.style import StyleCache
 from .web.services import EXTENSION, Services
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).resolve().parent / "static"  # package data: in the wheel too
+#: The browser assets: ``static/`` beside the package in a checkout (and an editable install),
+#: copied into the package by the wheel build (setup.py), where no checkout is beside it.
+STATIC = next((d for d in (Path(__file__).resolve().parent / "static",
+                           Path(__file__).resolve().parent.parent / "static") if d.is_dir()),
+              Path(__file__).resolve().parent.parent / "static")
 
 
 def _key_ring(settings: Settings, fixed: SigningKeys | None) -> KeyRing:

@@ -25,6 +25,7 @@ from typing import Any
 
 from flask import (
     Blueprint,
+    current_app,
     g,
     jsonify,
     redirect,
@@ -315,7 +316,6 @@ def smart_style(launch_id: str) -> Response:
 
 # -- static assets: versioned URLs, cached by the browser ------------------------------------
 
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"  # smart_app/static
 _versions: dict[str, str] = {}
 
 
@@ -325,7 +325,8 @@ def asset_url(filename: str) -> str:
     version = _versions.get(filename)
     if version is None:
         try:
-            digest = hashlib.sha256((STATIC_DIR / filename).read_bytes()).hexdigest()[:12]
+            folder = Path(current_app.static_folder or "")
+            digest = hashlib.sha256((folder / filename).read_bytes()).hexdigest()[:12]
         except OSError:
             digest = "0"
         version = _versions.setdefault(filename, digest)

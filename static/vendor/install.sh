@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Vendors the browser libraries from the npm registry, without a build step:
-#   smart_app/static/vendor/chartjs/  chart.umd.js (minified UMD build), LICENSE.md, VERSION
+#   static/vendor/chartjs/      chart.umd.js (minified UMD build), LICENSE.md, VERSION
 #   tests/browser/vendor/       axe.min.js (the accessibility checker the browser tests inject),
 #                               LICENSE-axe-core.txt, VERSION-axe-core
-# Run from anywhere:  bash smart_app/static/vendor/install.sh     (needs npm; nothing else is installed)
+# Run from anywhere:  bash static/vendor/install.sh     (needs npm; nothing else is installed)
 # Bump a version here, rerun, review the diff, commit the vendored files.
 set -euo pipefail
 CHARTJS_VERSION="4.5.1"
 AXE_VERSION="4.11.0"
 
-root="$(cd "$(dirname "$0")/../../.." && pwd)"  # the repository
+root="$(cd "$(dirname "$0")/../.." && pwd)"  # the repository
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -19,7 +19,7 @@ mkdir chartjs axe
 tar -xzf "chart.js-${CHARTJS_VERSION}.tgz" -C chartjs
 tar -xzf "axe-core-${AXE_VERSION}.tgz" -C axe
 
-dest="$root/smart_app/static/vendor/chartjs"
+dest="$root/static/vendor/chartjs"
 mkdir -p "$dest"
 cp chartjs/package/dist/chart.umd.min.js "$dest/chart.umd.js"  # the minified UMD build
 cp chartjs/package/LICENSE.md "$dest/LICENSE.md"
