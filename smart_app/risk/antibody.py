@@ -118,10 +118,12 @@ def _order(result: LabResult) -> tuple[str, str, str, str]:
 
 def _highest(results: Sequence[LabResult]) -> LabResult:
     """The result whose index reads highest: on one date the higher index is the cautious one."""
-    def key(r: LabResult) -> tuple[Decimal, bool, bool, Decimal]:
+    def key(r: LabResult) -> tuple[Decimal, bool, bool, Decimal, bool]:
         rng = r.index_range
         assert rng is not None
-        return (rng.low, rng.low_open, rng.high is None, rng.high or Decimal(0))
+        # Last, a closed top reads higher than an open one: "<=0.20" may be 0.20, "<0.20" not.
+        return (rng.low, rng.low_open, rng.high is None, rng.high or Decimal(0),
+                not rng.high_open)
 
     return max(results, key=key)
 
