@@ -103,6 +103,15 @@ STATUSES = frozenset({"current", "superseded", "entered-in-error"})
 DOC_STATUSES = frozenset({"preliminary", "final", "amended", "entered-in-error"})
 
 
+def author_reference(fhir_user: str | None) -> str | None:
+    """``Practitioner/x`` (or ``PractitionerRole/x``) from the launch's fhirUser, which some
+    EHRs send as an absolute URL; None for a Patient or anything else."""
+    parts = (fhir_user or "").rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] in ("Practitioner", "PractitionerRole") and parts[-1]:
+        return f"{parts[-2]}/{parts[-1]}"
+    return None
+
+
 def validate(resource: dict[str, Any]) -> None:
     """R4 structure (fhir.resources.R4B), the required status codes, and content a reader can
     open: every attachment inline, with its type."""

@@ -9,6 +9,7 @@ import pytest
 
 from smart_app.fhir.note import (
     InvalidNote,
+    author_reference,
     build_note,
     note_html,
     note_summary,
@@ -66,3 +67,9 @@ def test_a_broken_note_is_refused_before_it_leaves() -> None:
         validate({k: v for k, v in note.items() if k != "content"})
     with pytest.raises(InvalidNote):
         validate({**note, "content": [{"attachment": {"contentType": "text/plain"}}]})
+
+
+def test_the_author_is_the_launching_practitioner_however_the_ehr_names_them() -> None:
+    assert author_reference("Practitioner/dr-ada") == "Practitioner/dr-ada"
+    assert author_reference("https://ehr.example/fhir/PractitionerRole/r1") == "PractitionerRole/r1"
+    assert author_reference("Patient/p1") is None and author_reference(None) is None

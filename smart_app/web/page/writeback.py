@@ -34,7 +34,7 @@ from flask import url_for
 
 from ...config import Tenant
 from ...fhir.client import ChartData, FhirClient, FhirError, Freshness, WriteResult
-from ...fhir.note import InvalidNote, build_note
+from ...fhir.note import InvalidNote, author_reference, build_note
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 from ...ops import audit
 from ...risk.records import Overrides
@@ -46,7 +46,6 @@ from ..services import Services
 from . import capability, history
 from . import overrides as override_params
 from .assessment import (
-    PERFORMER_TYPES,
     assess_data,
     assess_launch,
     launch_client,
@@ -173,7 +172,7 @@ def save(svc: Services, launch: Launch, *, identifier: str | None,
 def _note(record: dict[str, Any], ra: dict[str, Any], launch: Launch,
           tenant: Tenant) -> dict[str, Any]:
     """The clinical note of the shown result (same identifier, same summary)."""
-    author = launch.fhir_user if (launch.fhir_user or "").startswith(PERFORMER_TYPES) else None
+    author = author_reference(launch.fhir_user)
     if author is None and isinstance(ra.get("performer"), dict):
         author = ra["performer"].get("reference")
     encounter = ra.get("encounter")
