@@ -1,6 +1,6 @@
 """Time to assess the heavy fixture patient: JSON bytes → validated FHIR RiskAssessment.
 
-Target (issue 2): under 20 ms per assessment on one core. Run: ``python bench/assess_bench.py``.
+Target: under 20 ms per assessment on one core. Run: ``python bench/assess_bench.py``.
 Prints its figures; asserts nothing (speed is measured here, not in timed tests).
 """
 

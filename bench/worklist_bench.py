@@ -7,7 +7,7 @@ per patient), then runs ``pml-risk worklist --from-ndjson`` on it in a child pro
 staging, per-patient assessment and output path the Bulk export feeds after download. Prints
 wall time, patients per second and the child's peak RSS.
 
-Targets (issue 14): under 60 s and under 500 MB RSS on the 2-core machine, whatever the size.
+Targets: under 60 s and under 500 MB RSS on the 2-core machine, whatever the size.
 Run: ``python bench/worklist_bench.py [--patients 10000] [--keep DIR]``.
 """
 

@@ -2,7 +2,7 @@
 
 Everything stateful (session store, discovery and JWKS caches, HTTP pool, keys) is built here
 and hung on ``app.extensions``; nothing lives in module globals, so several apps can share a
-process. Cookie settings follow requirements §3.4 item 7: over HTTPS the session cookie is
+process. Cookie settings: over HTTPS the session cookie is
 ``Secure; HttpOnly; SameSite=None; Partitioned`` so the app works inside the EHR's iframe.
 Response headers (CSP, HSTS...) and proxy trust live in ``web/security.py``, the health
 probes in ``web/health.py``; logging is configured by the process (``pml-risk serve``), not here.

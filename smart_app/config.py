@@ -74,7 +74,7 @@ class Tenant:
     client_secret: str | None = None
     scopes: str = "v2"  # "v2" | "v1" | an explicit space-separated scope string
     frame_ancestors: tuple[str, ...] = ()
-    signing_alg: str = "RS384"  # private_key_jwt only: "RS384" | "ES384" (SMART T4)
+    signing_alg: str = "RS384"  # private_key_jwt only: "RS384" | "ES384" (SMART asymmetric auth)
     #: "epic" | "oracle" | "" (any other SMART server): switches on that vendor's published
     #: conventions (Epic: ``Epic-Client-ID`` on ``/metadata``) and check-config's advice.
     vendor: str = ""
@@ -190,7 +190,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
 
     def tenant_for(self, iss: str) -> Tenant | None:
-        """The tenant registered for exactly this ``iss`` (the allowlist check, S7)."""
+        """The tenant registered for exactly this ``iss`` (the allowlist check, made first)."""
         wanted = iss.rstrip("/")
         return next((t for t in self.tenants if t.iss == wanted), None)
 

@@ -1,7 +1,7 @@
 """authlib authorization server, tightened to SMART App Launch 2.2 rules.
 
 authlib supplies the OAuth machinery; the subclasses here add what SMART needs and authlib does
-not do by default (see docs python-deps.md §2): PKCE S256 for *every* client, ``aud``/``state``/
+not do by default: PKCE S256 for *every* client, ``aud``/``state``/
 ``launch`` checks, refresh tokens only with ``online_access``/``offline_access``, rotation, a
 ``private_key_jwt`` method that accepts RS384/ES384, caps ``exp`` at five minutes and rejects
 replayed ``jti``s, and SMART launch context plus an OpenID ``id_token`` in the token response.

@@ -1,9 +1,10 @@
 """Token-endpoint client authentication per tenant: public, client_secret_basic, private_key_jwt.
 
-authlib's stock ``PrivateKeyJWT`` breaks SMART (python-deps.md §2): RS256 by default, a one-hour
+authlib's stock ``PrivateKeyJWT`` breaks SMART: RS256 by default, a one-hour
 ``exp``, no ``kid``, and one ``jti`` reused for every request when claims are passed, which a
 server enforcing replay protection rejects on the first refresh. ``SmartPrivateKeyJWT`` builds
-fresh claims for every request instead (T5).
+fresh claims for every request instead (SMART App Launch 2.2 asymmetric client authentication:
+``kid`` and ``typ`` in the header, ``exp`` at most five minutes ahead, a fresh ``jti``).
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def oauth_session(
 ) -> OAuth2Session:
     """An authlib session set up for this tenant's client authentication.
 
-    ``code_challenge_method="S256"`` is passed always: without it authlib silently drops PKCE
-    (python-deps.md §2, gotcha 1). Proxies from the environment are ignored; ``outbound`` (the
+    ``code_challenge_method="S256"`` is passed always: without it authlib silently drops PKCE.
+    Proxies from the environment are ignored; ``outbound`` (the
     app's shared session) gives the configured egress proxy and CA bundle.
     """
     method = {"public": "none", "client_secret_basic": "client_secret_basic"}.get(

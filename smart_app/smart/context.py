@@ -1,8 +1,8 @@
-"""Launch context from the token response (C1–C7), parsed leniently but typed.
+"""Launch context from the token response (SMART App Launch 2.2), parsed leniently but typed.
 
-The token response is untrusted input: unknown parameters are ignored (C7), malformed optional
-ones are dropped, and only ``patient`` is required: without it there is no chart to assess, so
-the launch fails closed (L4).
+The token response is untrusted input: unknown parameters are ignored (as SMART's extensibility
+rules ask), malformed optional ones are dropped, and only ``patient`` is required: without it there
+is no chart to assess, so the launch fails closed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class MissingPatientContext(ValueError):
 
 @dataclass(frozen=True)
 class FhirContextItem:
-    """C6: one ``fhirContext`` entry; items without ``role`` mean role "launch"."""
+    """One ``fhirContext`` entry; items without ``role`` mean role "launch"."""
 
     reference: str | None = None
     canonical: str | None = None

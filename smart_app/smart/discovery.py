@@ -1,8 +1,10 @@
-"""SMART discovery (D1–D4): ``.well-known/smart-configuration``, else the CapabilityStatement.
+"""SMART discovery (SMART App Launch 2.2 conformance): ``.well-known/smart-configuration``,
+else the CapabilityStatement.
 
-Only ever called with the ``iss`` of a configured tenant (S7), so the URLs fetched here are the
-allowlisted ones. Relative endpoint URLs are resolved against the FHIR base (D2, SMART 2.1), and
-results are cached per issuer so a launch normally costs no discovery round trip at all.
+Only ever called with the ``iss`` of a configured tenant (the ``iss`` allowlist), so the URLs
+fetched here are the allowlisted ones. Relative endpoint URLs are resolved against the FHIR base (as
+SMART 2.1 asks), and results are cached per issuer so a launch normally costs no discovery round
+trip at all.
 
 For an https tenant every endpoint must be https too: the authorization code, the PKCE verifier,
 the client secret or assertion and the refresh token all travel to these URLs, so a discovery
@@ -37,7 +39,7 @@ class DiscoveryError(RuntimeError):
 
 @dataclass(frozen=True)
 class SmartConfiguration:
-    """The fields of SMART conformance §Metadata the client acts on (D4)."""
+    """The fields of SMART conformance §Metadata the client acts on."""
 
     iss: str
     authorization_endpoint: str
@@ -123,7 +125,7 @@ def _items(value: Any) -> list[Any]:
 
 
 def parse_capability_statement(iss: str, data: Mapping[str, Any]) -> SmartConfiguration:
-    """The deprecated SMART 1.0 route (D3): ``rest[].security.extension[oauth-uris]``."""
+    """The deprecated SMART 1.0 route: ``rest[].security.extension[oauth-uris]``."""
     uris: dict[str, str] = {}
     for rest in _items(data.get("rest")):
         security = rest.get("security", {}) if isinstance(rest, dict) else {}
@@ -145,7 +147,8 @@ def parse_capability_statement(iss: str, data: Mapping[str, Any]) -> SmartConfig
 
 def fetch(http: requests.Session, iss: str, timeout: float,
           metadata_headers: Mapping[str, str] | None = None) -> SmartConfiguration:
-    """D1, then D3 only when the well-known document does not exist (404/410).
+    """``.well-known/smart-configuration``, then the CapabilityStatement only when the well-known
+    document does not exist (404/410).
 
     ``metadata_headers`` go with the ``/metadata`` read (Epic: ``Epic-Client-ID``).
     """

@@ -1,9 +1,9 @@
-"""OpenID Connect ``id_token`` validation and ``fhirUser`` resolution (O1).
+"""OpenID Connect ``id_token`` validation and ``fhirUser`` resolution (SMART App Launch 2.2).
 
-The anchors decode the id_token without verifying it (requirements §2.1); this app verifies the
+Common SMART client libraries decode the id_token without verifying it; this app verifies the
 signature, then ``iss``, ``aud``, ``exp`` and ``iat``, because the user id ends up in the audit
 trail and in ``RiskAssessment.performer``. ``fhirUser`` is resolved to a ``Type/id`` reference
-on the launch's own FHIR server (F2: never a reference elsewhere).
+on the launch's own FHIR server (the token is never sent to another server).
 
 Where the issuer and its keys are is not the same everywhere. SMART's configuration may carry
 ``issuer`` and ``jwks_uri``; Oracle Health's carries ``jwks_uri`` but no ``issuer``, and its

@@ -1,15 +1,16 @@
 """The app's signing keys for ``private_key_jwt`` (SMART client-confidential-asymmetric).
 
-SMART T4 makes a client support both RS384 and ES384, so a key set always holds one *current*
-key of each. The private set lives in one JSON file (``settings.keys_file``, mode 0600); only the
-public half is ever served, at ``/.well-known/jwks.json``.
+SMART App Launch 2.2 asymmetric client authentication makes a client support both RS384 and ES384,
+so a key set always holds one *current* key of each. The private set lives in one JSON file
+(``settings.keys_file``, mode 0600); only the public half is ever served, at
+``/.well-known/jwks.json``.
 
-Rotation (requirements §3.4 item 6) is "publish the next key alongside the current one": ``keys
-rotate`` makes a new pair current and keeps the old pair as *previous*. Previous keys are
-published, so an EHR that cached the JWKS, or an assertion signed a moment before the rotation,
-still verifies, but they never sign again. ``keys retire`` (or the next rotation) drops them.
-For EHRs that cache the JWKS and do not refetch on an unknown ``kid``, ``keys rotate --stage``
-first publishes the new pair as *next* (not signing); the later ``keys rotate`` promotes it.
+Rotation is "publish the next key alongside the current one": ``keys rotate`` makes a new pair
+current and keeps the old pair as *previous*. Previous keys are published, so an EHR that cached
+the JWKS, or an assertion signed a moment before the rotation, still verifies, but they never sign
+again. ``keys retire`` (or the next rotation) drops them. For EHRs that cache the JWKS and do not
+refetch on an unknown ``kid``, ``keys rotate --stage`` first publishes the new pair as *next* (not
+signing); the later ``keys rotate`` promotes it.
 
 The file stays a valid JWK Set (RFC 7517 §5 lets a set carry extra members): ``current`` and
 ``next`` name kids and ``created`` dates each key. A file written before rotation existed

@@ -1,10 +1,10 @@
 """The two server-side records of a SMART launch and where they are kept.
 
 ``PendingAuth`` lives from ``/launch`` to ``/callback`` (state, PKCE verifier; single-use, ten
-minutes, bound to the browser's session id: A2). ``Launch`` lives from the callback on (tokens,
-context, user); it is keyed by its own random id, which is in the URL ``/launches/<id>``, so two
-tabs with two patients never share anything, and it is bound to the browser's session id, so a
-leaked URL alone opens nothing.
+minutes, bound to the browser's session id, as SMART asks of ``state``). ``Launch`` lives from the
+callback on (tokens, context, user); it is keyed by its own random id, which is in the URL
+``/launches/<id>``, so two tabs with two patients never share anything, and it is bound to the
+browser's session id, so a leaked URL alone opens nothing.
 
 A launch ends ``session_ttl`` seconds after the sign-in, however often its token is refreshed
 (the record is re-stored with what is left of that, never a fresh TTL), and after
@@ -27,7 +27,7 @@ from .scopes import GrantedScopes
 from .store import SessionStore
 from .tokens import TokenSet
 
-STATE_TTL = 600  # A2: about ten minutes from /launch to /callback
+STATE_TTL = 600  # about ten minutes from /launch to /callback
 TOUCH_EVERY = 60.0  # seconds: activity is written at most this often per launch
 #: How long the app remembers what it wrote (identifier -> resource): relaunches, other tabs
 #: and other clinicians saving the same result within this time never write a second copy.
@@ -38,7 +38,7 @@ LEDGER_TTL = 30 * 24 * 3600
 class PendingAuth:
     sid: str  # the browser session that started the flow
     iss: str
-    launch: str | None  # None for a standalone launch (L5)
+    launch: str | None  # None for a standalone launch (no launch handle)
     code_verifier: str
     redirect_uri: str
     scope: str

@@ -68,7 +68,7 @@ def fresh_launch(
         refresh_token = current.tokens.refresh_token
         if refresh_token is None:
             raise TokenExpired("the access token expired and there is no refresh token")
-        # RF4: forget the refresh token before sending it, so nothing can ever send it twice.
+        # Forget the refresh token before sending it, so nothing can ever send it twice.
         repo.put(current.with_tokens(_without_refresh(current.tokens)))
         try:
             response = do_refresh(refresh_token)

@@ -1,4 +1,4 @@
-"""What the app asks for (requirements §1.3) and what it may do with what it got (T6).
+"""What the app asks for (the fewest scopes it needs) and what it may do with what it got.
 
 The granted ``scope`` may differ from the request, so the app never assumes: it parses the grant
 (v1 ``.read``/``.write``/``.*`` and v2 ``.cruds`` alike) and degrades, e.g. to read-only when
@@ -43,7 +43,8 @@ def _resource_scopes(profile: str, tenant: Tenant, offered: Collection[str] | No
     RiskAssessment is always searched (the app's earlier results); it is created only on the
     RiskAssessment rung. The clinical-note rung adds DocumentReference create (v2 ``.cs``: the
     search finds the app's earlier notes and avoids duplicates where conditional create is
-    missing; v1 ``.write``). A type the EHR does not offer gets no scope (A4).
+    missing; v1 ``.write``). A type the EHR does not offer gets no scope (SMART asks for the
+    fewest scopes needed).
     """
     def has(t: str) -> bool:
         return offered is None or t in offered
@@ -68,18 +69,18 @@ def _resource_scopes(profile: str, tenant: Tenant, offered: Collection[str] | No
 
 
 def scope_profile(tenant: Tenant, capabilities: tuple[str, ...]) -> str:
-    """v2 unless the tenant says v1, or the server advertises v1 permissions and not v2 (D4)."""
+    """v2 unless the tenant says v1, or the server advertises v1 permissions and not v2."""
     v1_only = "permission-v1" in capabilities and "permission-v2" not in capabilities
     return "v1" if tenant.scopes == "v2" and v1_only else tenant.scopes
 
 
 def requested_scopes(tenant: Tenant, *, ehr_launch: bool, profile: str | None = None,
                      offered: Collection[str] | None = None) -> str:
-    """L2/L4/L5: ``launch`` (EHR) or ``launch/patient`` (standalone), identity, and reads.
+    """``launch`` (EHR) or ``launch/patient`` (standalone), identity, and reads.
 
     ``profile`` ("v1"/"v2") overrides the tenant's profile; explicit scope strings are kept.
     ``offered`` (the types the EHR offers, None: unknown) leaves out scopes for types the EHR
-    does not have (A4: the minimum; Oracle's app review asks for exactly that).
+    does not have (the minimum; Oracle's app review asks for exactly that).
     """
     if tenant.scopes in ("v1", "v2"):
         profile = profile or tenant.scopes
@@ -87,7 +88,7 @@ def requested_scopes(tenant: Tenant, *, ehr_launch: bool, profile: str | None = 
         return " ".join([*context, *_IDENTITY, *_resource_scopes(profile, tenant, offered)])
     scopes = tenant.scopes.split()
     if ehr_launch and "launch" not in scopes:
-        scopes.insert(0, "launch")  # L2 is a SHALL: the launch handle is useless without it
+        scopes.insert(0, "launch")  # SMART requires it: the launch handle is useless without it
     if not ehr_launch:
         scopes = [s for s in scopes if s != "launch"]  # no launch handle to go with it
     return " ".join(scopes)

@@ -1,7 +1,8 @@
 """Server-side storage for pending authorizations and launches (tokens never reach the browser).
 
-SMART T7 and python-deps.md §5: the browser holds only an opaque id in a signed cookie; the
-state, the PKCE verifier, the tokens and the launch context stay here. Every value is encrypted
+SMART App Launch keeps tokens in app-specific storage, never in cookies: the browser holds only
+an opaque id in a signed cookie; the state, the PKCE verifier, the tokens and the launch context
+stay here. Every value is encrypted
 with a key derived from ``secret_key`` (Fernet), and every key is an HMAC of the caller's key, so
 a copy of the database or a Redis dump yields neither tokens nor usable state/launch ids.
 

@@ -1,12 +1,12 @@
-"""Access and refresh tokens: what is kept, and the proactive, rotating refresh (RF1–RF4).
+"""Access and refresh tokens: what is kept, and the proactive, rotating refresh.
 
-Refresh happens *before* expiry (no failed FHIR call first), under a lock that spans processes
-(the session store's exclusive ``add``), so two requests of one launch never send the same
-refresh token at once. The refresh token is dropped from the record before it is sent, so a
-failed refresh never sends it again; a new one from the server replaces it (RF3), and when the
-server sends none (Epic, Oracle Health: refresh tokens that do not rotate) the one just used is
-kept, since it is still valid (RFC 6749 §6). How long a launch stays signed in is then the EHR's
-refresh-token policy, bounded by ``session_ttl``.
+Refresh happens *before* expiry (no failed FHIR call first), under a lock that spans processes (the
+session store's exclusive ``add``), so two requests of one launch never send the same refresh token
+at once. The refresh token is dropped from the record before it is sent, so a failed refresh never
+sends it again; a new one from the server replaces it, and when the server sends none (Epic, Oracle
+Health: refresh tokens that do not rotate) the one just used is kept, since it is still valid
+(RFC 6749 §6). How long a launch stays signed in is then the EHR's refresh-token policy, bounded by
+``session_ttl``.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class Services:
         """A ``RefreshCall`` for this tenant that returns the *raw* token response.
 
         authlib copies the old refresh token into its result when the server sends none,
-        which would make the app reuse it (RF4), so the raw response is captured instead.
+        which would make the app use it twice, so the raw response is captured instead.
         Discovery is looked up only when a refresh actually happens.
         """
 

@@ -364,7 +364,7 @@ def test_sandbox_patient_list_reads_like_an_ehr(page: Page, stack: Stack, width:
     assert axe_violations(page, stack) == []
     # The technical note on demand.
     row.get_by_text("Test scenario").click()
-    expect(row).to_contain_text("Reference §5 #5")
+    expect(row).to_contain_text("Worked example 5:")
     # Search as you type, and without script (a plain GET).
     page.fill("#q", "azathioprine")  # two on it, one with only a planned order
     expect(page.locator("tbody tr:visible")).to_have_count(3)

@@ -1,4 +1,7 @@
-"""Anti-JCV antibody status and index (risk-model.md §3), from records and from Observations."""
+"""Anti-JCV antibody status and index, from records and from Observations.
+
+The rules are those of docs/clinical-basis.md §3.
+"""
 
 from __future__ import annotations
 

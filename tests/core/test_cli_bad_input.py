@@ -1,7 +1,7 @@
 """``pml-risk assess`` on bad input: exit 2, one line on stderr, an OperationOutcome (or, with
 ``--format text``, a plain line) on stdout, and never a traceback. Also: ``-`` reads stdin.
 
-Each case ran into an uncaught exception before (issue 10, defect 2). The command runs as a real
+Each case ran into an uncaught exception before. The command runs as a real
 process, so what a script sees (exit code, streams) is what is asserted.
 """
 

@@ -1,4 +1,5 @@
-"""Never a confident wrong number: the clinical-safety rules of risk-model §3, §4, §7 and §8.
+"""Never a confident wrong number: the clinical-safety rules
+(docs/clinical-basis.md §3, §4, §7 and §8).
 
 Each test is a chart an adversarial clinical tester built, in FHIR JSON through the service
 seam, with the figure the evidence supports and the reason the page must show.

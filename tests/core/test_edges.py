@@ -1,4 +1,4 @@
-"""The edges of the clinical input rules (risk-model.md §2–§6), one rule per test.
+"""The edges of the clinical input rules (docs/clinical-basis.md §1–§6), one rule per test.
 
 Each test sits on a boundary a one-character change to the rules would move (``>`` for ``>=``,
 a status dropped from a set, two rows swapped): the value exactly on the boundary and the first
@@ -161,7 +161,7 @@ def test_higher_risk_group_needs_more_than_24_infusions(n: int, qualitative: str
                                               ("1.61", False)])
 def test_index_retest_advice_stops_only_above_1_5(index: str, retest: bool) -> None:
     """Above 1.5 a retest cannot change the row, except near the cut-off (within 0.1), where
-    the advice agrees with the near-cut-off warning (issue 9)."""
+    the advice agrees with the near-cut-off warning."""
     a = run(inputs(antibody_test(Antibody.POSITIVE, index), infusions(10)))
     if retest:
         assert a.monitoring.antibody_retest_due is not None

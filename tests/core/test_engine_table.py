@@ -1,4 +1,4 @@
-"""Every cell and boundary of berger-fox-2016 through the pure engine (risk-model.md §2, §6)."""
+"""Every cell and boundary of berger-fox-2016 through the pure engine (clinical-basis.md §2, §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FHIR R4 JSON → engine records (smart_app.fhir.extract.extract_inputs, risk-model.md §3–§5)."""
+"""FHIR R4 JSON → engine records (``extract_inputs``; docs/clinical-basis.md §1, §3–§5)."""
 
 from __future__ import annotations
 

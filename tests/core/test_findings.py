@@ -1,4 +1,4 @@
-"""Every finding code the engine can raise, triggered and checked by code (risk-model.md §3–§5)."""
+"""Every finding code the engine can raise, checked by code (docs/clinical-basis.md §3–§5)."""
 
 from __future__ import annotations
 

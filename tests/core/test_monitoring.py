@@ -1,4 +1,4 @@
-"""Monitoring advice (risk-model.md §6) and calendar-month arithmetic."""
+"""Monitoring advice (docs/clinical-basis.md §6) and calendar-month arithmetic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Assessment → FHIR R4 RiskAssessment (risk-model.md §7)."""
+"""Assessment → FHIR R4 RiskAssessment (docs/clinical-basis.md §7)."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def deep(levels: int) -> str:
     return raw("[" * levels + "]" * levels)
 
 
-#: The ReDoS case of issue 10: a lab value of spaces ending in a letter.
+#: A ReDoS case found in review: a lab value of spaces ending in a letter.
 SPACES = " " * 20_000 + "x"
 
 NASTY: list[Any] = [

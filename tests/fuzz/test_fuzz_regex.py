@@ -2,7 +2,7 @@
 backtracking engine take quadratic or exponential time: each call must stay within its deadline.
 
 The inputs are long runs of what a pattern's repetitions accept, separated by what makes the
-match fail at the last moment (the shape of the lab-value ReDoS of issue 10). The lab-value
+match fail at the last moment (the shape of the lab-value ReDoS found in review). The lab-value
 parser itself is covered by ``test_fuzz_cli`` (a chart's values go through ``pml-risk assess``).
 """
 

@@ -1,8 +1,8 @@
 """Bad input from the EHR or the browser: a 4xx or a 502 page that says what was wrong, never a
 500, and never a number from a chart the app could not read.
 
-The cases are the ones an adversarial review reproduced against the running app (issue 10,
-defects 2 and 8), each through a real launch against the sandbox EHR.
+The cases are the ones an adversarial review reproduced against the running app, each
+through a real launch against the sandbox EHR.
 """
 
 from __future__ import annotations

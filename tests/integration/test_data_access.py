@@ -124,7 +124,7 @@ def test_server_error_gives_a_clear_error(stack: Stack) -> None:
 
 
 def test_403_on_a_search_marks_data_incomplete(stack: Stack) -> None:
-    """F3: the user's rights may be narrower than the scopes; the app says so, and goes on."""
+    """The user's rights may be narrower than the scopes; the app says so, and goes on."""
     browser = stack.browser()
     page = stack.launch(browser, "ex01-negative-30")
     stack.control(fail_next=[403])

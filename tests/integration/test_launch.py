@@ -58,10 +58,10 @@ def test_authorize_request_carries_smart_parameters(stack: Stack) -> None:
     authorize = next(r for r in stack.requests_log() if r["path"] == "/sandbox/auth/authorize")
     params = {k: v[0] for k, v in
               __import__("urllib.parse").parse.parse_qs(authorize["query"]).items()}
-    assert params["aud"] == stack.iss  # L3
-    assert params["code_challenge_method"] == "S256"  # A3
+    assert params["aud"] == stack.iss  # aud is the FHIR base
+    assert params["code_challenge_method"] == "S256"  # PKCE always
     assert len(params["state"]) >= 43  # 256 bits, base64url
-    assert params["launch"]  # L2
+    assert params["launch"]  # the launch handle is echoed
     scopes = params["scope"].split()
     assert {"launch", "launch/patient", "openid", "fhirUser", "online_access"} <= set(scopes)
     assert "patient/RiskAssessment.cs" in scopes
@@ -86,8 +86,8 @@ def test_ehr_launch_context_is_parsed(stack: Stack) -> None:
         {"reference": "MedicationRequest/abc", "type": "MedicationRequest", "role": "launch"}
     ]
     html = browser.get(page, timeout=30).text
-    assert 'class="banner"' not in html  # C2: the EHR shows its own banner
-    assert "round trip" in html  # C4: the detail view
+    assert 'class="banner"' not in html  # need_patient_banner false: the EHR shows its own banner
+    assert "round trip" in html  # intent pml-detail: the detail view
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_unknown_iss_is_refused_before_any_request(
     )
     assert resp.status_code == 400
     assert "not registered" in resp.text
-    assert hits == []  # S7: nothing was fetched from the unknown issuer
+    assert hits == []  # nothing was fetched from the unknown issuer
     assert stack.requests_log() == []  # nor from the registered one
     assert "Set-Cookie" not in resp.headers
 
@@ -273,7 +273,7 @@ def test_v1_scopes_per_tenant(make_stack: StackFactory) -> None:
 
 
 def test_v1_only_server_gets_v1_scopes(stack: Stack) -> None:
-    """D4: a v2 tenant whose server advertises permission-v1 only is asked in v1 syntax."""
+    """A v2 tenant whose server advertises permission-v1 only is asked in v1 syntax."""
     stack.control(v1_only=True)
     browser = stack.browser()
     data = assessment(browser, stack.launch(browser, "ex03-index-0-90"))
@@ -284,7 +284,7 @@ def test_v1_only_server_gets_v1_scopes(stack: Stack) -> None:
 
 
 def test_long_scope_strings_use_a_post_form(make_stack: StackFactory) -> None:
-    """A5: past 2 KB the authorize request goes as a form POST (authorize-post advertised)."""
+    """Past 2 KB the authorize request goes as a form POST (authorize-post advertised)."""
     extra = " ".join(f"patient/Observation.rs?code=http://loinc.org|{n}-0" for n in range(60))
     scopes = (
         "launch launch/patient openid fhirUser online_access patient/Patient.r "
@@ -377,7 +377,7 @@ def test_cookie_is_iframe_ready_over_https(make_stack: StackFactory) -> None:
 
 
 def test_callback_iss_must_match_the_discovered_issuer(stack: Stack) -> None:
-    """S8 / RFC 9207: an authorization response naming another issuer is a mix-up."""
+    """RFC 9207: an authorization response naming another issuer is a mix-up."""
     browser = stack.browser()
     redirect = stack.to_callback(browser, f"{stack.base}/sandbox/launch?patient=ex01-negative-30")
     resp = browser.get(redirect.headers["Location"] + "&iss=https%3A%2F%2Fevil.example",

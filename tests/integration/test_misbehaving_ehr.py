@@ -138,7 +138,7 @@ def test_discovery_falls_back_to_the_capability_statement(ehr: tuple[str, Script
         "rest": [{"mode": "server", "security": {"extension": [{
             "url": OAUTH_URIS,
             "extension": [
-                {"url": "authorize", "valueUri": "auth/authorize"},  # relative: resolved (D2)
+                {"url": "authorize", "valueUri": "auth/authorize"},  # relative: resolved
                 {"url": "token", "valueUri": f"{base}/auth/token"},
             ],
         }]}}],
@@ -176,7 +176,7 @@ def test_401_retries_once_with_the_replacement_token(ehr: tuple[str, Script]) ->
 
 
 def test_v2_scopes_refused_falls_back_to_v1_once(ehr: tuple[str, Script], tmp_path: Any) -> None:
-    """requirements §1.3: a server that claims v2 but rejects it gets one v1 retry, no loop."""
+    """A server that claims v2 but rejects it gets one v1 retry, no loop."""
     from urllib.parse import parse_qs, urlsplit
 
     from smart_app.app import create_app

@@ -1,4 +1,4 @@
-"""Bounds on what an EHR can make the app read (M3) and where a ``next`` link may lead (L2).
+"""Bounds on what an EHR can make the app read, and where a ``next`` link may lead.
 
 Each case is a misbehaving server over real HTTP on loopback: an oversized answer, a page with
 more entries than ``_count``, an answer dripped just inside the per-read timeout, fan-out past

@@ -43,7 +43,7 @@ def ex01() -> Fixture:
     c.jcv_test(RECENT_TEST, "negative", "0.11")
     return Fixture(
         c,
-        "Reference §5 #1: antibody negative, 30 infusions, no prior IS (interferon listed only)",
+        "Worked example 1: antibody negative, 30 infusions, no prior IS (interferon listed only)",
         expect(
             "ok",
             "0.2",
@@ -66,7 +66,7 @@ def ex02() -> Fixture:
     c.jcv_test(RECENT_TEST, "positive", None)
     return Fixture(
         c,
-        "Reference §5 #2: antibody positive with no index reported, 20 infusions",
+        "Worked example 2: antibody positive with no index reported, 20 infusions",
         expect(
             "ok",
             "1",
@@ -97,7 +97,7 @@ def ex03() -> Fixture:
     c.jcv_test(RECENT_TEST, "positive", "0.90")
     return Fixture(
         c,
-        "Reference §5 #3: index 0.90 (lower sub-band boundary), 36 infusions; searchset bundle",
+        "Worked example 3: index 0.90 (lower sub-band boundary), 36 infusions; searchset bundle",
         expect(
             "ok",
             "1.1",
@@ -129,7 +129,7 @@ def ex04() -> Fixture:
     c.jcv_test(RECENT_TEST, "positive", "1.50")
     return Fixture(
         c,
-        "Reference §5 #4: index exactly 1.50, exactly 24 infusions; transaction bundle",
+        "Worked example 4: index exactly 1.50, exactly 24 infusions; transaction bundle",
         expect(
             "ok",
             "0.2",
@@ -155,7 +155,7 @@ def ex05() -> Fixture:
     c.jcv_test(RECENT_TEST, "positive", "1.51")
     return Fixture(
         c,
-        "Reference §5 #5: index 1.51 (just above 1.5), exactly 25 infusions; prior Tecfidera",
+        "Worked example 5: index 1.51 (just above 1.5), exactly 25 infusions; prior Tecfidera",
         expect(
             "ok",
             "8.8",
@@ -186,7 +186,7 @@ def ex06() -> Fixture:
     c.jcv_test(RECENT_TEST, "positive", "3.00", style="string")
     return Fixture(
         c,
-        "Reference §5 #6: index 3.00, exactly 12 infusions; qualitative as valueString",
+        "Worked example 6: index 3.00, exactly 12 infusions; qualitative as valueString",
         expect(
             "ok",
             "1.2",
@@ -219,7 +219,7 @@ def ex07() -> Fixture:
     c.jcv_test(RECENT_TEST, "positive", "0.50")
     return Fixture(
         c,
-        "Reference §5 #7: prior azathioprine overrides a low index (0.50), exactly 48 infusions",
+        "Worked example 7: prior azathioprine overrides a low index (0.50), exactly 48 infusions",
         expect(
             "ok",
             "12",
@@ -253,7 +253,7 @@ def ex08() -> Fixture:
     c.jcv_test(RECENT_TEST, "positive", "2.50")
     return Fixture(
         c,
-        "Reference §5 #8: prior mitoxantrone with a high index (2.50), exactly 72 infusions",
+        "Worked example 8: prior mitoxantrone with a high index (2.50), exactly 72 infusions",
         expect(
             "ok",
             "13",
@@ -282,7 +282,7 @@ def ex09() -> Fixture:
     assert len(days) == 72
     return Fixture(
         c,
-        "Reference §5 #9: index 1.20, exactly 72 infusions (36 Tysabri + 36 Tyruko by text)",
+        "Worked example 9: index 1.20, exactly 72 infusions (36 Tysabri + 36 Tyruko by text)",
         expect(
             "ok",
             "1.4",
@@ -308,7 +308,7 @@ def ex10() -> Fixture:
     c.jcv_test(RECENT_TEST, "positive", "2.00")
     return Fixture(
         c,
-        "Reference §5 #10: index 2.00, 100 infusions: beyond the table, 49–72 value shown",
+        "Worked example 10: index 2.00, 100 infusions: beyond the table, 49–72 value shown",
         expect(
             "ok",
             "10.1",
@@ -340,7 +340,7 @@ def ex11() -> Fixture:
     c.jcv_test(RECENT_TEST, "negative", None, style="interpretation")
     return Fixture(
         c,
-        "Reference §5 #11: antibody negative (interpretation NEG only), prior methotrexate, "
+        "Worked example 11: antibody negative (interpretation NEG only), prior methotrexate, "
         "10 infusions",
         expect(
             "ok",
@@ -367,7 +367,7 @@ def ex12() -> Fixture:
     assert (days[-1].year - days[0].year) * 12 + days[-1].month - days[0].month == 60
     return Fixture(
         c,
-        "Reference §5 #12: index 1.80, 40 infusions every 47 days over 60 calendar months (EID)",
+        "Worked example 12: index 1.80, 40 infusions every 47 days over 60 calendar months (EID)",
         expect(
             "ok",
             "8.8",

@@ -308,7 +308,7 @@ class ChartReads(FhirTransport):
             self._absorb_history(result, patient_id, got)
             return None
         if result.status == 403 or (result.status == 404 and job.label != "Patient"):
-            # F3: the user's rights may be narrower than the scopes, and a server may not
+            # The user's rights may be narrower than the scopes, and a server may not
             # search a type at all: either way that type is not read (unknown, not empty).
             got.withheld.append(job.label)
             return None

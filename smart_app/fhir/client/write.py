@@ -65,7 +65,7 @@ class Writes(FhirTransport):
         if_none_exist: str | None,
         retries: int = WRITE_RETRIES,
     ) -> WriteResult:
-        """POST a resource, conditionally when ``if_none_exist`` is given (requirements §4.3).
+        """POST a resource, conditionally when ``if_none_exist`` is given (no second copy on retry).
 
         Retried only on 5xx, 429 and timeouts/network errors, with the same body: safe because
         the identifier is deterministic and the create is conditional. A 401 refreshes the

@@ -1,4 +1,4 @@
-"""``/.well-known/jwks.json``: the public half of the app's keys (SMART T4).
+"""``/.well-known/jwks.json``: the public half of the app's keys (RS384 and ES384).
 
 EHRs fetch it on every token request or cache it; ``Cache-Control`` lets them cache for an hour,
 short enough that a rotation (publish new, then retire old) takes effect within a working day.

@@ -2,12 +2,12 @@
 
 The order of checks is the security argument:
 
-* ``iss`` is matched against the configured tenants *before any outbound request* (S7), so a
+* ``iss`` is matched against the configured tenants *before any outbound request*, so a
   forged launch cannot make the app fetch attacker metadata or post its credentials there;
 * ``state`` (256 bits, CSPRNG) and the PKCE verifier stay server-side; ``state`` is taken from
-  the store (single use, ten minutes) and must belong to this browser's session (A2);
+  the store (single use, ten minutes) and must belong to this browser's session;
 * the callback's own ``iss`` (RFC 9207) is compared with the discovered issuer, never used to
-  choose a server (S8); the FHIR server is always the one the flow started with.
+  choose a server; the FHIR server is always the one the flow started with.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Re
                        "few minutes, then launch the app again from the EHR.", "too-many-pending")
     config = svc.smart_config(tenant)
     if "S256" not in config.code_challenge_methods_supported:
-        # A3: PKCE is sent anyway; servers that support it without saying so exist.
+        # PKCE is sent anyway; servers that support it without saying so exist.
         log.info("the EHR does not advertise S256; sending PKCE regardless")
     sid = browser_sid(create=True)
     assert sid is not None
@@ -98,7 +98,7 @@ def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Re
         redirect_uri=svc.redirect_uri,
         scope=scope,
     )
-    extra = {"aud": tenant.iss}  # L3: the FHIR base, after the allowlist check
+    extra = {"aud": tenant.iss}  # the FHIR base, after the allowlist check
     if "openid" in scope.split():
         extra["nonce"] = oidc_nonce(svc.settings.secret_key, state)
     if launch is not None:
@@ -121,7 +121,7 @@ def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Re
     )
     log.info("authorize request (%s launch, tenant %s)", "EHR" if launch else "standalone",
              tenant.name)
-    # A5: a form POST where the server takes one, for EHR launches (embedded browsers, some
+    # a form POST where the server takes one, for EHR launches (embedded browsers, some
     # with an old engine, cut long URLs) and for any request too long for a URL.
     post = config.supports("authorize-post") and (launch is not None
                                                    or len(url) > MAX_AUTHORIZE_URL)
@@ -129,7 +129,7 @@ def _start(tenant: Tenant, launch: str | None, profile: str | None = None) -> Re
                 launch_type="ehr" if launch else "standalone", requested_scopes=scope,
                 status="post-form" if post else "redirect")
     if post:
-        return _post_form(url)  # A5: long scope strings go in a form body
+        return _post_form(url)  # long scope strings go in a form body
     return redirect(url, code=302)
 
 
@@ -169,7 +169,7 @@ def _oauth_error(exc: Exception) -> str:
 
 @bp.get("/launch")
 def ehr_launch() -> Response:
-    """L1: both ``iss`` and ``launch`` are required; the check on ``iss`` comes first."""
+    """Both ``iss`` and ``launch`` are required; the check on ``iss`` comes first."""
     iss = request.args.get("iss", "")
     launch = request.args.get("launch", "")
     if not iss or not launch:
@@ -191,7 +191,7 @@ def _received(tenant: Tenant, launch_type: str) -> None:
 
 @bp.get("/standalone")
 def standalone_launch() -> Response:
-    """L5: no launch handle; the EHR shows its own patient picker (``launch/patient``)."""
+    """No launch handle; the EHR shows its own patient picker (``launch/patient``)."""
     iss = request.args.get("iss", "")
     if not iss:
         raise AppError(400, "No EHR chosen", "Choose an EHR to sign in to.", "bad-launch")
@@ -229,12 +229,12 @@ def callback() -> Response:
     known = svc.settings.tenant_for(pending.iss)
     audit.bind(iss=pending.iss, tenant=known.name if known else None)
     if request.args.get("error") == "invalid_scope" and pending.profile == "v2":
-        # requirements §1.3: some servers claim v2 and reject it; ask again, once, in v1.
+        # some servers claim v2 and reject it; ask again, once, in v1.
         tenant = _tenant_or_reject(pending.iss)
         log.info("v2 scopes refused; retrying the authorization with v1 scopes")
         audit.event("authorize.retry", tenant=tenant.name, error="invalid_scope")
         return _start(tenant, pending.launch, profile="v1")
-    if "error" in request.args:  # T1
+    if "error" in request.args:  # the EHR refused, or the user declined
         error = request.args.get("error", "")[:64]
         log.info("authorization refused by the EHR: %s", error)
         raise AppError(
@@ -248,7 +248,7 @@ def callback() -> Response:
     tenant = _tenant_or_reject(pending.iss)
     config = svc.smart_config(tenant)
     callback_iss = request.args.get("iss")
-    # S8, RFC 9207: compare with the discovered issuer; without one, only this EHR will do.
+    # RFC 9207: compare with the discovered issuer; without one, only this EHR will do.
     expected = (config.issuer,) if config.issuer else (tenant.iss, _origin(
         config.authorization_endpoint))
     if tenant.oidc_issuer:

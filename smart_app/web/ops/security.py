@@ -1,8 +1,8 @@
 """Response headers every page gets, and which proxy headers the app believes.
 
-* CSP (requirements §3.4 item 7): ``default-src 'none'``, scripts and styles from the app only,
+* CSP: ``default-src 'none'``, scripts and styles from the app only,
   and ``frame-ancestors`` per tenant, so only the launching EHR may frame a launch page.
-* HSTS (§3.4 item 1) when the app is served over HTTPS (``base_url`` is https, or a trusted proxy
+* HSTS when the app is served over HTTPS (``base_url`` is https, or a trusted proxy
   says the request came over TLS): browsers then never try plain HTTP again.
 * ``X-Forwarded-*`` are believed only from the configured proxies (``[proxy]``): otherwise any
   client could claim to be on HTTPS or spoof its address in the logs.

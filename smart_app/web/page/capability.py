@@ -1,9 +1,9 @@
-"""Where "Save to chart" writes, and how: the write-back ladder (requirements §4.3 items 1, 4, 5).
+"""Where "Save to chart" writes, and how: the write-back ladder.
 
 Per tenant (``writeback``, default ``auto``), decided from two independent checks:
 
 * the granted scopes: ``patient/RiskAssessment.c`` / ``patient/DocumentReference.c`` (v2) or
-  ``.write`` (v1); T6: the grant may be narrower than the request;
+  ``.write`` (v1); the grant may be narrower than the request;
 * the EHR's CapabilityStatement: the type with the ``create`` interaction. Whether it also does
   ``conditionalCreate`` chooses the write path (conditional create, or search then create).
   It is read once per issuer and cached (``fhir.capability``); when it cannot be read the app

@@ -137,8 +137,8 @@ def _about_you(inputs: Mapping[str, Any], s: Mapping[str, Any]) -> list[str]:
 
 
 def _plan(payload: Mapping[str, Any], s: Mapping[str, Any]) -> list[dict[str, str]]:
-    """What is done and why: the MRI interval by the rule of risk-model §6, the antibody retest
-    as the page advises it (its due date, or now)."""
+    """What is done and why: the MRI interval by the monitoring rule of
+    docs/clinical-basis.md §6, the antibody retest as the page advises it (its due date, or now)."""
     status = payload["inputs"]["antibody"]["status"]
     infusions = payload["inputs"]["exposure"]["infusions"]
     if payload["result"] is None:

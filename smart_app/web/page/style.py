@@ -1,10 +1,10 @@
-"""``smart_style_url`` (C3): the EHR's colours and fonts, applied as CSS custom properties.
+"""``smart_style_url`` (SMART styling): the EHR's colours and fonts, as CSS custom properties.
 
-The document is fetched without a token and only from the launch's own origin (F2), cached per
-URL for the life of the process (SMART: the URL changes when the style changes), and every value
-is checked against a strict pattern before it reaches the page, since it is untrusted input
-written into CSS: the per-launch stylesheet ``/launches/<id>/style.css`` (``style-src 'self'``
-allows no inline styles).
+The document is fetched without a token and only from the launch's own origin (never another
+server), cached per URL for the life of the process (SMART: the URL changes when the style changes),
+and every value is checked against a strict pattern before it reaches the page, since it is
+untrusted input written into CSS: the per-launch stylesheet ``/launches/<id>/style.css``
+(``style-src 'self'`` allows no inline styles).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from .assessment import LaunchAssessment, assess_launch
 
 bp = Blueprint("views", __name__)
 
-INTENTS = ("pml-summary", "pml-detail")  # C4: anything else shows the default view
+INTENTS = ("pml-summary", "pml-detail")  # SMART launch intent: anything else shows the default view
 patient_name = render.patient_name  # kept importable from here
 
 

@@ -1,6 +1,6 @@
 """"Save to chart": the result the clinician reviewed, written once, where the EHR takes it.
 
-The design of requirements §4.3:
+The design:
 
 * the ladder (``capability.save_state``): a RiskAssessment where the EHR takes one, else a
   clinical note (DocumentReference) with the same summary and identifier, else read-only;
