@@ -25,6 +25,7 @@ from ...config import Tenant
 from ...fhir.client import ChartData, FhirClient, FhirError, ReadPlan, plan_for
 from ...fhir.client.chart import PATIENT_TYPES as CHART_TYPES
 from ...fhir.extract import ForeignResourceError
+from ...fhir.note import author_reference
 from ...fhir.present import text_summary
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 from ...fhir.shape import MalformedResource
@@ -44,7 +45,6 @@ from . import overrides as override_params
 
 log = logging.getLogger(__name__)
 
-PERFORMER_TYPES = ("Practitioner/", "PractitionerRole/")
 SNAPSHOTS = "pml_risk.snapshots"
 
 
@@ -300,7 +300,8 @@ def assess_data(svc: Services, launch: Launch, data: ChartData,
     what-if is only the engine (overrides applied to the same inputs)."""
     granted = launch.granted()
     overrides = overrides or Overrides()
-    performer = launch.fhir_user if (launch.fhir_user or "").startswith(PERFORMER_TYPES) else None
+    # The launching user, as a reference on this FHIR server (some EHRs send an absolute URL).
+    performer = author_reference(launch.fhir_user)
     encounter = f"Encounter/{launch.context.encounter}" if launch.context.encounter else None
     table = load_table(svc.settings.risk_table)
     try:
