@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from smart_app.app import create_app  # noqa: E402
 from smart_app.config import from_mapping  # noqa: E402
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox  # noqa: E402
-from smart_app.sandbox.testing import serve_in_thread  # noqa: E402
+from smart_app.sandbox.testing import follow_launch, serve_in_thread  # noqa: E402
 from smart_app.smart import keys  # noqa: E402
 
 PATIENTS = (("light", "ex01-negative-30"), ("heavy", "heavy"))
@@ -86,9 +86,9 @@ def one_run(base: str, patient: str) -> dict[str, float]:
     browser = requests.Session()
     browser.trust_env = False
     start = time.perf_counter()
-    page = browser.get(f"{base}/sandbox/launch?patient={patient}", timeout=60)
+    url, page = follow_launch(browser, f"{base}/sandbox/launch?patient={patient}")
     launch_s = time.perf_counter() - start
-    assert page.status_code == 200 and "/launches/" in page.url, page.status_code
+    assert page.status_code == 200 and "/launches/" in url, page.status_code
     log = control(base)["requests"]
     fhir = [r for r in log if r["path"].startswith("/sandbox/fhir/")
             and ".well-known" not in r["path"]]

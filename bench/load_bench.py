@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 
@@ -190,17 +190,14 @@ class Results:
 
 
 def ehr_launch(http: requests.Session, ehr: str, patient: str) -> str:
-    """The redirect chain a browser follows; returns the launch page URL."""
-    url = f"{ehr}/sandbox/launch?patient={patient}"
-    for _ in range(8):
-        resp = http.get(url, allow_redirects=False, timeout=30)
-        if resp.status_code not in (302, 303):
-            raise RuntimeError(f"launch: HTTP {resp.status_code} at {urlsplit(url).path}")
-        url = urljoin(url, resp.headers["Location"])
-        if urlsplit(url).path.startswith("/launches/"):
-            return url
-    raise RuntimeError("launch: too many redirects")
+    """The way a browser goes; returns the launch page URL."""
+    from smart_app.sandbox.testing import follow_launch
 
+    url, resp = follow_launch(http, f"{ehr}/sandbox/launch?patient={patient}",
+                              stop_at="/launches/", timeout=30)
+    if not urlsplit(url).path.startswith("/launches/"):
+        raise RuntimeError(f"launch: HTTP {resp.status_code} at {urlsplit(url).path}")
+    return url
 
 def clinician(n: int, args: argparse.Namespace, d: Deployment, results: Results,
               stop_at: float) -> None:

@@ -45,7 +45,7 @@ from smart_app.app import create_app  # noqa: E402
 from smart_app.config import from_mapping  # noqa: E402
 from smart_app.fhir.client import FhirClient  # noqa: E402
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox  # noqa: E402
-from smart_app.sandbox.testing import serve_in_thread  # noqa: E402
+from smart_app.sandbox.testing import follow_launch, serve_in_thread  # noqa: E402
 from smart_app.smart import keys  # noqa: E402
 
 PATIENTS = (("light (ex05)", "ex05-index-1-51-25-infusions"), ("heavy", "heavy"),
@@ -107,17 +107,11 @@ def build(late: LateApp, base: str, instance: Path, latency: int) -> None:
 
 def _to_page(browser: requests.Session, base: str, patient: str) -> str:
     """Follow the launch up to (not including) the page request; returns the page URL."""
-    url = f"{base}/sandbox/launch?patient={patient}"
-    for _ in range(10):
-        resp = browser.get(url, allow_redirects=False, timeout=60)
-        location = resp.headers.get("Location", "")
-        if not location:
-            raise RuntimeError(f"launch stopped at {resp.status_code}")
-        url = location if location.startswith("http") else base + location
-        if "/launches/" in url:
-            return url
-    raise RuntimeError("too many redirects")
-
+    url, _ = follow_launch(browser, f"{base}/sandbox/launch?patient={patient}",
+                           stop_at="/launches/")
+    if "/launches/" not in url:
+        raise RuntimeError(f"launch stopped at {url}")
+    return url
 
 def server_run(base: str, patient: str) -> dict[str, float]:
     browser = requests.Session()

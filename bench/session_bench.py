@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import requests
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from smart_app.app import create_app  # noqa: E402
 from smart_app.config import from_mapping  # noqa: E402
 from smart_app.sandbox import SandboxClient, SandboxConfig, create_sandbox  # noqa: E402
-from smart_app.sandbox.testing import LateApp, serve_in_thread, submit_auto_form  # noqa: E402
+from smart_app.sandbox.testing import LateApp, follow_launch, serve_in_thread  # noqa: E402
 from smart_app.smart import keys  # noqa: E402
 
 PATIENTS = (("typical", "ex05-index-1-51-25-infusions"), ("heavy", "heavy"))
@@ -111,18 +110,6 @@ def _save_body(page: str) -> dict[str, Any]:
     }
 
 
-def follow(browser: requests.Session, url: str) -> tuple[str, requests.Response]:
-    """A browser's way from the EHR launch to the page: redirects and the auto-submitted
-    authorize form (authorize-post)."""
-    for _ in range(12):
-        resp = submit_auto_form(browser, browser.get(url, allow_redirects=False, timeout=60),
-                                url)
-        if resp.status_code not in (301, 302, 303, 307):
-            return url, resp
-        url = urljoin(url, resp.headers["Location"])
-    raise AssertionError("too many redirects")
-
-
 def visit(base: str, patient: str) -> list[tuple[str, float, int]]:
     """One visit; ``(step, seconds, EHR requests)`` per step."""
     control(base, clear_requests=True, reset_data=True)
@@ -130,7 +117,7 @@ def visit(base: str, patient: str) -> list[tuple[str, float, int]]:
     browser.trust_env = False
     steps: list[tuple[str, float, int]] = []
     start = time.perf_counter()
-    url, page = follow(browser, f"{base}/sandbox/launch?patient={patient}")
+    url, page = follow_launch(browser, f"{base}/sandbox/launch?patient={patient}")
     steps.append(("open", time.perf_counter() - start, ehr_requests(base)))
     assert page.status_code == 200 and "/launches/" in url, (url, page.text[:300])
     url = url.split("?")[0]

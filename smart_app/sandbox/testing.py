@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -125,3 +125,20 @@ def submit_auto_form(http: Any, resp: Any, url: str) -> Any:
     form.feed(resp.text)
     return http.post(urljoin(url, form.action or url), data=form.fields,
                      allow_redirects=False, timeout=30)
+
+
+def follow_launch(http: Any, url: str, *, stop_at: str = "",
+                  timeout: float = 60) -> tuple[str, Any]:
+    """A browser's way through a launch: redirects and the auto-submitted authorize form.
+
+    Returns the last URL and its response: the first answer that is not a redirect, or (with
+    ``stop_at``) the first redirect whose target path starts with ``stop_at``, unrequested, so a
+    caller can time that request on its own."""
+    for _ in range(12):
+        resp = submit_auto_form(http, http.get(url, allow_redirects=False, timeout=timeout), url)
+        if resp.status_code not in (301, 302, 303, 307):
+            return url, resp
+        url = urljoin(url, resp.headers["Location"])
+        if stop_at and urlsplit(url).path.startswith(stop_at):
+            return url, resp
+    raise RuntimeError("launch: too many redirects")
