@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     missed = sorted(n for n, s in found.items() if s not in DETECTED and n not in known)
     equivalent = sorted(n for n, s in found.items() if s not in DETECTED and n in known)
     judged = len(found) - len(equivalent)
+    if not found:
+        print(f"mutation: no mutant of {', '.join(modules)} was judged in {elapsed:.0f} s")
+        return 0 if args.report else 1
     rate = 100 * detected / judged if judged else 100.0
     print(f"mutation: {len(found)} mutants of {len(modules)} module(s) in {elapsed:.0f} s: "
           f"{detected} detected, {len(equivalent)} equivalent (listed), {len(missed)} missed; "
