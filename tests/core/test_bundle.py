@@ -131,3 +131,9 @@ def test_every_bundle_type_a_server_or_export_sends_is_read() -> None:
     for kind in ("searchset", "collection", "transaction", "batch", "transaction-response",
                  "batch-response", "document", "message", "history"):
         assert read_bundle(bundle([patient()], kind)).patient_id == "p1"
+
+
+def test_a_long_bundle_type_is_named_by_its_first_40_characters() -> None:
+    with pytest.raises(BundleError) as caught:
+        read_bundle({"resourceType": "Bundle", "type": "t" * 60})
+    assert str(caught.value) == f"unknown Bundle.type {'t' * 40!r}"
