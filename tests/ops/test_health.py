@@ -65,6 +65,7 @@ def test_hung_redis_fails_fast(deployment: Deployment) -> None:
     """Redis stopped with SIGSTOP accepts connections and never answers: the app must still
     answer /readyz within 1.5 s and a page within 3 s, each with a clear 503."""
     d = deployment
+    d.running(d.port_a, "a")  # the sandbox fetches the app's JWKS from instance A
     port = free_port()
     app = d.start(port, "hung")
     assert d.redis is not None
