@@ -19,6 +19,8 @@ from flask import Flask
 from . import cds
 from .config import Settings, require_web
 from .http.session import make_http
+from .ops import tracing
+from .ops.metrics import Metrics
 from .smart.discovery import DiscoveryCache
 from .smart.id_token import JwksCache
 from .smart.keys import KeyRing, SigningKeys
@@ -28,6 +30,7 @@ from .web import errors
 from .web.launch import jwks
 from .web.launch import views as launch
 from .web.ops import health, security
+from .web.ops import metrics as metrics_view
 from .web.page import views
 from .web.page.style import StyleCache
 from .web.services import EXTENSION, Services
@@ -66,13 +69,15 @@ def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = open_store(settings.session_store, settings.secret_key)
+    metrics = Metrics()
+    store = open_store(settings.session_store, settings.secret_key, metrics.timed_store)
     services = app.extensions[EXTENSION] = Services(
         settings=settings,
         # Each request thread reads up to six FHIR searches in parallel: a pool smaller than
         # that discards connections under load and pays a new TCP (TLS) handshake each time.
         http=make_http(pool=max(16, settings.server.threads * 6), proxy=settings.http_proxy,
-                       no_proxy=settings.no_proxy, ca_bundle=settings.ca_bundle),
+                       no_proxy=settings.no_proxy, ca_bundle=settings.ca_bundle,
+                       observe=metrics.observe_ehr),
         repo=LaunchRepository(store, settings.session_ttl, settings.session_idle_timeout),
         discovery=DiscoveryCache(settings.discovery_ttl),
         jwks=JwksCache(),
@@ -86,6 +91,8 @@ def create_app(settings: Settings, *, keys: SigningKeys | None = None) -> Flask:
     app.register_blueprint(jwks.bp)
     app.register_blueprint(health.bp)
     cds.init_app(app)  # CDS Hooks: /cds-services, /t/<tenant>/cds-services, /basis
+    metrics_view.install(app, settings, metrics)  # /metrics (ops/metrics.py)
+    tracing.install(app, services.http)  # OpenTelemetry, with the [otel] extra only
     log.info("app ready: %d tenant(s), session store %s", len(settings.tenants),
              settings.session_store.split(":", 1)[0])
     return app

@@ -137,6 +137,19 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """``[metrics]``: ``GET /metrics`` in the Prometheus text format (docs/deploy.md §7).
+
+    Served only to scrapers on these networks (default: this host), and never to a request
+    that came through an untrusted reverse proxy: the operational figures are not for the
+    internet, though they carry no patient data.
+    """
+
+    enabled: bool = True
+    allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+
+
+@dataclass(frozen=True)
 class LimitSettings:
     """``[limits]``: caps on state anyone can create before signing in.
 
@@ -188,6 +201,7 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def tenant_for(self, iss: str) -> Tenant | None:
         """The tenant registered for exactly this ``iss`` (the allowlist check, made first)."""
@@ -233,7 +247,7 @@ TOP_KEYS = frozenset({
     "base_url", "secret_key", "session_store", "risk_table", "keys_file", "codes", "tenants",
     "session_ttl", "discovery_ttl", "fhir_timeout", "fhir_max_pages", "fhir_page_size",
     "observation_category", "text_search_years", "timezone", "server", "proxy", "audit",
-    "session_idle_timeout", "http_proxy", "no_proxy", "ca_bundle", "limits",
+    "session_idle_timeout", "http_proxy", "no_proxy", "ca_bundle", "limits", "metrics",
 })
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
@@ -246,6 +260,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SERVER_KEYS = frozenset({"host", "port", "workers", "threads", "timeout", "graceful_timeout"})
 PROXY_KEYS = frozenset({"trusted_hops", "trusted_addresses"})
 AUDIT_KEYS = frozenset({"path"})
+METRICS_KEYS = frozenset({"enabled", "allow"})
 LIMIT_KEYS = frozenset({"pending_per_address", "pending_total"})
 
 
@@ -306,6 +321,23 @@ def _audit(data: Mapping[str, Any]) -> AuditSettings:
     if not isinstance(path, str):
         raise ConfigError('audit.path: expected a file path, or "" for standard error')
     return AuditSettings(path=path)
+
+
+def _metrics(data: Mapping[str, Any]) -> MetricsSettings:
+    table = _table(data, "metrics", METRICS_KEYS)
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("metrics.enabled: expected true or false")
+    allow = table.get("allow", list(MetricsSettings().allow))
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError("metrics.allow: expected a list of IP addresses or networks")
+    for address in allow:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"metrics.allow: {address!r} is not an IP address or network") from exc
+    return MetricsSettings(enabled=enabled, allow=tuple(allow))
 
 
 def _limits(data: Mapping[str, Any]) -> LimitSettings:
@@ -530,6 +562,7 @@ def from_mapping(data: Mapping[str, Any]) -> Settings:
         proxy=_proxy(merged),
         audit=_audit(merged),
         limits=_limits(merged),
+        metrics=_metrics(merged),
     )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from .errors import EXIT_OK
 from .errors import fail as _fail
 
 log = logging.getLogger(__name__)
+#: prometheus_client reads it when first imported (ops/metrics.py), so it is named here too.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run the app under gunicorn (threads: most of a request is waiting on the EHR).
@@ -26,6 +31,7 @@ def serve_command(args: argparse.Namespace) -> int:
     never boots with a configuration nobody checked: changing it means a (rolling) restart.
     Rotated keys need none (``keys.KeyRing``).
     """
+    metrics_dir = _metrics_folder()  # before prometheus_client is first imported
     from ..app import create_app
 
     try:
@@ -47,8 +53,24 @@ def serve_command(args: argparse.Namespace) -> int:
     logs.configure(settings.audit.path)
     log.info("serving on %s: %d worker(s) x %d threads", options.bind, options.workers,
              options.threads)
-    run_gunicorn(lambda: create_app(settings), options)
+    try:
+        run_gunicorn(lambda: create_app(settings), options)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return EXIT_OK
+
+
+def _metrics_folder() -> str | None:
+    """Point prometheus_client's multi-process mode at a fresh private folder, so a scrape of
+    any worker sums every worker's samples (docs/deploy.md §7). A folder the operator set in
+    ``PROMETHEUS_MULTIPROC_DIR`` is used as it is (and left in place): its owner empties it
+    before each start. Returns the folder to remove at exit, if this process made it."""
+    if os.environ.get(MULTIPROC_ENV):
+        return None
+    folder = tempfile.mkdtemp(prefix="pml-risk-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    return folder
 
 
 @dataclass
@@ -62,6 +84,12 @@ class GunicornOptions:
     # ALB 60 s), so the proxy, not the app, closes idle connections: otherwise a request sent
     # on a connection the app is just closing fails with a reset.
     keepalive: int = 75
+
+
+def _worker_exited(_server: Any, worker: Any) -> None:
+    from ..ops.metrics import worker_exited
+
+    worker_exited(worker.pid)
 
 
 def run_gunicorn(factory: Any, options: GunicornOptions) -> None:
@@ -95,6 +123,7 @@ def run_gunicorn(factory: Any, options: GunicornOptions) -> None:
             if Path(shm).is_dir():
                 self.cfg.set("worker_tmp_dir", shm)
             self.cfg.set("proc_name", "pml-risk")
+            self.cfg.set("child_exit", _worker_exited)
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
                 # One fixed socket path per user: several instances on a host would fight
                 # over it, and a container's non-root user may have no writable home.

@@ -8,7 +8,8 @@ hospital's mandated egress proxy and private CA are configured explicitly (``htt
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -48,8 +49,34 @@ class _ProxiedSession(requests.Session):
         return settings
 
 
+#: Told of every request sent: its URL, the status (None when no answer came) and the seconds
+#: until the headers arrived (or the failure).
+Observer = Callable[[str, "int | None", float], None]
+
+
+class _TimedAdapter(HTTPAdapter):
+    """The pool's adapter, telling an observer of every request (the app's metrics)."""
+
+    def __init__(self, observe: Observer | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._observe = observe
+
+    def send(self, request: requests.PreparedRequest, *args: Any,
+             **kwargs: Any) -> requests.Response:
+        if self._observe is None:
+            return super().send(request, *args, **kwargs)
+        start = time.perf_counter()
+        status: int | None = None
+        try:
+            response = super().send(request, *args, **kwargs)
+            status = response.status_code
+            return response
+        finally:
+            self._observe(request.url or "", status, time.perf_counter() - start)
+
+
 def make_http(pool: int = 16, *, proxy: str = "", no_proxy: Iterable[str] = (),
-              ca_bundle: str = "") -> requests.Session:
+              ca_bundle: str = "", observe: Observer | None = None) -> requests.Session:
     """One pooled HTTP session per app: the configured proxy and CA bundle, else direct
     connections verified against the default CA store; environment proxies ignored."""
     http = _ProxiedSession(proxy, no_proxy)
@@ -59,7 +86,7 @@ def make_http(pool: int = 16, *, proxy: str = "", no_proxy: Iterable[str] = (),
     # One session serves every user and tenant: it must never keep an EHR's cookies, or one
     # clinician's EHR session cookie would ride along on another's requests.
     http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+    adapter = _TimedAdapter(observe, pool_connections=pool, pool_maxsize=pool, max_retries=0)
     http.mount("http://", adapter)
     http.mount("https://", adapter)
     return http

@@ -22,9 +22,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import g, has_request_context
+from flask import current_app, g, has_app_context, has_request_context
 
 LOGGER = "pml_risk.audit"
+METRICS = "pml_risk.metrics"  # app.extensions key of ops.metrics.Metrics
 
 ALLOWED_FIELDS = frozenset({
     "tenant",  # the tenant's configured name
@@ -96,6 +97,10 @@ def event(name: str, /, **fields: Any) -> None:
     if dropped:
         record["dropped_fields"] = dropped
     logging.getLogger(LOGGER).info(json.dumps(record, sort_keys=True, default=str))
+    if has_app_context():  # the app's metrics count what the trail says (ops/metrics.py)
+        metrics = current_app.extensions.get(METRICS)
+        if metrics is not None:
+            metrics.observe_event(name, record)
 
 
 def configure(path: str = "") -> None:

@@ -348,5 +348,44 @@ class SessionStore:
         self._kv.ping()
 
 
-def open_store(url: str, secret_key: str) -> SessionStore:
-    return SessionStore(open_kv(url), secret_key)
+class Timed(Protocol):
+    """Runs one store operation, timing it and counting its failure (ops/metrics.py)."""
+
+    def __call__(self, operation: str, call: Callable[[], Any]) -> Any: ...
+
+
+class TimedKV:
+    """A backend whose every operation is timed: operators see a slow or failing Redis
+    (or SQLite disk) in the metrics before clinicians see it in the page."""
+
+    def __init__(self, kv: KeyValue, timed: Timed) -> None:
+        self._kv = kv
+        self._timed = timed
+
+    def set(self, key: str, value: bytes, ttl: int) -> None:
+        self._timed("set", lambda: self._kv.set(key, value, ttl))
+
+    def get(self, key: str) -> bytes | None:
+        result: bytes | None = self._timed("get", lambda: self._kv.get(key))
+        return result
+
+    def take(self, key: str) -> bytes | None:
+        result: bytes | None = self._timed("take", lambda: self._kv.take(key))
+        return result
+
+    def add(self, key: str, value: bytes, ttl: int) -> bool:
+        return bool(self._timed("add", lambda: self._kv.add(key, value, ttl)))
+
+    def incr(self, key: str, ttl: int) -> int:
+        return int(self._timed("incr", lambda: self._kv.incr(key, ttl)))
+
+    def delete(self, key: str) -> None:
+        self._timed("delete", lambda: self._kv.delete(key))
+
+    def ping(self) -> None:
+        self._timed("ping", self._kv.ping)
+
+
+def open_store(url: str, secret_key: str, timed: Timed | None = None) -> SessionStore:
+    kv = open_kv(url)
+    return SessionStore(kv if timed is None else TimedKV(kv, timed), secret_key)

@@ -97,7 +97,7 @@ def make_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy
     with ExitStack() as stack:
 
         def build(*, redis: bool = True, signing_alg: str = "ES384",
-                  extra: dict[str, Any] | None = None) -> Deployment:
+                  extra: dict[str, Any] | None = None, cds: bool = False) -> Deployment:
             tmp = tmp_path_factory.mktemp("deploy")
             port_a, port_b = free_port(), free_port()
             server: RedisServer | None = None
@@ -121,9 +121,13 @@ def make_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy
                     ),
                     launch_url=f"{base}/launch",
                     allow_control=True,
+                    # The sandbox's CDS client calls instance A's services when asked to.
+                    cds_services=f"{base}/cds-services" if cds else None,
                 )
             )
             ehr = stack.enter_context(serve_in_thread(mounted(sandbox)))
+            cds_tenant = {"cds": {"issuer": f"{ehr}/sandbox",
+                                  "jwks_url": f"{ehr}/sandbox/cds/jwks.json"}} if cds else {}
             keys_file = tmp / "keys" / "jwks-private.json"
             keys.save(keys.generate(), keys_file)
             audit = tmp / "audit.jsonl"
@@ -137,7 +141,7 @@ def make_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deploy
                 audit={"path": str(audit)},
                 tenants=[{"name": "Sandbox EHR", "iss": f"{ehr}/sandbox/fhir",
                           "client_id": CLIENT_ID, "auth": "private_key_jwt",
-                          "signing_alg": signing_alg}],
+                          "signing_alg": signing_alg, **cds_tenant}],
             )
             deployment = Deployment(tmp=tmp, ehr=ehr, sandbox=sandbox, port_a=port_a,
                                     port_b=port_b, redis=server, config=config,

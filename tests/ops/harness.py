@@ -95,6 +95,8 @@ def write_config(path: Path, **values: Any) -> Path:
             return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(value, list):
             return "[" + ", ".join(fmt(v) for v in value) + "]"
+        if isinstance(value, dict):  # an inline table
+            return "{" + ", ".join(f"{k} = {fmt(v)}" for k, v in value.items()) + "}"
         return str(value)
 
     lines: list[str] = []
