@@ -308,25 +308,29 @@ def _call(service_id: str, slug: str | None) -> Response | tuple[Response, int]:
         return outcome(exc.status, exc.code, exc.message)
 
 
+def _named(ids: list[str]) -> str:
+    shown = ", ".join(f"Medication/{m}" for m in ids[:5])
+    return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
 def _medications(svc: Services, access: fallback.FhirAccess | fallback.CannotFetch,
                  tenant: Tenant, patient_id: str, have: list[dict[str, Any]], today: Any,
                  what: str) -> fallback.Fetched:
     """Read the Medications ``have`` references and nobody sent (one search), or refuse:
     an unidentified medication is unknown, and a card from a lower band is never shown."""
+    wanted = fallback.unresolved_medications(have, tenant.iss)
     try:
         if isinstance(access, fallback.CannotFetch):
             raise access
         fetched = fallback.fetch(svc.http, access, svc.settings, tenant, patient_id, (), today,
                                  have)
     except fallback.CannotFetch as exc:
-        raise _Refused(412, "incomplete", f"{what} cannot be read: {exc.message}.",
-                       exc.reason) from exc
+        raise _Refused(412, "incomplete", f"{what} ({_named(wanted)}) cannot be read: "
+                       f"{exc.message}.", exc.reason) from exc
     still = fallback.unresolved_medications([*have, *fetched.resources], tenant.iss)
     if still:
-        raise _Refused(412, "incomplete", f"{what} cannot be read: "
-                       + ", ".join(f"Medication/{m}" for m in still[:5])
-                       + (" and more" if len(still) > 5 else "")
-                       + " not found or not allowed by fhirAuthorization.", "medication-unread")
+        raise _Refused(412, "incomplete", f"{what} ({_named(still)}) cannot be read: not "
+                       "found, or not allowed by fhirAuthorization.", "medication-unread")
     return fetched
 
 
