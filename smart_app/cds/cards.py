@@ -35,7 +35,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from ..fhir.present import assessment_json
 from ..risk.monitoring import MRI_HIGHER_RISK
 from ..risk.records import Antibody
-from ..risk.result import Assessment, Severity
+from ..risk.result import Assessment
 
 SUMMARY_MAX = 139  # the spec's "<140 characters"
 OVERRIDE_SYSTEM = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
@@ -179,10 +179,9 @@ def detail(a: Assessment, *, ordered: bool = False) -> str:
         f"- {_md(a.monitoring.mri)}",
         f"- {_md(a.monitoring.antibody_retest)}",
     ]
-    shown = [f for f in a.findings if f.severity is not Severity.INFO or not a.complete]
-    if shown:
+    if a.findings:  # every one, with its severity, in the words of the page and the CLI
         lines += ["", "**Warnings**", ""]
-        lines += [f"- {_md(f.message)}" for f in shown]
+        lines += [f"- \\[{f.severity.value}\\] {_md(f.message)}" for f in a.findings]
     lines += ["", f"Assessed {a.assessed_on.isoformat()} with {_md(a.table_title)}."]
     return "\n".join(lines)
 
