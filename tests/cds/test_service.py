@@ -309,3 +309,20 @@ def test_feedback_is_accepted_and_audited(stack: Stack, audit_lines: AuditLines)
     unsigned = requests.post(f"{stack.base}/cds-services/pml-risk-order/feedback",
                              json={"feedback": []}, timeout=10)
     assert unsigned.status_code == 401
+
+
+def test_orders_named_by_reference_or_display_get_the_order_card(stack: Stack) -> None:
+    for order_by in ("reference", "display"):
+        card = stack.card("order-select", EX05, order_by=order_by)
+        assert card["summary"].startswith("PML risk 8.8 per 1,000 (anti-JCV index 1.51, 26th "
+                                          "infusion with this order"), order_by
+        quiet = stack.fire("order-sign", EX05, drug="other", order_by=order_by)
+        assert quiet["body"] == {"cards": []}, order_by
+
+
+def test_epic_api_name_scopes_are_read_like_the_launch_reads_them(stack: Stack) -> None:
+    # "Observation.Read (Labs) (R4) …" names no SMART scope: as at launch, the service tries
+    # the reads it needs and the server's answers decide, rather than refusing with 412.
+    data = stack.fire("patient-view", EX05, prefetch="absent", scope="epic")
+    assert data["status"] == 200, data["body"]
+    assert data["body"]["cards"][0]["summary"].startswith("PML risk 8.8 per 1,000")
