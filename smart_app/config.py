@@ -61,6 +61,20 @@ class CdsSettings:
     jcv_order: str = "http://loinc.org|70173-0"  # "system|code" of the anti-JCV test to order
     mri_order: str = ""  # "system|code" of a brain MRI order; "" offers no MRI suggestion
     basis_url: str = ""  # the card's evidence link; "" = the app's own /basis page
+    # When patient-view answers with a card: "natalizumab" (natalizumab in the patient's care),
+    # "actionable" (and something is due, missing, overdue or higher-risk), "always".
+    patient_view: str = "natalizumab"
+    # PML can occur up to 6 months after the last dose (Tysabri label): natalizumab counts as
+    # "in the patient's care" for this long after its last record.
+    care_window_months: int = 6
+    # The EHR's prefetch can search medications by code (``?code=``): the templates then ask
+    # only for natalizumab and immunosuppressant records, not the whole medication lists.
+    medication_code_search: bool = False
+    # Also prefetch laboratory results by category (date-bounded), for anti-JCV results
+    # under unmapped local codes recognised by their text. Off: by code only.
+    lab_category: bool = False
+    # JWT algorithms accepted from this EHR: asymmetric only (RS/ES/PS 256/384/512).
+    algorithms: tuple[str, ...] = ("RS384", "ES384")
 
 
 @dataclass(frozen=True)
@@ -255,7 +269,11 @@ TENANT_KEYS = frozenset({
     "backend_client_id", "writeback", "note_type", "note_type_display", "note_html",
 })
 CDS_KEYS = frozenset({"issuer", "jwks_url", "audience", "slug", "observation_codes", "jcv_order",
-                      "mri_order", "basis_url"})
+                      "mri_order", "basis_url", "patient_view", "care_window_months",
+                      "medication_code_search", "lab_category", "algorithms"})
+CDS_PATIENT_VIEW = ("natalizumab", "actionable", "always")
+CDS_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384",
+                  "PS512")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SERVER_KEYS = frozenset({"host", "port", "workers", "threads", "timeout", "graceful_timeout"})
 PROXY_KEYS = frozenset({"trusted_hops", "trusted_addresses"})
@@ -490,7 +508,37 @@ def _cds(data: Any, name: str, where: str) -> CdsSettings:
         jcv_order=_system_code(data, "jcv_order", where, CdsSettings.jcv_order),
         mri_order=_system_code(data, "mri_order", where, ""),
         basis_url=_url(data, "basis_url", where) if basis else "",
+        patient_view=_cds_choice(data, "patient_view", where),
+        care_window_months=_number(data, "care_window_months", 6, integer=True, where=where),
+        medication_code_search=_cds_flag(data, "medication_code_search", where),
+        lab_category=_cds_flag(data, "lab_category", where),
+        algorithms=_cds_algorithms(data, where),
     )
+
+
+def _cds_choice(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = data.get(key, CDS_PATIENT_VIEW[0])
+    if value not in CDS_PATIENT_VIEW:
+        raise ConfigError(f"{where}{key}: expected one of {', '.join(CDS_PATIENT_VIEW)}")
+    return str(value)
+
+
+def _cds_flag(data: Mapping[str, Any], key: str, where: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}{key}: expected true or false")
+    return value
+
+
+def _cds_algorithms(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """Asymmetric JWS algorithms only: ``none`` and HMAC (a "signature" anyone holding the
+    public key can make) are refused at start, not at the first call."""
+    value = data.get("algorithms", ["RS384", "ES384"])
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and v in CDS_ALGORITHMS for v in value):
+        raise ConfigError(f"{where}algorithms: expected a list of asymmetric JWS algorithms "
+                          f"({', '.join(CDS_ALGORITHMS)}); none and HMAC are never accepted")
+    return tuple(dict.fromkeys(value))
 
 
 def _read_types(data: Mapping[str, Any], where: str) -> tuple[str, ...]:

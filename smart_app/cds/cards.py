@@ -3,8 +3,9 @@
 * ``summary``: one line under 140 characters with the figure the app shows
   ("PML risk 8.8 per 1,000 (anti-JCV index 1.51, 25 infusions)"), or why there is none and what
   to order;
-* ``indicator``: ``warning`` for the higher-risk group, an overdue retest or no estimate, else
-  ``info``; never ``critical`` (the REMS IG keeps it for life-or-death, and Oracle pops those up);
+* ``indicator``: ``warning`` when any of ``WARNINGS`` holds (no estimate, the higher-risk
+  group, an overdue retest), else ``info``; never ``critical`` (the REMS IG keeps it for
+  life-or-death, and Oracle pops those up);
 * ``source.label`` names the app and the table; ``detail`` (GitHub Markdown) the cell, the
   inputs with dates and sources, the monitoring advice and every warning;
 * links: a ``smart`` link to the app's launch URL whose ``appContext`` is only the card's uuid
@@ -12,7 +13,9 @@
   to the clinical basis;
 * order hooks: at most one suggestion (``selectionBehavior`` ``at-most-one``) ordering what is
   due (anti-JCV test; brain MRI when the tenant configured its code and the patient is in the
-  3–4-monthly MRI group), and ``overrideReasons`` from CDS Hooks 3.0's non-adherence codes.
+  3–4-monthly MRI group), and ``overrideReasons`` from the published non-adherence reason
+  code system (``http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes``, CDS Hooks
+  3.0; AHRQ CDSiC override taxonomy).
   Nothing is written without the clinician: no ``systemActions``.
 
 Everything shown is read off the engine's result through the same formatting as the app's page
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,18 +35,16 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from ..fhir.present import assessment_json
 from ..risk.monitoring import MRI_HIGHER_RISK
 from ..risk.records import Antibody
-from ..risk.result import Assessment, Severity
+from ..risk.result import Assessment
 
 SUMMARY_MAX = 139  # the spec's "<140 characters"
-OVERRIDE_SYSTEM = "http://cds-hooks.hl7.org/CodeSystem/non-adherence-reason"
-#: CDS Hooks 3.0's suggested override reasons that fit a monitoring suggestion.
+OVERRIDE_SYSTEM = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
+#: Categories of the published non-adherence reasons that fit a monitoring suggestion.
 OVERRIDE_REASONS = (
-    ("action-completed", "Recommended action was already completed"),
-    ("indication-order-exists", "Patient has indication/order for intended action"),
-    ("need-more-info", "Could not address recommended action due to need for more "
-                       "information/pending results/pending consult"),
-    ("risk-benefit-ratio", "Recipient assessment of risk/benefit ratio"),
-    ("prefers-alternative", "Patient prefers an alternative approach or treatment"),
+    ("cds-not-applicable", "PC CDS does not apply to patient"),
+    ("cds-suboptimal-context", "PC CDS delivered in suboptimal context"),
+    ("recipient-disagrees-evidence",
+     "Recipient disagrees with recommendation because of issues with the evidence"),
 )
 JCV_ORDER_TEXT = "Anti-JC virus antibody with index"
 MRI_ORDER_TEXT = "Brain MRI with FLAIR and DWI (PML surveillance)"
@@ -66,6 +68,17 @@ def _infusions(n: int) -> str:
     return f"{n} infusion" + ("" if n == 1 else "s")
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def index_shown(a: Assessment) -> str:
+    """The index as the lab reported it: with its comparator (``>1.5``), in the app's digits."""
+    data = assessment_json(a)
+    return f"{a.antibody.comparator}{data['inputs']['antibody']['index']}"
+
+
 def retest_due(a: Assessment) -> bool:
     due = a.monitoring.antibody_retest_due
     return due is not None and due <= a.assessed_on
@@ -76,8 +89,9 @@ def retest_overdue(a: Assessment) -> bool:
     return due is not None and due < a.assessed_on
 
 
-def summary(a: Assessment) -> str:
-    """The card's one line; the figure is the app's (``assessment_json``'s ``per1000``)."""
+def summary(a: Assessment, *, ordered: bool = False) -> str:
+    """The card's one line; the figure is the app's (``assessment_json``'s ``per1000``).
+    ``ordered``: the count includes the infusion being ordered (the order card)."""
     data = assessment_json(a)
     ab = a.antibody
     if data["result"] is None:
@@ -95,24 +109,38 @@ def summary(a: Assessment) -> str:
     elif a.prior_immunosuppressant.value:
         marker = "anti-JCV positive, prior immunosuppressant"
     elif ab.index is not None:
-        marker = f"anti-JCV index {data['inputs']['antibody']['index']}"
+        marker = f"anti-JCV index {index_shown(a)}"
     else:
         marker = "anti-JCV positive, no index"
-    text = (f"PML risk {data['result']['per1000']} per 1,000 "
-            f"({marker}, {_infusions(a.exposure.infusions)})")
+    n = a.exposure.infusions
+    count = (f"{_ordinal(n)} infusion with this order" if ordered else _infusions(n))
+    text = f"PML risk {data['result']['per1000']} per 1,000 ({marker}, {count})"
     extra = "; anti-JCV retest overdue"
     if retest_overdue(a) and len(text + extra) <= SUMMARY_MAX:
         text += extra
     return text
 
 
+#: What makes a card a ``warning``: one predicate per reason (a new one is one line).
+WARNINGS: tuple[Callable[[Assessment], bool], ...] = (
+    lambda a: not a.complete,
+    lambda a: a.qualitative == "high",
+    retest_overdue,
+)
+#: What makes a card worth showing with ``patient_view = "actionable"``: something is due,
+#: missing or overdue, or the patient is in a higher-risk group.
+ACTIONABLE: tuple[Callable[[Assessment], bool], ...] = (*WARNINGS, retest_due)
+
+
 def indicator(a: Assessment) -> str:
-    if not a.complete or a.qualitative == "high" or retest_overdue(a):
-        return "warning"
-    return "info"
+    return "warning" if any(rule(a) for rule in WARNINGS) else "info"
 
 
-def detail(a: Assessment) -> str:
+def actionable(a: Assessment) -> bool:
+    return any(rule(a) for rule in ACTIONABLE)
+
+
+def detail(a: Assessment, *, ordered: bool = False) -> str:
     """GitHub-flavoured Markdown: cell, inputs with dates and sources, monitoring, warnings."""
     data = assessment_json(a)
     ab, ex, pi = a.antibody, a.exposure, a.prior_immunosuppressant
@@ -125,7 +153,7 @@ def detail(a: Assessment) -> str:
                      f"version {_md(a.table_version)}).")
     else:
         lines.append("**No estimate.** " + _md("; ".join(f.message for f in a.missing)))
-    index = f", index {data['inputs']['antibody']['index']}" if ab.index is not None else ""
+    index = f", index {index_shown(a)}" if ab.index is not None else ""
     tested = ab.tested_on.isoformat() if ab.tested_on else "no date"
     first_last = (f"first {ex.first.isoformat()}, last {ex.last.isoformat()}"
                   if ex.first and ex.last else "no dated infusion")
@@ -141,7 +169,8 @@ def detail(a: Assessment) -> str:
         f"| Anti-JCV antibody | {ab.status.value}{index} | {tested} | "
         f"{_md(', '.join(ab.sources)) or '—'} |",
         f"| Natalizumab infusions | {ex.infusions} | {first_last} | "
-        f"{len(ex.counted)} administration(s) |",
+        + (f"{len(ex.counted) - 1} administration(s) + this order |" if ordered else
+           f"{len(ex.counted)} administration(s) |"),
         f"| Prior immunosuppressant | {_md(prior)} | | "
         f"{_md(', '.join(m.source for m in pi.evidence)) or '—'} |",
         "",
@@ -150,10 +179,9 @@ def detail(a: Assessment) -> str:
         f"- {_md(a.monitoring.mri)}",
         f"- {_md(a.monitoring.antibody_retest)}",
     ]
-    shown = [f for f in a.findings if f.severity is not Severity.INFO or not a.complete]
-    if shown:
+    if a.findings:  # every one, with its severity, in the words of the page and the CLI
         lines += ["", "**Warnings**", ""]
-        lines += [f"- {_md(f.message)}" for f in shown]
+        lines += [f"- \\[{f.severity.value}\\] {_md(f.message)}" for f in a.findings]
     lines += ["", f"Assessed {a.assessed_on.isoformat()} with {_md(a.table_title)}."]
     return "\n".join(lines)
 
@@ -211,14 +239,16 @@ def card(
     order: bool = False,
     jcv_order: str = "",
     mri_order: str = "",
+    ordered: bool = False,
 ) -> dict[str, Any]:
-    """The card for one assessment; ``order`` adds the suggestion and the override reasons."""
+    """The card for one assessment; ``order`` adds the suggestion and the override reasons;
+    ``ordered``: the assessment counts the infusion being ordered (said so on the card)."""
     card_id = str(uuid.uuid4())
     result: dict[str, Any] = {
         "uuid": card_id,
-        "summary": summary(a),
+        "summary": summary(a, ordered=ordered),
         "indicator": indicator(a),
-        "detail": detail(a),
+        "detail": detail(a, ordered=ordered),
         "source": {"label": f"pml-risk (table {a.table_id})", "url": links.basis_url},
         "links": [
             {"label": "Open the PML risk app", "url": links.launch_url, "type": "smart",

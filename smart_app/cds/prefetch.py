@@ -1,13 +1,20 @@
 """Prefetch: what the services ask the EHR to send along, and how what it sent is read.
 
-The templates ask for what the app reads at launch (``fhir.client.plan``): the Patient; the
-anti-JCV results by code, any date (``observations``); the laboratory Observations, for
-unmapped local codes recognised by their text (``labs``); and the MedicationAdministrations,
-MedicationStatements and MedicationRequests with their Medications ``_include``d; each in one
-large page. The app bounds its laboratory search to the last ``text_search_years``; a CDS Hooks
-2.0 template cannot name a date relative to today, so ``labs`` is unbounded and the service
-drops, from it, what the app's bounded search would not have returned. The card's figure is
-therefore the app's.
+``patient-view`` fires on every chart opened, so the templates stay within CDS Hooks 2.0's
+recommended query subset (instance read, type search, token ``=``, date prefixes, ``_count``;
+no ``_include``) and ask for little:
+
+* ``patient``: ``Patient/{{context.patientId}}``;
+* ``observations``: the anti-JCV results by code (the tenant's codes and the defaults), any
+  date;
+* ``labs`` (only with the tenant's ``lab_category``, for anti-JCV results under unmapped local
+  codes): laboratory results since a date ``text_search_years`` before the discovery document
+  was built (a 2.0 template cannot say "today"; the service drops what the app's own bounded
+  search would not have returned, so the bound only ever loosens);
+* ``administrations``, ``statements``, ``requests``: the patient's medication records, or, with
+  the tenant's ``medication_code_search`` (its server searches medications by code), only
+  those coded natalizumab or an immunosuppressant. Without ``_include``: the Medications they
+  reference are read afterwards in one search (``fallback.py``), or the call ends in 412.
 
 CDS Hooks 2.0 §Prefetch lets the EHR fulfil any subset, so every key is read for what it says:
 
@@ -17,6 +24,10 @@ CDS Hooks 2.0 §Prefetch lets the EHR fulfil any subset, so every key is read fo
 * a Bundle with a ``next`` link: only a first page; the type is fetched whole, since a partial
   list of infusions would under-count the exposure;
 * otherwise the Bundle's entries (or the single resource), each checked to be this patient's.
+
+Every copy is kept: two keys (or one Bundle) may hold different copies of one resource, and
+which one counts is the extractor's copy rule (``fhir.extract``: the newest by version, else
+no estimate where they disagree), as for every other input. Never "the last one wins".
 """
 
 from __future__ import annotations
@@ -30,13 +41,13 @@ from urllib.parse import quote
 from ..config import Settings, Tenant
 from ..fhir.client import in_compartment
 from ..fhir.client.plan import jcv_codes
+from ..fhir.codes import Vocabulary
 
 PATIENT = "{{context.patientId}}"
 CHART_TYPES = ("Observation", "MedicationAdministration", "MedicationStatement",
                "MedicationRequest")
 #: Resource types the engine reads; anything else in a prefetch Bundle is ignored.
 READ_TYPES = frozenset({"Patient", *CHART_TYPES, "Medication"})
-_INCLUDE = {"MedicationAdministration", "MedicationStatement", "MedicationRequest"}
 _MEDICATION_KEYS = {"MedicationAdministration": "administrations",
                     "MedicationStatement": "statements", "MedicationRequest": "requests"}
 
@@ -57,11 +68,22 @@ def keys(settings: Settings, tenant: Tenant | None) -> dict[str, str]:
     for rtype in chart_types(tenant):
         if rtype == "Observation":
             found["observations"] = rtype
-            if settings.observation_category:
+            if settings.observation_category and _lab_category(tenant):
                 found["labs"] = rtype
         else:
             found[_MEDICATION_KEYS[rtype]] = rtype
     return found
+
+
+def _lab_category(tenant: Tenant | None) -> bool:
+    return tenant is not None and tenant.cds is not None and tenant.cds.lab_category
+
+
+def _medication_codes(settings: Settings) -> str:
+    """Natalizumab and every immunosuppressant code in force (defaults and configured)."""
+    vocab = Vocabulary.from_config(settings.codes)
+    found = set(vocab.natalizumab).union(*vocab.immunosuppressants.values())
+    return ",".join(sorted(found))
 
 
 def _codes(settings: Settings, tenant: Tenant | None) -> str:
@@ -76,10 +98,13 @@ def _query(rtype: str, params: Sequence[tuple[str, str]]) -> str:
     )
 
 
-def templates(settings: Settings, tenant: Tenant | None = None) -> dict[str, str]:
+def templates(settings: Settings, tenant: Tenant | None = None,
+              today: date | None = None) -> dict[str, str]:
     """The ``prefetch`` of the discovery document (per tenant: its codes, types, page size)."""
     size = (tenant.page_size if tenant is not None else None) or settings.fhir_page_size
     count = ("_count", str(size))
+    by_code = tenant is not None and tenant.cds is not None and (
+        tenant.cds.medication_code_search)
     found = {}
     for key, rtype in keys(settings, tenant).items():
         if key == "patient":
@@ -90,8 +115,9 @@ def templates(settings: Settings, tenant: Tenant | None = None) -> dict[str, str
             params.append(("code", _codes(settings, tenant)))
         elif key == "labs":
             params.append(("category", settings.observation_category))
-        if rtype in _INCLUDE:
-            params.append(("_include", f"{rtype}:medication"))
+            params.append(("date", "ge" + labs_since(settings, today or date.today()).isoformat()))
+        elif by_code:
+            params.append(("code", _medication_codes(settings)))
         params.append(count)
         found[key] = _query(rtype, params)
     return found
@@ -159,10 +185,12 @@ def _effective_day(resource: Mapping[str, Any]) -> str | None:
 def read(prefetch: Any, patient_id: str, fhir_base: str, types: Mapping[str, str],
          since: date | None = None) -> Prefetched:
     """Read the request's ``prefetch`` for the keys in ``types``; raises
-    :class:`ForeignPrefetch`. ``labs`` entries dated before ``since`` (or undated) are dropped
-    unless another key holds them too: the app's own search is bounded so."""
+    :class:`ForeignPrefetch`. Every copy of a resource is kept for the extractor's copy rule.
+    ``labs`` entries dated before ``since`` (or undated) are dropped unless another key holds
+    the same resource: the app's own search is bounded so."""
     given = prefetch if isinstance(prefetch, dict) else {}
-    resources: dict[tuple[str, str], dict[str, Any]] = {}
+    resources: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
     status: dict[str, str] = {}
     labs: list[dict[str, Any]] = []
     for key, rtype in types.items():
@@ -180,14 +208,16 @@ def read(prefetch: Any, patient_id: str, fhir_base: str, types: Mapping[str, str
             if key == "labs":
                 labs.append(kept)
             else:
-                resources[(kept["resourceType"], kept["id"])] = kept
+                resources.append(kept)
+                seen.add((kept["resourceType"], kept["id"]))
         status[key] = "provided"
     floor = since.isoformat() if since is not None else None
     for lab in labs:
         day = _effective_day(lab)
-        if floor is None or (day is not None and day >= floor[: len(day)]):
-            resources.setdefault((lab["resourceType"], lab["id"]), lab)
-    return Prefetched(tuple(resources.values()), status, dict(types))
+        if (lab["resourceType"], lab["id"]) in seen or floor is None or (
+                day is not None and day >= floor[: len(day)]):
+            resources.append(lab)  # a copy of one held elsewhere is a copy all the same
+    return Prefetched(tuple(resources), status, dict(types))
 
 
 def _checked(item: Any, patient_id: str, base: str) -> dict[str, Any] | None:

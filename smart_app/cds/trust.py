@@ -5,8 +5,11 @@ The checks run in this order, cheapest and unauthenticated first, so that an ano
 learns nothing and costs little; the ``jti`` is claimed last, so a forged token cannot use up
 the ``jti`` of a real one:
 
-1. the header: ``alg`` RS384 or ES384 only (``none``, HMAC and everything else are refused:
-   an HMAC "signature" made with a public key is the classic forgery), a ``kid``;
+1. the header (its JSON and the payload's read with bounded nesting): ``alg`` asymmetric
+   (``none``, HMAC and everything else are refused: an HMAC "signature" made with a public key
+   is the classic forgery) and among the tenant's ``algorithms`` (default RS384 and ES384; a
+   tenant whose EHR signs with ES256 or RS256, as Oracle Health documents, lists them), a
+   ``kid``;
 2. ``iss`` is a tenant's configured ``[tenants.cds] issuer`` (on ``/t/<slug>/…``, that tenant's);
 3. a ``jku`` header, when present, equals that tenant's ``jwks_url``: no other URL is fetched;
 4. ``aud`` names this endpoint's URL, or the tenant's configured ``audience``;
@@ -22,7 +25,6 @@ the claimed ``iss`` and ``jti``, never the token.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,11 +34,13 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jws import extract_compact
 
-from ..config import Settings, Tenant
+from ..config import CDS_ALGORITHMS, Settings, Tenant
+from ..http import jsondepth
 from .jwks import CdsJwks, KeyUnavailable
 
-ALGORITHMS = ("RS384", "ES384")
-KEY_TYPES = {"RS384": "RSA", "ES384": "EC"}
+ALGORITHMS = CDS_ALGORITHMS  # the most any tenant may allow; each tenant narrows it
+KEY_TYPES = {alg: "EC" if alg.startswith("ES") else "RSA" for alg in ALGORITHMS}
+MAX_JSON_DEPTH = 8  # a JWT header or claim set is flat: a deeper one is not a CDS client's
 SKEW = 60  # seconds of clock difference tolerated on exp, nbf and iat
 MAX_LIFETIME = 900  # seconds from iat to exp; longer-lived tokens are refused
 JTI_TTL = MAX_LIFETIME + 2 * SKEW  # a jti is remembered for longer than its token can live
@@ -120,8 +124,8 @@ class CdsTrust:
         try:
             parts = extract_compact(token.encode("ascii"))
             header = parts.headers()
-            claims = json.loads(parts.payload)
-        except (JoseError, ValueError, UnicodeError) as exc:
+            claims = jsondepth.loads(parts.payload, max_depth=MAX_JSON_DEPTH)
+        except (JoseError, ValueError, UnicodeError, RecursionError) as exc:
             raise Untrusted("malformed") from exc
         if not isinstance(claims, dict):
             raise Untrusted("malformed")
@@ -146,6 +150,8 @@ class CdsTrust:
         if tenant is None or tenant.cds is None:
             raise refuse("unknown-iss")
         cds = tenant.cds
+        if alg not in cds.algorithms:
+            raise refuse("alg")
         if "jku" in header and header["jku"] != cds.jwks_url:
             raise refuse("jku")  # never fetched: a jku is only a hint pointing at the allowlist
         self._audience(claims.get("aud"), endpoint, cds.audience, refuse)

@@ -18,7 +18,12 @@ misbehave the ways real EHRs and attackers do:
   ``none`` (no Authorization header);
 * ``fhir``: ``own`` (``fhirServer`` = this sandbox, with a token) | ``other`` (another server's
   URL with the token) | ``none`` (no ``fhirServer``/``fhirAuthorization``);
-* ``drug`` (order hooks): ``natalizumab`` | ``other`` (atorvastatin: the service stays silent).
+* ``drug`` (order hooks): ``natalizumab`` | ``other`` (atorvastatin: the service stays silent);
+* ``order_by`` (order hooks): ``code`` (``medicationCodeableConcept``) | ``reference`` (a
+  ``Medication`` in the same ``draftOrders`` Bundle) | ``display`` (only
+  ``medicationReference.display``, as some EHRs send an order they have not coded);
+* ``scope``: how ``fhirAuthorization.scope`` is written: ``smart`` (SMART scopes) | ``epic``
+  (Epic's API names, "Observation.Read (Labs) (R4) …"; the token allows the same reads).
 
 ``POST /_cds`` (only with ``allow_control``) fires one hook, or sends feedback, and returns the
 service's status and body plus how many FHIR resource requests (not discovery or
@@ -69,7 +74,13 @@ KNOBS: Mapping[str, tuple[str, ...]] = {
     "jwt": ("ok", "replay", "wrong-aud", "foreign-key", "none"),
     "fhir": ("own", "other", "none"),
     "drug": ("natalizumab", "other"),
+    "order_by": ("code", "reference", "display"),
+    "scope": ("smart", "epic"),
 }
+#: Epic's documented form of a CDS Hooks fhirAuthorization scope (API names, not SMART).
+EPIC_SCOPES = ("Patient.Read (R4) Observation.Read (Labs) (R4) Observation.Search (Labs) (R4) "
+               "MedicationAdministration.Search (R4) MedicationRequest.Search (Signed "
+               "Medication Order) (R4) Medication.Read (R4) Medication.Search (R4)")
 HOOKS = ("patient-view", "order-select", "order-sign")
 DRAFT_ID = "draft-natalizumab-1"
 
@@ -135,6 +146,8 @@ class Knobs:
     jwt: str = "ok"
     fhir: str = "own"
     drug: str = "natalizumab"
+    order_by: str = "code"
+    scope: str = "smart"
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> Knobs:
@@ -223,13 +236,22 @@ def _prefetch(templates: Mapping[str, Any], patient: str, user: str,
     return found
 
 
-def _draft_order(patient: str, drug: str) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {
+def _draft_order(patient: str, drug: str, order_by: str = "code") -> dict[str, Any]:
+    request: dict[str, Any] = {
         "resourceType": "MedicationRequest", "id": DRAFT_ID, "status": "draft",
-        "intent": "order", "medicationCodeableConcept": DRUGS[drug],
-        "subject": {"reference": f"Patient/{patient}"},
+        "intent": "order", "subject": {"reference": f"Patient/{patient}"},
         "dosageInstruction": [{"text": DRUGS[drug]["text"]}],
-    }}]}
+    }
+    entries = [{"resource": request}]
+    if order_by == "code":
+        request["medicationCodeableConcept"] = DRUGS[drug]
+    elif order_by == "reference":
+        request["medicationReference"] = {"reference": f"Medication/{DRAFT_ID}-med"}
+        entries.append({"resource": {"resourceType": "Medication", "id": f"{DRAFT_ID}-med",
+                                     "code": DRUGS[drug]}})
+    else:
+        request["medicationReference"] = {"display": DRUGS[drug]["text"]}
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
 def _service_for(hook: str, base: str) -> tuple[str, Mapping[str, Any]] | str:
@@ -272,7 +294,7 @@ def fire(hook: str, patient: str, knobs: Knobs, base: str | None = None) -> Hook
     user = f"Practitioner/{sandbox_state().config.default_practitioner}"
     context: dict[str, Any] = {"userId": user, "patientId": patient}
     if hook != "patient-view":
-        context["draftOrders"] = _draft_order(patient, knobs.drug)
+        context["draftOrders"] = _draft_order(patient, knobs.drug, knobs.order_by)
         if hook == "order-select":
             context["selections"] = [f"MedicationRequest/{DRAFT_ID}"]
     body: dict[str, Any] = {"hookInstance": str(uuid.uuid4()), "hook": hook, "context": context}
@@ -280,7 +302,8 @@ def fire(hook: str, patient: str, knobs: Knobs, base: str | None = None) -> Hook
         body["fhirServer"] = fhir_base() if knobs.fhir == "own" else OTHER_FHIR_SERVER
         body["fhirAuthorization"] = {
             "access_token": _mint(SERVICE_CLIENT, SERVICE_SCOPES, patient),
-            "token_type": "Bearer", "expires_in": 300, "scope": SERVICE_SCOPES,
+            "token_type": "Bearer", "expires_in": 300,
+            "scope": EPIC_SCOPES if knobs.scope == "epic" else SERVICE_SCOPES,
             "subject": SERVICE_CLIENT, "patient": patient,
         }
     filled = _prefetch(templates, patient, user, knobs.prefetch)
@@ -324,7 +347,8 @@ def send_feedback(service_endpoint: str, card: str, outcome: str,
                                                               time.gmtime())}
     if outcome == "overridden" and reason:
         item["overrideReason"] = {"reason": {
-            "code": reason, "system": "http://cds-hooks.hl7.org/CodeSystem/non-adherence-reason"}}
+            "code": reason,
+            "system": "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"}}
     url = f"{service_endpoint}/feedback"
     resp = _client().http.post(url, json={"feedback": [item]}, timeout=30,
                                headers={"Authorization": f"Bearer {sign(url)}"})
@@ -581,8 +605,7 @@ def chart(patient: str) -> tuple[Response, int] | Response:
     hook = {"select": "order-select", "sign": "order-sign"}.get(order or "", "patient-view")
     result = fire(hook, patient, knobs)
     here = f"{root_url()}chart/{patient}"
-    keep = {k: v for k, v in (("prefetch", knobs.prefetch), ("jwt", knobs.jwt),
-                              ("fhir", knobs.fhir), ("drug", knobs.drug))}
+    keep = {name: getattr(knobs, name) for name in KNOBS}
     order_html = ('<h2>Orders</h2>'
                   f'<a id="order-natalizumab" href="{escape(here)}?'
                   f'{escape(urlencode({**keep, "order": "select"}))}">Order natalizumab</a>')

@@ -37,7 +37,7 @@ ISSUER = "https://ehr.example.org/cds-client"
 FHIR_BASE = "https://fhir.example.org/r4"
 PATIENT = "ex05-index-1-51-25-infusions"
 SERVICE = "pml-risk-patient-view"
-ALGS = ["RS384", "ES384", "RS256"]
+ALGS = ["RS384", "ES384", "RS256", "ES256"]
 
 
 def b64(data: bytes) -> str:

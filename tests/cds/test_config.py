@@ -27,6 +27,12 @@ def test_a_tenant_gets_its_cds_settings_with_defaults() -> None:
     assert cds.issuer == "https://ehr.example.org/cds"
     assert cds.slug == "health-0"  # from the tenant's name
     assert cds.audience is None and cds.jcv_order == "http://loinc.org|70173-0"
+    # Silent unless natalizumab is in the patient's care (6 months after the last dose);
+    # RS384/ES384 tokens only; medications and anti-JCV results prefetched by the cheapest
+    # searches every EHR supports.
+    assert cds.patient_view == "natalizumab" and cds.care_window_months == 6
+    assert cds.algorithms == ("RS384", "ES384")
+    assert not cds.medication_code_search and not cds.lab_category
     assert from_mapping({"tenants": [{"iss": "https://x.example/r4", "client_id": "c"}]}
                         ).tenants[0].cds is None
 
@@ -41,6 +47,13 @@ def test_a_tenant_gets_its_cds_settings_with_defaults() -> None:
     ({**GOOD, "jcv_order": "70173-0"}, "tenants[0].cds.jcv_order"),
     ({**GOOD, "audience": ""}, "tenants[0].cds.audience"),
     ({**GOOD, "basis_url": "ftp://x"}, "tenants[0].cds.basis_url"),
+    ({**GOOD, "patient_view": "sometimes"}, "tenants[0].cds.patient_view: expected one of"),
+    ({**GOOD, "care_window_months": 0}, "tenants[0].cds.care_window_months"),
+    ({**GOOD, "lab_category": "yes"}, "tenants[0].cds.lab_category: expected true or false"),
+    ({**GOOD, "algorithms": ["HS256"]}, "tenants[0].cds.algorithms: expected a list of "
+                                        "asymmetric"),
+    ({**GOOD, "algorithms": ["none"]}, "none and HMAC are never accepted"),
+    ({**GOOD, "algorithms": []}, "tenants[0].cds.algorithms"),
 ])
 def test_bad_values_name_the_key(cds: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

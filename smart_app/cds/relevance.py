@@ -1,0 +1,82 @@
+"""Is natalizumab in this patient's care? patient-view's first question, asked of the cheapest
+data before anything is assessed.
+
+EHRs fire ``patient-view`` on every chart opened (Oracle Health calls only that hook), and CDS
+Hooks 2.0 says a service with no decision support for the user returns an empty array of cards.
+A card on a primary-care chart that never saw natalizumab would be noise on every chart in the
+hospital, so the card is shown only when natalizumab is in the patient's care:
+
+* a natalizumab administration, statement or order whose status records use or the intent to
+  use it (not ``not-done``, ``not-taken``, ``cancelled`` or ``entered-in-error``), dated within
+  the window in which PML can still occur: up to 6 months after the last dose (Tysabri
+  prescribing information, section 5.1; the tenant's ``care_window_months``);
+* or an active, on-hold or draft natalizumab order, or an active (or intended) statement or an
+  in-progress administration with no end, whatever its start;
+* a record of natalizumab without a date counts: an unknown date is not "long ago".
+
+The medication is recognised as the engine recognises it (``fhir.codes.medication_class``) in
+the record's own concept, a contained Medication, one at hand, or the reference's display. The
+caller resolves ``Medication/<id>`` references first: a reference nobody could read is not
+"no natalizumab" (the view answers 412 instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Any
+
+from ..config import CodeSets
+from ..fhir.codes import Vocabulary, medication_class
+from ..fhir.extract import parse_date
+from ..risk.dates import add_months
+from ..risk.records import AgentClass
+from .orders import medication_concept, medications_by_reference
+
+NOT_USE = {
+    "MedicationAdministration": {"not-done", "entered-in-error"},
+    "MedicationStatement": {"not-taken", "entered-in-error"},
+    "MedicationRequest": {"cancelled", "entered-in-error"},
+}
+OPEN_ORDER = {"active", "on-hold", "draft"}
+ONGOING = {"active", "intended", "on-hold", "in-progress"}  # and no end: still being given
+
+
+def _last_day(resource: Mapping[str, Any]) -> date | None:
+    """The latest date a record speaks of (a period's end, else its start or date)."""
+    if resource.get("resourceType") == "MedicationRequest":
+        return parse_date(resource.get("authoredOn"))
+    period = resource.get("effectivePeriod")
+    period = period if isinstance(period, Mapping) else {}
+    return (parse_date(period.get("end")) or parse_date(period.get("start"))
+            or parse_date(resource.get("effectiveDateTime"))
+            or parse_date(resource.get("dateAsserted")))
+
+
+def in_care(resources: Iterable[Mapping[str, Any]], codes: CodeSets, today: date,
+            window_months: int) -> str | None:
+    """The reference of a record that puts natalizumab in the patient's care, or None."""
+    resources = list(resources)
+    by_ref = medications_by_reference(resources)
+    vocab = Vocabulary.from_config(codes)
+    since = add_months(today, -window_months)
+    for resource in resources:
+        kind = resource.get("resourceType")
+        if kind not in NOT_USE:
+            continue
+        status = resource.get("status")
+        if isinstance(status, str) and status in NOT_USE[kind]:
+            continue
+        found = medication_class(medication_concept(resource, by_ref), vocab)
+        if found is None or found[0] is not AgentClass.NATALIZUMAB:
+            continue
+        if kind == "MedicationRequest" and status in OPEN_ORDER:
+            return f"{kind}/{resource.get('id')}"
+        period = resource.get("effectivePeriod")
+        ended = isinstance(period, Mapping) and period.get("end") is not None
+        if kind != "MedicationRequest" and status in ONGOING and not ended:
+            return f"{kind}/{resource.get('id')}"
+        last = _last_day(resource)
+        if last is None or last >= since:
+            return f"{kind}/{resource.get('id')}"
+    return None
