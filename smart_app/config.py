@@ -97,6 +97,9 @@ class Tenant:
     note_type: str = DEFAULT_NOTE_TYPE  # "system|code" of the DocumentReference.type
     note_type_display: str = DEFAULT_NOTE_TYPE_DISPLAY  # also what the page calls the note
     note_html: bool = False  # add a text/html rendering next to text/plain, where allowed
+    #: The worklist's link per row: the EHR's chart URL with ``{patient}`` for the FHIR
+    #: Patient id; "" = no link (a provider standalone launch gets no patient at Epic/Oracle).
+    worklist_link: str = ""
 
     @property
     def writes_risk_assessment(self) -> bool:
@@ -237,6 +240,7 @@ TOP_KEYS = frozenset({
 })
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
+    "worklist_link",
     "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types", "cds",
     "backend_client_id", "writeback", "note_type", "note_type_display", "note_html",
 })
@@ -410,6 +414,7 @@ def _tenant(data: Any, n: int) -> Tenant:
         cds=_cds(data["cds"], name, f"{where}cds.") if "cds" in data else None,
         backend_client_id=_str(data, "backend_client_id", where, "")
         if "backend_client_id" in data else "",
+        worklist_link=_worklist_link(data, where),
         writeback=writeback,
         note_type=note_type,
         note_type_display=_str(data, "note_type_display", where, display),
@@ -459,6 +464,17 @@ def _cds(data: Any, name: str, where: str) -> CdsSettings:
         mri_order=_system_code(data, "mri_order", where, ""),
         basis_url=_url(data, "basis_url", where) if basis else "",
     )
+
+
+def _worklist_link(data: Mapping[str, Any], where: str) -> str:
+    value = data.get("worklist_link", "")
+    if value == "":
+        return ""
+    if not isinstance(value, str) or "{patient}" not in value or \
+            not value.startswith("https://"):
+        raise ConfigError(f'{where}worklist_link: expected an https URL with "{{patient}}", e.g. '
+                          '"https://ehr.example/chart?patient={patient}"')
+    return value
 
 
 def _read_types(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
