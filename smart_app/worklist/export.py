@@ -12,11 +12,11 @@ at the end, even when the run failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email.utils
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
@@ -266,7 +266,7 @@ class BulkClient:
         return resp.status_code
 
     # -- files -------------------------------------------------------------------------------
-    @contextmanager
+    @contextlib.contextmanager
     def open(self, item: OutputFile, *, requires_token: bool) -> Iterator[requests.Response]:
         """A streamed, transport-decoded response for one manifest file.
 
@@ -338,9 +338,11 @@ class DeadlineReader:
         if left <= 0:
             raise WorklistError(f"the export did not complete in the time allowed (--wait) "
                                 f"while downloading {self._what}")
-        _set_socket_timeout(self._resp, min(left, self._timeout))
+        _read_timeout(self._resp, min(left, self._timeout))
         try:
-            data: bytes = self._raw.read(size if size and size > 0 else 64 * 1024)
+            # read1: what has arrived, at most one socket read; ``read(n)`` would keep reading
+            # a dripping body until n bytes, past any deadline.
+            data: bytes = self._raw.read1(size if size and size > 0 else 64 * 1024)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             if self._deadline - self._clock() <= 0:
                 raise WorklistError(f"the export did not complete in the time allowed (--wait) "
@@ -348,6 +350,18 @@ class DeadlineReader:
             raise WorklistError(f"the download of {self._what} stalled or broke off "
                                 f"({type(exc).__name__})") from exc
         return data
+
+
+def _read_timeout(resp: requests.Response, seconds: float) -> None:
+    """Bound the next socket read of a streamed body. urllib3 2 drops its connection's
+    ``sock`` once the headers are read, so the socket is reached through the body's file."""
+    fp = getattr(getattr(resp.raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    if sock is None:
+        _set_socket_timeout(resp, seconds)
+        return
+    with contextlib.suppress(OSError):
+        sock.settimeout(max(seconds, 0.001))
 
 
 def _files(data: Any, key: str) -> tuple[OutputFile, ...]:

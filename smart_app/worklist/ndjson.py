@@ -91,16 +91,16 @@ def lines(stream: Any, name: str, max_line: int = MAX_LINE_BYTES,
             number += 1
             if len(line) > max_line and not line.endswith(b"\n"):
                 raise NdjsonError(f"{name}: line {number} is longer than {max_line} bytes "
-                                  "(--max-line-bytes)")
+                                  "(--max-line-mb)")
             if budget is not None:
                 in_file += len(line)
                 budget.used += len(line)
                 if in_file > budget.limits.file_bytes:
                     raise NdjsonError(f"{name}: more than {budget.limits.file_bytes} bytes "
-                                      "once decompressed (--max-file-bytes)")
+                                      "once decompressed (--max-file-mb)")
                 if budget.used > budget.limits.run_bytes:
                     raise NdjsonError(f"{name}: the export passed {budget.limits.run_bytes} "
-                                      "bytes once decompressed (--max-run-bytes)")
+                                      "bytes once decompressed (--max-run-mb)")
             line = line.strip()
             if line:
                 yield line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -342,11 +343,13 @@ def plan(tenant: Tenant, offered: tuple[str, ...] | None, per_patient: tuple[str
     return Plan(exported, by_search, not_offered, scope)
 
 
-def export_errors(lines: list[bytes]) -> tuple[dict[str, str], int, list[str]]:
-    """The manifest's ``error`` files (OperationOutcomes): patient id → the error naming it,
-    how many errors name no patient, and the texts of warnings (kept as notes)."""
-    from .staging import named_patient
+_NAMED_PATIENT = re.compile(rb"Patient/([A-Za-z0-9\-.]{1,64})")
 
+
+def export_errors(lines: list[bytes], staged: set[str]) -> tuple[dict[str, str], int, list[str]]:
+    """The manifest's ``error`` files (OperationOutcomes): patient id → the error naming it,
+    how many errors name no staged patient (a patient missing from the export is lost, so it
+    counts as naming none), and the texts of warnings (kept as notes)."""
     named: dict[str, str] = {}
     unnamed = 0
     warnings: list[str] = []
@@ -365,8 +368,9 @@ def export_errors(lines: list[bytes]) -> tuple[dict[str, str], int, list[str]]:
             continue
         text = " ".join(str(i.get("diagnostics") or (i.get("details") or {}).get("text") or "")
                         for i in severe if isinstance(i.get("details") or {}, dict))[:160]
-        pid = named_patient(line)
-        if pid:
+        found = _NAMED_PATIENT.search(line)
+        pid = found.group(1).decode() if found else ""
+        if pid in staged:
             named.setdefault(pid, f"the EHR reported an export error for this chart"
                              f"{': ' + text if text else ''}")
         else:
@@ -475,7 +479,8 @@ def from_ehr(tenant: Tenant, group: str, *, options: Any, **kwargs: Any) -> RunR
             members = _group_members(client, group, chosen) if not since else None
         finally:
             deleted = client.delete(status_url)
-        reported, unnamed, warnings = export_errors(error_lines)
+        reported, unnamed, warnings = export_errors(
+            error_lines, set(target.mentioned_patients() if since else staging.patient_ids()))
         if unnamed:
             raise WorklistError(f"the EHR reported {unnamed} export error(s) that name no "
                                 "patient: any chart may be incomplete, so no list is written")
