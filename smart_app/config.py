@@ -111,6 +111,9 @@ class Tenant:
     note_type: str = DEFAULT_NOTE_TYPE  # "system|code" of the DocumentReference.type
     note_type_display: str = DEFAULT_NOTE_TYPE_DISPLAY  # also what the page calls the note
     note_html: bool = False  # add a text/html rendering next to text/plain, where allowed
+    #: The worklist's link per row: the EHR's chart URL with ``{patient}`` for the FHIR
+    #: Patient id; "" = no link (a provider standalone launch gets no patient at Epic/Oracle).
+    worklist_link: str = ""
 
     @property
     def writes_risk_assessment(self) -> bool:
@@ -265,6 +268,7 @@ TOP_KEYS = frozenset({
 })
 TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
+    "worklist_link",
     "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types", "cds",
     "backend_client_id", "writeback", "note_type", "note_type_display", "note_html",
 })
@@ -460,6 +464,7 @@ def _tenant(data: Any, n: int) -> Tenant:
         cds=_cds(data["cds"], name, f"{where}cds.") if "cds" in data else None,
         backend_client_id=_str(data, "backend_client_id", where, "")
         if "backend_client_id" in data else "",
+        worklist_link=_worklist_link(data, where),
         writeback=writeback,
         note_type=note_type,
         note_type_display=_str(data, "note_type_display", where, display),
@@ -539,6 +544,17 @@ def _cds_algorithms(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
         raise ConfigError(f"{where}algorithms: expected a list of asymmetric JWS algorithms "
                           f"({', '.join(CDS_ALGORITHMS)}); none and HMAC are never accepted")
     return tuple(dict.fromkeys(value))
+
+
+def _worklist_link(data: Mapping[str, Any], where: str) -> str:
+    value = data.get("worklist_link", "")
+    if value == "":
+        return ""
+    if not isinstance(value, str) or "{patient}" not in value or \
+            not value.startswith("https://"):
+        raise ConfigError(f'{where}worklist_link: expected an https URL with "{{patient}}", e.g. '
+                          '"https://ehr.example/chart?patient={patient}"')
+    return value
 
 
 def _read_types(data: Mapping[str, Any], where: str) -> tuple[str, ...]:

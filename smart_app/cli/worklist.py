@@ -1,8 +1,11 @@
 """``pml-risk worklist``: the nightly natalizumab worklist, from a Bulk export or NDJSON files.
 
-Exit codes: 0 the worklist was written; 2 bad input or configuration (nothing contacted or
-nothing usable); 1 the EHR side failed (token, export, download). Messages go to standard error
-and never hold PHI or tokens.
+Exit codes: 0 the worklist was written and every patient whose chart could not be read has a
+"no estimate" row with the reason; 1 no trustworthy list could be made (token, export, download,
+errors naming no patient, a cap passed) and the previous ``worklist.*`` files are left as they
+were, or (incremental runs) changed charts could not be re-read and are listed without a figure;
+2 bad input or configuration; 130 interrupted. Messages go to standard error and never hold PHI
+or tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from .. import config
 from ..ops import logs
 from ..risk.table import TableError
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -29,22 +32,31 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
+#: Signals that end a run: a scheduler's kill (TERM), a closed terminal or SSH session (HUP),
+#: Ctrl-\ (QUIT). Each unwinds like Ctrl-C, so the PHI folder is removed on the way out.
+ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT")
+                       if hasattr(signal, name))
+
+
 @contextmanager
 def _terminate_as_exit() -> Iterator[None]:
-    """SIGTERM (a scheduler's kill) unwinds like Ctrl-C, so the PHI folder is still removed."""
+    """Ending signals raise ``SystemExit(128 + signum)`` so every ``finally`` runs."""
 
     def handler(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
 
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for sig in ENDING_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread (e.g. called from a test thread): nothing to do
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _tenant(settings: config.Settings, wanted: str) -> config.Tenant | None:
@@ -86,34 +98,66 @@ def worklist_command(args: argparse.Namespace) -> int:
             options = ExportOptions.from_args(args)
         except ValueError as exc:
             return _fail(str(exc))
+    try:
+        limits = _limits(args)
+    except ValueError as exc:
+        return _fail(str(exc))
     logs.configure(settings.audit.path)
     out = Path(args.out)
     try:
         with _terminate_as_exit():
             if args.from_ndjson:
                 result = from_ndjson(Path(args.from_ndjson), out=out, at=at, settings=settings,
-                                     tenant=tenant, workers=args.workers)
+                                     tenant=tenant, workers=args.workers, limits=limits)
             else:
                 from ..worklist.run import from_ehr
 
                 assert tenant is not None and options is not None
                 result = from_ehr(tenant, args.group, out=out, at=at, settings=settings,
-                                  options=options, workers=args.workers)
+                                  options=options, workers=args.workers, limits=limits)
     except NdjsonError as exc:
         return _fail(str(exc))
     except (config.ConfigError, TableError) as exc:
         return _fail(f"configuration: {exc}")
     except WorklistError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return _fail(f"{exc}; the previous worklist files are unchanged", EXIT_FAILED)
     except OSError as exc:
         return _fail(f"cannot write {out}: {exc.strerror}")
+    except KeyboardInterrupt:
+        return _fail("interrupted; the temporary files were removed and the previous worklist "
+                     "files are unchanged", EXIT_INTERRUPTED)
     counts = result.summary["counts"]
     print(f"wrote {len(result.files)} files to {out}: {counts['patients']} patients, "
           f"{counts['estimates']} with an estimate, {counts['no_estimate']} without, "
           f"{counts['retest_due_this_month']} with a retest due this month or overdue")
     for note in result.summary["notes"]:
         print(f"note: {note}")
+    if result.incomplete:
+        return _fail("; ".join(result.incomplete), EXIT_FAILED)
     return EXIT_OK
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from ..worklist.ndjson import MB, Limits
+
+    default = Limits()
+    values = {
+        "line_bytes": getattr(args, "max_line_mb", None),
+        "file_bytes": getattr(args, "max_file_mb", None),
+        "run_bytes": getattr(args, "max_run_mb", None),
+    }
+    fields: dict[str, int] = {}
+    for name, value in values.items():
+        if value is not None:
+            if value <= 0:
+                raise ValueError(f"--max-{name.split('_')[0]}-mb: expected a positive number")
+            fields[name] = int(value * MB)
+    resources = getattr(args, "max_patient_resources", None)
+    if resources is not None:
+        if resources < 1:
+            raise ValueError("--max-patient-resources: expected a positive number")
+        fields["patient_resources"] = resources
+    return Limits(**{**default.__dict__, **fields})
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -148,4 +192,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     cmd.add_argument("--workers", type=int, default=None,
                      help="processes assessing charts (default: every core, at most 4, from 500 "
                      "patients; 1 below)")
+    cmd.add_argument("--max-line-mb", type=float, default=None, metavar="MB",
+                     help="longest NDJSON line, one resource (default 16)")
+    cmd.add_argument("--max-file-mb", type=float, default=None, metavar="MB",
+                     help="largest export file once decompressed (default 4096)")
+    cmd.add_argument("--max-run-mb", type=float, default=None, metavar="MB",
+                     help="all export files of the run together, decompressed (default 32768)")
+    cmd.add_argument("--max-patient-resources", type=int, default=None, metavar="N",
+                     help="resources in one chart; a larger chart gets no estimate "
+                     "(default 20000)")
     cmd.set_defaults(func=worklist_command)

@@ -357,6 +357,12 @@ def _newest(copies: Sequence[Resource]) -> list[Resource]:
     return [distinct[k] for k in sorted(distinct)]
 
 
+def newest_copies(copies: Sequence[Resource]) -> list[Resource]:
+    """The copy rule for callers holding the copies of one resource (the worklist's staged
+    Patients): the newest, or the several distinct newest when nothing orders them."""
+    return _newest(copies)
+
+
 def latest_versions(resources: Iterable[Resource]) -> list[Resource]:
     """One resource per type/id: the newest version (a history Bundle holds several, and an
     entered-in-error v2 must replace its v1). Conflicting copies that nothing orders give the

@@ -318,7 +318,8 @@ def check_tenant(
         return
     try:
         started = time.perf_counter()
-        found = fetch(http, tenant.iss, DISCOVERY_TIMEOUT, capability.metadata_headers(tenant))
+        found = fetch(http, tenant.iss, DISCOVERY_TIMEOUT, capability.metadata_headers(tenant),
+                      backend=True)
         ms = (time.perf_counter() - started) * 1000
     except (DiscoveryError, requests.RequestException, ValueError) as exc:
         report.error(f"{where}iss: SMART discovery at {tenant.iss} failed "
@@ -334,7 +335,10 @@ def check_tenant(
     if auth == "private_key_jwt" and algs and tenant.signing_alg not in algs:
         report.warn(f"{where}signing_alg: the EHR advertises {', '.join(algs)}, "
                     f"not {tenant.signing_alg}")
-    if "S256" not in found.code_challenge_methods_supported:
+    if not found.authorization_endpoint:
+        report.info("launch", "Backend Services only (no authorization_endpoint): usable by "
+                              "pml-risk worklist; the EHR offers no app launch", 4)
+    elif "S256" not in found.code_challenge_methods_supported:
         report.warn(f"{where}iss: the EHR does not advertise PKCE S256 (sent anyway)")
     if auth == "private_key_jwt" and tenant.signing_alg == "ES384" and (
             algs and "RS384" in algs and tenant.vendor != "epic"):

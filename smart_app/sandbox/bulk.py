@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import re
 import secrets
 import threading
 import time
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fhir.resources.R4B import get_fhir_model_class
 from flask import Blueprint, Response, jsonify, request
@@ -165,7 +166,7 @@ def _exportable(state: SandboxState, knobs: BulkKnobs) -> set[str]:
 
 def _type_filters(values: list[str], types: list[str], lenient: bool, knobs: BulkKnobs,
                   notes: list[str]) -> dict[str, list[list[tuple[str, str]]]]:
-    """``Type?query`` strings (comma-separated, each query percent-encoded) → per-type queries."""
+    """``Type?query`` strings (comma-separated) → per-type queries."""
     if not values:
         return {}
     if not knobs.type_filter:
@@ -175,8 +176,11 @@ def _type_filters(values: list[str], types: list[str], lenient: bool, knobs: Bul
         raise FhirError(400, "not-supported", "_typeFilter is not supported by this server")
     filters: dict[str, list[list[tuple[str, str]]]] = {}
     for value in values:
-        for item in value.split(","):
-            query = unquote(item.strip())
+        # Decoded once, with the rest of the URL, as servers do: a filter encoded twice by the
+        # client reaches here as "Observation%3F..." and is refused, never silently ignored.
+        # Items split where the next ``Type?`` starts, so "code=a,b" (FHIR's "or") stays whole.
+        for item in re.split(r",(?=[A-Z][A-Za-z]+\?)", value):
+            query = item.strip()
             kind, _, text = query.partition("?")
             if kind not in types or not text:
                 raise FhirError(400, "invalid", f"_typeFilter {query!r}: expected Type?query "

@@ -93,10 +93,16 @@ def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str))
 
 
-def parse_well_known(iss: str, data: Mapping[str, Any]) -> SmartConfiguration:
-    authorize = _url(data, "authorization_endpoint", iss, required=True)
+def parse_well_known(iss: str, data: Mapping[str, Any],
+                     backend: bool = False) -> SmartConfiguration:
+    """``backend``: a SMART Backend Services client (the worklist, check-config), which needs no
+    ``authorization_endpoint``; SMART 2.2 requires one only of servers offering ``launch-*``,
+    so a Backend-Services-only server without it is accepted (the field is then "")."""
+    launch = any(c.startswith("launch-") for c in _strings(data, "capabilities"))
+    authorize = _url(data, "authorization_endpoint", iss,
+                     required=not backend or launch) or ""
     token = _url(data, "token_endpoint", iss, required=True)
-    assert authorize is not None and token is not None
+    assert token is not None
     issuer = data.get("issuer")
     return SmartConfiguration(
         iss=iss,
@@ -146,7 +152,8 @@ def parse_capability_statement(iss: str, data: Mapping[str, Any]) -> SmartConfig
 
 
 def fetch(http: requests.Session, iss: str, timeout: float,
-          metadata_headers: Mapping[str, str] | None = None) -> SmartConfiguration:
+          metadata_headers: Mapping[str, str] | None = None,
+          backend: bool = False) -> SmartConfiguration:
     """``.well-known/smart-configuration``, then the CapabilityStatement only when the well-known
     document does not exist (404/410).
 
@@ -178,7 +185,7 @@ def fetch(http: requests.Session, iss: str, timeout: float,
         raise DiscoveryError(f"could not read the SMART configuration: {reason}") from exc
     if not isinstance(data, dict):
         raise DiscoveryError("the SMART configuration is not a JSON object")
-    return parse_well_known(iss, data)
+    return parse_well_known(iss, data, backend)
 
 
 class DiscoveryCache:

@@ -38,27 +38,43 @@ class Context:
     settings: Settings
     table: RiskTable
     at: date
+    max_resources: int = 20_000  # per chart; a larger one gets no estimate, with the reason
 
 
 @dataclass(frozen=True)
 class Job:
     patient_id: str
-    patient: bytes
+    patient: tuple[bytes, ...]  # the distinct copies of the Patient in the export
     lines: tuple[bytes, ...]
     unread: tuple[str, ...]
     previous_infusions: int | None
     data_notes: str
     link: str
+    #: why the whole chart is unusable (an export error, an unreadable line naming this
+    #: patient): no estimate, whatever the rest of the chart says
+    unusable: str = ""
+    not_offered: tuple[str, ...] = ()  # types the EHR does not offer at all
 
 
 def assess_job(job: Job, context: Context, db: sqlite3.Connection) -> Row:
     from ..service import assess_chart  # the FHIR model import is slow: only when assessing
 
     chart = chart_from_raw(db, job.patient_id, job.patient, job.lines)
+    reason = job.unusable
+    if not reason and chart.patient_conflict:
+        reason = ("the export holds two different Patient records with this id and nothing "
+                  "says which is newer: the patient's identity is in doubt")
+    if not reason and len(job.lines) > context.max_resources:
+        reason = (f"the chart holds more than {context.max_resources} resources "
+                  "(--max-patient-resources): not assessed")
+    if reason:
+        return unread_row(patient_id=job.patient_id, patient=chart.patient, at=context.at,
+                          reason=reason, previous_infusions=job.previous_infusions,
+                          link=job.link)
     try:
         result = assess_chart(chart.resources, job.patient_id, at=context.at,
                               settings=context.settings, table=context.table,
-                              unread=job.unread, resource=False)
+                              unread=job.unread, not_offered=job.not_offered, resource=False)
     except ForeignResourceError:
         return unread_row(patient_id=job.patient_id, patient=chart.patient, at=context.at,
                           reason="the export mixes this chart with another patient's",
@@ -94,10 +110,16 @@ def jobs_from(
     previous: Mapping[str, int],
     data_notes: Mapping[str, str],
     link: Callable[[str], str],
+    unusable: Mapping[str, str] | None = None,
+    members: frozenset[str] | None = None,
+    not_offered: tuple[str, ...] = (),
 ) -> Iterator[Job]:
+    """One job per staged patient (only the group's members when ``members`` is known)."""
     for pid, patient, lines in staging.raw_charts():
+        if members is not None and pid not in members:
+            continue
         yield Job(pid, patient, lines, tuple(sorted(unread.get(pid, ()))), previous.get(pid),
-                  data_notes.get(pid, ""), link(pid))
+                  data_notes.get(pid, ""), link(pid), (unusable or {}).get(pid, ""), not_offered)
 
 
 def assess_all(jobs: Iterator[Job], context: Context, workers: int) -> list[Row]:

@@ -97,9 +97,14 @@ class BackendAuth:
         if resp.status_code != 200 or not isinstance(body, dict) or \
                 not isinstance(body.get("access_token"), str):
             code = body.get("error") if isinstance(body, dict) else None
+            said = body.get("error_description") if isinstance(body, dict) else None
+            said = "".join(c for c in said[:200] if c.isprintable()) \
+                if isinstance(said, str) else ""
             raise WorklistError(f"the EHR refused the backend token (HTTP {resp.status_code}"
-                                f"{', ' + str(code)[:40] if isinstance(code, str) else ''}); "
-                                "check the client registration, its JWKS and system scopes")
+                                f"{', ' + str(code)[:40] if isinstance(code, str) else ''}"
+                                f"{': ' + repr(said) if said else ''}); "
+                                "check the client registration, its JWKS and system scopes "
+                                f"(asked for: {self._scope[:300]})")
         lifetime = body.get("expires_in")
         seconds = lifetime if isinstance(lifetime, int | float) and lifetime > 0 \
             else DEFAULT_LIFETIME

@@ -12,18 +12,19 @@ at the end, even when the run failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email.utils
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import requests
+import urllib3
 
-from ..http.bounded import MB, deadline_in
+from ..http.bounded import MB, _set_socket_timeout, deadline_in
 from ..http.bounded import request as bounded_request
 from .auth import BackendAuth
 from .errors import WorklistError
@@ -123,11 +124,15 @@ def outcome_codes(resp: requests.Response) -> tuple[list[str], str]:
 
 
 def type_filter(queries: Mapping[str, Sequence[Sequence[tuple[str, str]]]]) -> str:
-    """``_typeFilter``: ``Type?query`` items, each query percent-encoded, joined by commas."""
+    """``_typeFilter``: ``Type?query`` items joined by commas, written as plain FHIR queries.
+
+    The kick-off URL's own encoding is the only one applied: servers decode the parameter once
+    (the SMART reference server silently ignores a filter encoded twice and exports everything).
+    """
     items = []
     for kind, options in queries.items():
         for params in options:
-            items.append(quote(f"{kind}?{urlencode(list(params))}", safe=""))
+            items.append(f"{kind}?" + "&".join(f"{name}={value}" for name, value in params))
     return ",".join(items)
 
 
@@ -196,9 +201,17 @@ class BulkClient:
             resp = self.send("GET", url, headers={"Prefer": "respond-async"})
             if resp.status_code == 202 and resp.headers.get("Content-Location"):
                 status = urljoin(url, resp.headers["Content-Location"])
-                if not status.startswith(("https://", "http://")):
-                    raise WorklistError("the export's status URL is not an http(s) URL")
+                if origin(status) != origin(self.base):
+                    # The status URL is polled and deleted with the system token: anywhere
+                    # else than the FHIR server itself would hand that token to another host.
+                    raise WorklistError("the export's status URL is not on the FHIR server's "
+                                        "origin (scheme, host and port); not followed")
                 return status
+            if resp.status_code in (401, 403):
+                codes, text = outcome_codes(resp)
+                raise WorklistError(f"the EHR refused the system token at the export kick-off "
+                                    f"(HTTP {resp.status_code}{', ' + text[:120] if text else ''})"
+                                    "; check the backend client's scopes and registration")
             if resp.status_code in (429, 503) and waits < MAX_TRANSIENT:
                 # Oracle allows one export per client at a time: a 429 means "later".
                 waits += 1
@@ -253,7 +266,7 @@ class BulkClient:
         return resp.status_code
 
     # -- files -------------------------------------------------------------------------------
-    @contextmanager
+    @contextlib.contextmanager
     def open(self, item: OutputFile, *, requires_token: bool) -> Iterator[requests.Response]:
         """A streamed, transport-decoded response for one manifest file.
 
@@ -261,8 +274,8 @@ class BulkClient:
         FHIR server's own origin), and never across a redirect to another origin.
         """
         url = item.url
-        send_token = requires_token and (url.startswith("https://")
-                                         or origin(url) == origin(self.base))
+        self._check_transport(url, item.type)
+        send_token = requires_token and origin(url) == origin(self.base)
         failures = 0
         for _ in range(MAX_REDIRECTS + MAX_TRANSIENT):
             resp = self.send("GET", url, token=send_token, stream=True,
@@ -271,8 +284,7 @@ class BulkClient:
             if resp.status_code in REDIRECTS and resp.headers.get("Location"):
                 target = urljoin(url, resp.headers["Location"])
                 resp.close()
-                if not target.startswith(("https://", "http://")):
-                    raise WorklistError("an export file redirects to a non-http(s) URL")
+                self._check_transport(target, item.type)
                 if origin(target) != origin(url):
                     send_token = False  # pre-signed storage: the URL itself is the credential
                 url = target
@@ -293,6 +305,63 @@ class BulkClient:
                 resp.close()
             return
         raise WorklistError(f"download of a {item.type} file: too many redirects or failures")
+
+    def _check_transport(self, url: str, kind: str) -> None:
+        """Export files of an https FHIR server come over https (they are PHI)."""
+        if not url.startswith(("https://", "http://")):
+            raise WorklistError(f"a {kind} export file is not at an http(s) URL")
+        if self.base.startswith("https://") and not url.startswith("https://"):
+            raise WorklistError(f"a {kind} export file is offered over plain http by an https "
+                                "EHR; not downloaded")
+
+    def body(self, resp: requests.Response, deadline: float, what: str) -> DeadlineReader:
+        """The body of a streamed download, read against the run's one deadline."""
+        return DeadlineReader(resp, deadline, self.clock, self.timeout, what)
+
+
+class DeadlineReader:
+    """A raw body whose every read is bounded by what is left of the run's deadline (``--wait``
+    covers the downloads too) and by the socket timeout; a server that drips or stalls ends the
+    run with a one-line error instead of holding it, or a traceback."""
+
+    def __init__(self, resp: requests.Response, deadline: float,
+                 clock: Callable[[], float], timeout: float, what: str) -> None:
+        self._raw = resp.raw
+        self._resp = resp
+        self._deadline = deadline
+        self._clock = clock
+        self._timeout = timeout
+        self._what = what
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise WorklistError(f"the export did not complete in the time allowed (--wait) "
+                                f"while downloading {self._what}")
+        _read_timeout(self._resp, min(left, self._timeout))
+        try:
+            # read1: what has arrived, at most one socket read; ``read(n)`` would keep reading
+            # a dripping body until n bytes, past any deadline.
+            data: bytes = self._raw.read1(size if size and size > 0 else 64 * 1024)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            if self._deadline - self._clock() <= 0:
+                raise WorklistError(f"the export did not complete in the time allowed (--wait) "
+                                    f"while downloading {self._what}") from exc
+            raise WorklistError(f"the download of {self._what} stalled or broke off "
+                                f"({type(exc).__name__})") from exc
+        return data
+
+
+def _read_timeout(resp: requests.Response, seconds: float) -> None:
+    """Bound the next socket read of a streamed body. urllib3 2 drops its connection's
+    ``sock`` once the headers are read, so the socket is reached through the body's file."""
+    fp = getattr(getattr(resp.raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    if sock is None:
+        _set_socket_timeout(resp, seconds)
+        return
+    with contextlib.suppress(OSError):
+        sock.settimeout(max(seconds, 0.001))
 
 
 def _files(data: Any, key: str) -> tuple[OutputFile, ...]:
@@ -322,8 +391,12 @@ def parse_manifest(resp: requests.Response, status_url: str) -> Manifest:
     error = tuple(OutputFile(f.type, urljoin(status_url, f.url), f.count)
                   for f in _files(data, "error"))
     stamp = data.get("transactionTime")
+    if not isinstance(stamp, str) or not INSTANT.fullmatch(stamp):
+        raise WorklistError("the export manifest has no transactionTime: not a completed export")
+    if not isinstance(data.get("output"), list):
+        raise WorklistError("the export manifest has no output list: not a completed export")
     return Manifest(
-        transaction_time=stamp if isinstance(stamp, str) and stamp else None,
+        transaction_time=stamp,
         # Absent is read as "required" (the field is mandatory in the IG); ``open`` still
         # sends the token only over https or to the FHIR server's own origin.
         requires_token=requires is not False,

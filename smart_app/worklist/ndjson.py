@@ -10,10 +10,12 @@ from __future__ import annotations
 import gzip
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-MAX_LINE_BYTES = 16 * 1024 * 1024  # one resource; a chart is many lines, never one huge one
+MB = 1024 * 1024
+MAX_LINE_BYTES = 16 * MB  # one resource; a chart is many lines, never one huge one
 GZIP_MAGIC = b"\x1f\x8b"
 SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 
@@ -49,14 +51,38 @@ def _maybe_gunzip(stream: Any) -> IO[bytes]:
     return cast(IO[bytes], buffered)
 
 
-def lines(stream: Any, name: str, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what an export may make the run hold or write, decompressed (a few hundred KB of
+    gzip can expand to gigabytes). Configurable per run (``pml-risk worklist --max-*``)."""
+
+    line_bytes: int = MAX_LINE_BYTES  # one resource
+    file_bytes: int = 4 * 1024 * MB  # one export file, decompressed
+    run_bytes: int = 32 * 1024 * MB  # every file of the run together, decompressed
+    patient_resources: int = 20_000  # one chart (a patient with more gets no estimate)
+
+
+class Budget:
+    """Decompressed bytes read so far in the run, shared by every file of the run."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.used = 0
+
+
+def lines(stream: Any, name: str, max_line: int = MAX_LINE_BYTES,
+          budget: Budget | None = None) -> Iterator[bytes]:
     """Non-blank lines of ``stream`` (a binary file, a gzip file, a urllib3 response; gzip or
     plain content), without their line ending.
 
-    Raises ``NdjsonError`` for a line longer than ``max_line`` or a corrupt gzip stream.
+    Raises ``NdjsonError`` for a line longer than ``max_line``, a corrupt gzip stream, or a file
+    (or run) past its decompressed byte cap in ``budget``.
     """
     reader = _maybe_gunzip(stream)
     number = 0
+    in_file = 0
+    if budget is not None:
+        max_line = min(max_line, budget.limits.line_bytes)
     try:
         while True:
             line = reader.readline(max_line + 1)
@@ -64,7 +90,17 @@ def lines(stream: Any, name: str, max_line: int = MAX_LINE_BYTES) -> Iterator[by
                 return
             number += 1
             if len(line) > max_line and not line.endswith(b"\n"):
-                raise NdjsonError(f"{name}: line {number} is longer than {max_line} bytes")
+                raise NdjsonError(f"{name}: line {number} is longer than {max_line} bytes "
+                                  "(--max-line-mb)")
+            if budget is not None:
+                in_file += len(line)
+                budget.used += len(line)
+                if in_file > budget.limits.file_bytes:
+                    raise NdjsonError(f"{name}: more than {budget.limits.file_bytes} bytes "
+                                      "once decompressed (--max-file-mb)")
+                if budget.used > budget.limits.run_bytes:
+                    raise NdjsonError(f"{name}: the export passed {budget.limits.run_bytes} "
+                                      "bytes once decompressed (--max-run-mb)")
             line = line.strip()
             if line:
                 yield line
@@ -86,6 +122,6 @@ def files(directory: Path) -> list[Path]:
     return found
 
 
-def file_lines(path: Path) -> Iterator[bytes]:
+def file_lines(path: Path, budget: Budget | None = None) -> Iterator[bytes]:
     with path.open("rb") as fh:
-        yield from lines(fh, path.name)
+        yield from lines(fh, path.name, budget=budget)

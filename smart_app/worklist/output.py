@@ -14,9 +14,10 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from html import escape
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from .rows import COLUMNS, NO_ESTIMATE, OVERDUE, Row
 
@@ -147,97 +148,88 @@ _HEADERS = (
     ("Infusions", "num"), ("Anti-JCV", "text"), ("Retest due", "text"), ("MRI", "text"),
     ("Missing or stale", "text"), ("", "text"),
 )
+CATEGORY_ORDER = {"high": 3, "moderate": 2, "low": 1}
+NO_LINKS = ("No chart links: a provider launch of the app from outside the chart gets no "
+            "patient at Epic or Oracle Health, so open the patient's chart in the EHR and launch "
+            "the app from there. A site can set worklist_link for the tenant to link each row "
+            "to its chart.")
 
-
-def _cell(content: str, sort: str | float | int, css: str = "") -> str:
-    cls = f' class="{css}"' if css else ""
-    return f'<td{cls} data-sort="{escape(str(sort))}">{content}</td>'
-
-
-def _row_html(row: Row) -> str:
-    e = escape
-    patient = f"{e(row.name or row.patient)}<br><span class=small>MRN {e(row.mrn or '—')}</span>"
-    if row.status == NO_ESTIMATE:
-        status = f'<span class=none>No estimate</span><br><span class=small>{e(row.reason)}</span>'
-    else:
-        status = "Estimate"
-    per = (f"{e(row.per_1000)}<br><span class=small>≈1 in {row.one_in:,}</span>"
-           if row.per_1000 and row.one_in else e(row.per_1000))
-    infusions = str(row.infusions)
-    if row.crossed_24 == "yes":
-        infusions += '<span class="badge overdue" title="more than 24 since the last run">' \
-                     "crossed 24</span>"
-    elif row.infusions > 24:
-        infusions += '<span class=badge title="more than 24 infusions">&gt;24</span>'
-    antibody = e(row.antibody)
-    if row.antibody_index:
-        antibody += f", index {e(row.antibody_index)}"
-    if row.antibody_date:
-        antibody += f"<br><span class=small>{e(row.antibody_date)}</span>"
-    retest_css = "overdue" if row.retest == OVERDUE else ("due" if row.due_this_month else "")
-    retest = (f'<span class="{retest_css}">{e(row.retest_due)}</span>'
-              f"<br><span class=small>{e(row.retest)}</span>" if row.retest_due
-              else f"<span class=small>{e(row.retest)}</span>")
-    notes = "<br>".join(
-        f'<span title="{e(message)}">{e(code)}</span>' for code, message in row.findings
-        if code in row.missing_or_stale)
-    if row.data_notes:
-        notes += f"<br><span class=small>{e(row.data_notes)}</span>"
-    link = ""
-    if row.link.startswith(("https://", "http://")):
-        link = f'<a class=open href="{e(row.link)}" rel="noopener noreferrer">Open</a>'
-    cells = [
-        _cell(patient, row.name or row.patient),
-        _cell(status, row.status),
-        _cell(per, row.per_1000, "num"),
-        _cell(e(row.category), {"high": 3, "moderate": 2, "low": 1}.get(row.category, 0),
-              row.category),
-        _cell(infusions, row.infusions, "num"),
-        _cell(antibody, row.antibody_date),
-        _cell(retest, row.retest_due or "9999"),
-        _cell(e(row.mri_interval), row.mri_interval),
-        _cell(notes, len(row.missing_or_stale)),
-        _cell(link, ""),
-    ]
-    return f'<tr data-due="{1 if row.due_this_month else 0}">{"".join(cells)}</tr>'
-
-
-def html_text(rows: Sequence[Row], run: Mapping[str, Any]) -> str:
-    e = escape
-    heads = "".join(
-        f'<th scope=col data-type="{kind}">{f"<button type=button>{e(label)}</button>" if label else ""}</th>'  # noqa: E501
-        for label, kind in _HEADERS)
-    where = " · ".join(e(str(v)) for v in (run.get("tenant"), run.get("group")) if v)
-    notes = "".join(f"<li>{e(str(n))}</li>" for n in run.get("notes", []))
-    due = sum(1 for r in rows if r.due_this_month)
-    return f"""<!doctype html>
+# Jinja2 with autoescaping: every value from the export (names, MRNs, reasons, notes) is
+# escaped by the template engine, not by hand. Only _STYLE and _SCRIPT (constants) are marked
+# safe, in the template.
+_TEMPLATE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>Natalizumab worklist {e(str(run.get("at", "")))}</title>
-<style>{_STYLE}</style>
+<title>Natalizumab worklist {{ run.at }}</title>
+<style>{{ style|safe }}</style>
 </head>
 <body>
 <h1>Natalizumab worklist — PML risk and what is due</h1>
-<p class=meta>As of {e(str(run.get("at", "")))}{" · " + where if where else ""} ·
-{len(rows)} patients · {due} with an anti-JCV retest due this month or overdue ·
-risk table {e(str(run.get("table", "")))}</p>
-{f"<ul class=meta>{notes}</ul>" if notes else ""}
+<p class=meta>As of {{ run.at }}{% for v in where %} · {{ v }}{% endfor %} ·
+{{ rows|length }} patients · {{ due }} with an anti-JCV retest due this month or overdue ·
+risk table {{ run.table }}</p>
+{% if notes %}<ul class=meta>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+{% if not links %}<p class=meta id=links>{{ no_links }}</p>{% endif %}
 <div class=controls>
 <label><input type=checkbox id=due> Due this month (anti-JCV retest due or overdue)</label>
 <span id=shown aria-live=polite></span>
 </div>
 <table id=worklist>
-<thead><tr>{heads}</tr></thead>
+<thead><tr>{% for label, kind in headers %}<th scope=col data-type="{{ kind }}">
+{%- if label %}<button type=button>{{ label }}</button>{% endif %}</th>{% endfor %}</tr></thead>
 <tbody>
-{chr(10).join(_row_html(r) for r in rows)}
+{% for r in rows %}<tr data-due="{{ 1 if r.due_this_month else 0 }}">
+<td data-sort="{{ r.name or r.patient }}">{{ r.name or r.patient }}<br>
+<span class=small>MRN {{ r.mrn or '—' }}</span></td>
+<td data-sort="{{ r.status }}">{% if r.status == no_estimate %}<span class=none>No estimate</span>
+<br><span class=small>{{ r.reason }}</span>{% else %}Estimate{% endif %}</td>
+<td class=num data-sort="{{ r.per_1000 }}">{{ r.per_1000 }}{% if r.per_1000 and r.one_in %}<br>
+<span class=small>≈1 in {{ "{:,}".format(r.one_in) }}</span>{% endif %}</td>
+<td class="{{ r.category }}" data-sort="{{ categories.get(r.category, 0) }}">{{ r.category }}</td>
+<td class=num data-sort="{{ '' if r.infusions is none else r.infusions }}">
+{%- if r.infusions is none %}<span class=small>unknown</span>{% else %}{{ r.infusions }}{% endif %}
+{%- if r.crossed_24 == "yes" %}<span class="badge overdue"
+ title="more than 24 since the last run">crossed 24</span>
+{%- elif r.infusions is not none and r.infusions > 24 %}<span class=badge
+ title="more than 24 infusions">&gt;24</span>{% endif %}</td>
+<td data-sort="{{ r.antibody_date }}">{{ r.antibody }}
+{%- if r.antibody_index %}, index {{ r.antibody_index }}{% endif %}
+{%- if r.antibody_date %}<br><span class=small>{{ r.antibody_date }}</span>{% endif %}</td>
+<td data-sort="{{ r.retest_due or '9999' }}">{% if r.retest_due %}<span
+ class="{{ 'overdue' if r.retest == overdue else ('due' if r.due_this_month else '') }}">
+{{- r.retest_due }}</span><br>{% endif %}<span class=small>{{ r.retest }}</span></td>
+<td data-sort="{{ r.mri_interval }}">{{ r.mri_interval }}</td>
+<td data-sort="{{ r.missing_or_stale|length }}">
+{%- for code, message in r.findings if code in r.missing_or_stale %}
+{%- if not loop.first %}<br>{% endif %}<span title="{{ message }}">{{ code }}</span>{% endfor %}
+{%- if r.data_notes %}<br><span class=small>{{ r.data_notes }}</span>{% endif %}</td>
+<td data-sort="">{% if r.link.startswith(("https://", "http://")) %}<a class=open
+ href="{{ r.link }}" rel="noopener noreferrer">Open chart</a>{% endif %}</td>
+</tr>
+{% endfor %}
 </tbody>
 </table>
 <p class=small>Each figure is the app's own assessment of the chart as exported; open the app
 for the inputs, their sources and the full advice. Contains patient data: do not forward.</p>
-<script>{_SCRIPT}</script>
+<script>{{ script|safe }}</script>
 </body>
 </html>
 """
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                          keep_trailing_newline=True)
+_COMPILED = _ENV.from_string(_TEMPLATE)
+
+
+def html_text(rows: Sequence[Row], run: Mapping[str, Any]) -> str:
+    return _COMPILED.render(
+        rows=rows, run={"at": str(run.get("at", "")), "table": str(run.get("table", ""))},
+        where=[str(v) for v in (run.get("tenant"), run.get("group")) if v],
+        notes=[str(n) for n in run.get("notes", [])],
+        due=sum(1 for r in rows if r.due_this_month),
+        links=any(r.link for r in rows), no_links=NO_LINKS, headers=_HEADERS,
+        categories=CATEGORY_ORDER, no_estimate=NO_ESTIMATE, overdue=OVERDUE,
+        style=_STYLE, script=_SCRIPT,
+    )

@@ -39,7 +39,7 @@ NO_MRI_INTERVAL = "depends on the antibody result"
 ESTIMATE, NO_ESTIMATE = "estimate", "no estimate"
 OVERDUE, DUE_THIS_MONTH, SCHEDULED, NOT_NEEDED = (
     "overdue", "due this month", "scheduled", "not needed")
-CROSSED, NOT_CROSSED, FIRST_RUN = "yes", "no", "first run"
+CROSSED, NOT_CROSSED, FIRST_RUN, UNKNOWN = "yes", "no", "first run", "unknown"
 
 #: CSV column order; the first seven are the ones the worklist's users asked for by name.
 COLUMNS = (
@@ -60,9 +60,10 @@ class Row:
     per_1000: str  # as the table prints it, e.g. "1.1"; "" without an estimate
     one_in: int | None
     category: str  # low | moderate | high | ""
-    infusions: int
-    previous_infusions: int | None  # from the previous run's worklist.json
-    crossed_24: str  # CROSSED | NOT_CROSSED | FIRST_RUN
+    #: None when the natalizumab administrations could not be read: unknown, never 0
+    infusions: int | None
+    previous_infusions: int | None  # from the previous run's worklist.json; None: unknown
+    crossed_24: str  # CROSSED | NOT_CROSSED | FIRST_RUN | UNKNOWN
     antibody: str  # positive | negative | indeterminate | unknown
     antibody_index: str
     antibody_date: str
@@ -146,7 +147,10 @@ def retest_status(due: date | None, at: date) -> str:
     return DUE_THIS_MONTH if due <= month_end else SCHEDULED
 
 
-def crossed(previous: int | None, now: int) -> str:
+def crossed(previous: int | None, now: int | None) -> str:
+    """Whether the count went past 24 since the last run; never claimed from an unknown."""
+    if now is None:
+        return UNKNOWN
     if previous is None:
         return FIRST_RUN
     return CROSSED if previous <= INFUSION_THRESHOLD < now else NOT_CROSSED
@@ -172,7 +176,9 @@ def row_for(
         if f.severity is Severity.MISSING or f.code in STALE_OR_MISSING))
     warnings = tuple(dict.fromkeys(f.code.value for f in findings if f.code.value not in missing))
     reason = "" if a.complete else (a.missing[0].message if a.missing else "no estimate")
-    infusions = a.exposure.infusions
+    # A count of administrations the app could not read is unknown, not 0 (nor a low count).
+    unread_exposure = any(f.code is Code.EXPOSURE_UNREAD for f in a.findings)
+    infusions = None if unread_exposure else a.exposure.infusions
     return Row(
         patient=patient_id,
         name=display_name(patient),
@@ -214,9 +220,9 @@ def unread_row(
     figure from partial data)."""
     return Row(
         patient=patient_id, name=display_name(patient), mrn=mrn(patient), status=NO_ESTIMATE,
-        reason=reason, per_1000="", one_in=None, category="", infusions=0,
-        previous_infusions=previous_infusions, crossed_24=FIRST_RUN if previous_infusions is None
-        else NOT_CROSSED, antibody="unknown", antibody_index="", antibody_date="",
+        reason=reason, per_1000="", one_in=None, category="", infusions=None,
+        previous_infusions=previous_infusions, crossed_24=UNKNOWN, antibody="unknown",
+        antibody_index="", antibody_date="",
         retest_due="", retest=NOT_NEEDED, mri_interval=NO_MRI_INTERVAL,
         missing_or_stale=("chart-unread",), warnings=(), findings=(("chart-unread", reason),),
         data_notes=reason, link=link,
@@ -248,14 +254,14 @@ def carried_row(data: Mapping[str, Any], *, at: date, since_run: str) -> Row:
     stands, the retest status is judged again against ``at``. ``ValueError`` if malformed."""
     fields = {f: data[f] for f in Row.__dataclass_fields__}
     due = date.fromisoformat(fields["retest_due"]) if fields["retest_due"] else None
-    infusions = int(fields["infusions"])
+    infusions = None if fields["infusions"] is None else int(fields["infusions"])
     fields.update(
         missing_or_stale=tuple(str(c) for c in fields["missing_or_stale"]),
         warnings=tuple(str(c) for c in fields["warnings"]),
         findings=tuple((str(f["code"]), str(f["message"])) for f in fields["findings"]),
         infusions=infusions,
         previous_infusions=infusions,
-        crossed_24=NOT_CROSSED,
+        crossed_24=NOT_CROSSED if infusions is not None else UNKNOWN,
         retest=retest_status(due, at),
         data_notes=f"chart unchanged since the run of {since_run}: assessment carried over",
     )

@@ -10,6 +10,7 @@ go into their own table and are joined to each chart that references them.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -18,8 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..fhir.extract import subject_patient, unversioned
-from .ndjson import NdjsonError
+from ..fhir.extract import newest_copies, subject_patient, unversioned
 
 BATCH = 5_000
 #: Compartment types the assessment reads; anything else in a file is counted and skipped.
@@ -37,6 +37,7 @@ class PatientChart:
     patient_id: str
     patient: Mapping[str, Any]  # the Patient resource (name, MRN)
     resources: tuple[Mapping[str, Any], ...]
+    patient_conflict: bool = False  # different copies of the Patient that nothing orders
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,19 @@ class Staging:
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE chart (patient TEXT NOT NULL, body BLOB NOT NULL)")
-        self._db.execute("CREATE TABLE patient (id TEXT PRIMARY KEY, body BLOB NOT NULL)")
-        self._db.execute("CREATE TABLE shared (ref TEXT PRIMARY KEY, body BLOB NOT NULL)")
+        # Every distinct copy of a Patient or shared resource is kept (identical ones once): an
+        # export holding two different ``Medication/nat`` must reach the app's copy rule, never
+        # be settled here by whichever line came last.
+        self._db.execute("CREATE TABLE patient (id TEXT NOT NULL, body BLOB NOT NULL, "
+                         "UNIQUE (id, body))")
+        self._db.execute("CREATE TABLE shared (ref TEXT NOT NULL, body BLOB NOT NULL, "
+                         "UNIQUE (ref, body))")
         self._pending: list[tuple[str, bytes]] = []
         self._types: Counter[str] = Counter()
         self._ignored = 0
         self._indexed = False
+        #: unreadable lines skipped, by the patient they name ("" when they name none)
+        self.bad_lines: Counter[str] = Counter()
 
     def close(self) -> None:
         self._db.close()
@@ -93,12 +101,18 @@ class Staging:
                                               default=str).encode(), "search", 0)
 
     def _add_line(self, line: bytes, source: str, number: int) -> None:
+        """Stage one line; a line that is not a FHIR resource is skipped and counted against
+        the patient it names, if any (``bad_lines``): one broken line does not sink the run,
+        and that patient's chart is known to be incomplete."""
         try:
             resource = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            raise NdjsonError(f"{source}: line {number} is not a JSON resource") from exc
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            raise NdjsonError(f"{source}: line {number} is not a FHIR resource")
+        except (ValueError, RecursionError):
+            resource = None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str) \
+                or (resource["resourceType"] == "Patient"
+                    and not (isinstance(resource.get("id"), str) and resource["id"])):
+            self.bad_lines[named_patient(line)] += 1
+            return
         self._add_parsed(resource, line, source, number)
 
     def _add_parsed(self, resource: Mapping[str, Any], body: bytes, source: str,
@@ -107,14 +121,15 @@ class Staging:
         rid = resource.get("id")
         if kind == "Patient":
             if not isinstance(rid, str) or not rid:
-                raise NdjsonError(f"{source}: line {number} is a Patient without an id")
+                self.bad_lines[""] += 1
+                return
             self._flush()
-            self._db.execute("INSERT OR REPLACE INTO patient VALUES (?, ?)", (rid, body))
+            self._db.execute("INSERT OR IGNORE INTO patient VALUES (?, ?)", (rid, body))
         elif kind in SHARED_TYPES:
             if not isinstance(rid, str) or not rid:
                 self._ignored += 1
                 return
-            self._db.execute("INSERT OR REPLACE INTO shared VALUES (?, ?)", (f"{kind}/{rid}", body))
+            self._db.execute("INSERT OR IGNORE INTO shared VALUES (?, ?)", (f"{kind}/{rid}", body))
         else:
             owner = subject_patient(resource) if kind in CHART_TYPES else None
             if owner is None:
@@ -134,12 +149,13 @@ class Staging:
         self._flush()
         if not self._indexed:
             self._db.execute("CREATE INDEX chart_patient ON chart (patient)")
+            self._db.execute("CREATE INDEX patient_id ON patient (id)")
             self._indexed = True
         self._db.commit()
 
     def counts(self) -> StagingCounts:
         self._index()
-        patients = self._db.execute("SELECT COUNT(*) FROM patient").fetchone()[0]
+        patients = self._db.execute("SELECT COUNT(DISTINCT id) FROM patient").fetchone()[0]
         orphans = self._db.execute(
             "SELECT COUNT(*) FROM chart WHERE patient NOT IN (SELECT id FROM patient)"
         ).fetchone()[0]
@@ -154,28 +170,21 @@ class Staging:
 
     def patient_ids(self) -> list[str]:
         self._index()
-        return [row[0] for row in self._db.execute("SELECT id FROM patient ORDER BY id")]
+        return [row[0] for row in
+                self._db.execute("SELECT DISTINCT id FROM patient ORDER BY id")]
 
-    def raw_charts(self) -> Iterator[tuple[str, bytes, tuple[bytes, ...]]]:
-        """(patient id, Patient line, chart lines) of every patient with a Patient resource, in
-        id order, one chart in memory at a time; nothing parsed (workers parse)."""
+    def raw_charts(self) -> Iterator[tuple[str, tuple[bytes, ...], tuple[bytes, ...]]]:
+        """(patient id, Patient lines, chart lines) of every patient with a Patient resource,
+        in id order, one chart in memory at a time; nothing parsed (workers parse). Several
+        Patient lines are the distinct copies the export holds of that Patient."""
         self._index()
-        rows = self._db.cursor().execute(
-            "SELECT p.id, p.body, c.body FROM patient p LEFT JOIN chart c ON c.patient = p.id "
-            "ORDER BY p.id"
-        )
-        current: str | None = None
-        patient = b""
-        bodies: list[bytes] = []
-        for pid, patient_body, body in rows:
-            if pid != current:
-                if current is not None:
-                    yield current, patient, tuple(bodies)
-                current, patient, bodies = pid, patient_body, []
-            if body is not None:
-                bodies.append(body)
-        if current is not None:
-            yield current, patient, tuple(bodies)
+        reader = self._db.cursor()
+        for (pid,) in self._db.cursor().execute("SELECT DISTINCT id FROM patient ORDER BY id"):
+            copies = tuple(row[0] for row in reader.execute(
+                "SELECT body FROM patient WHERE id = ? ORDER BY body", (pid,)))
+            bodies = tuple(row[0] for row in reader.execute(
+                "SELECT body FROM chart WHERE patient = ? ORDER BY rowid", (pid,)))
+            yield pid, copies, bodies
 
     def charts(self) -> Iterator[PatientChart]:
         """Every patient's chart, parsed, with the Medications it references."""
@@ -188,14 +197,18 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
-def chart_from_raw(db: sqlite3.Connection, pid: str, patient_body: bytes,
+def chart_from_raw(db: sqlite3.Connection, pid: str, patient_bodies: tuple[bytes, ...],
                    bodies: tuple[bytes, ...]) -> PatientChart:
-    """Parse one staged chart as ``pml-risk assess`` parses a file, and join its Medications."""
-    patient = _parse(patient_body)
+    """Parse one staged chart as ``pml-risk assess`` parses a file, and join its Medications
+    (every distinct copy: the app's copy rule weighs them). Copies of the Patient go through
+    the same rule (``newest_copies``): newest by versionId/lastUpdated; different copies that
+    nothing orders leave the patient's identity in doubt (``patient_conflict``)."""
+    newest = newest_copies([_parse(b) for b in patient_bodies])
+    patient = newest[0]
     resources: list[Mapping[str, Any]] = [patient]
     resources.extend(_parse(b) for b in bodies)
     resources.extend(_medications(db, resources))
-    return PatientChart(pid, patient, tuple(resources))
+    return PatientChart(pid, patient, tuple(resources), patient_conflict=len(newest) > 1)
 
 
 def _medications(db: sqlite3.Connection,
@@ -209,7 +222,8 @@ def _medications(db: sqlite3.Connection,
     if not refs:
         return []
     marks = ",".join("?" * len(refs))
-    found = db.execute(f"SELECT body FROM shared WHERE ref IN ({marks})", sorted(refs))  # noqa: S608
+    found = db.execute(f"SELECT body FROM shared WHERE ref IN ({marks}) ORDER BY ref, body",  # noqa: S608
+                       sorted(refs))
     return [_parse(row[0]) for row in found]
 
 
@@ -217,3 +231,17 @@ def _parse(body: bytes) -> dict[str, Any]:
     """As the CLI reads a file: decimals stay ``Decimal``, so figures compare exactly."""
     parsed: dict[str, Any] = json.loads(body, parse_float=Decimal)
     return parsed
+
+
+_PATIENT_REF = re.compile(rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})"')
+_PATIENT_LINE = re.compile(rb'"resourceType"\s*:\s*"Patient"')
+_ID = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
+
+
+def named_patient(line: bytes) -> str:
+    """The patient an unreadable line names (its subject, or its own id if it is a Patient),
+    "" when it names none: the run can then say whose chart is incomplete."""
+    found = _PATIENT_REF.search(line)
+    if found is None and _PATIENT_LINE.search(line):
+        found = _ID.search(line)
+    return found.group(1).decode() if found else ""
