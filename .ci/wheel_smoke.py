@@ -4,11 +4,13 @@ Run with the Python of a fresh virtual environment that has only the built wheel
 dependencies) installed, from a folder outside the checkout, so nothing of the source tree can
 stand in for a file the wheel lacks::
 
-    python wheel_smoke.py /path/to/venv/bin/pml-risk
+    python wheel_smoke.py /path/to/venv/bin/pml-risk /path/to/checkout/docs/clinical-basis.md
 
 Checks: the demo starts on a free port; an EHR launch through the embedded sandbox reaches the
-page with an estimate; every script and stylesheet the page references is served; the assess
-command reads standard input; SIGTERM stops the demo and removes its temporary folder.
+page with an estimate; every script and stylesheet the page references is served; ``/basis``
+serves every section of the checkout's docs/clinical-basis.md (the wheel carries the document,
+not only the table); the assess command reads standard input; ``--version`` names the
+version; SIGTERM stops the demo and removes its temporary folder.
 """
 
 from __future__ import annotations
@@ -27,7 +29,22 @@ import requests
 OPEN = re.compile(r"open (http://127\.0\.0\.1:\d+)/sandbox/ \(instance: (.+?), ")
 
 
-def main(pml_risk: str) -> int:
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.MULTILINE)
+
+
+def check_basis(browser: requests.Session, base: str, document: Path) -> None:
+    """Every heading of the document is on /basis, with its anchor: nothing was left out."""
+    page = browser.get(f"{base}/basis", timeout=30)
+    assert page.status_code == 200, page.status_code
+    headings = HEADING.findall(document.read_text(encoding="utf-8"))
+    assert len(headings) > 5, "the document has its sections"
+    missing = [h for h in headings
+               if f'id="{re.sub(r"[^a-z0-9]+", "-", h.lower()).strip("-")}"' not in page.text]
+    assert not missing, f"/basis lacks sections: {missing}"
+    print(f"/basis: {len(page.content) // 1024} KB, all {len(headings)} sections")
+
+
+def main(pml_risk: str, document: Path) -> int:
     import smart_app
 
     installed = Path(smart_app.__file__).resolve()
@@ -61,6 +78,7 @@ def main(pml_risk: str) -> int:
             resp = browser.get(urljoin(base, asset), timeout=30)
             assert resp.status_code == 200 and resp.content, (asset, resp.status_code)
         print(f"{len(assets)} static assets served")
+        check_basis(browser, base, document)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
         assert not instance.exists(), f"{instance} left behind"
@@ -76,9 +94,13 @@ def main(pml_risk: str) -> int:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["resourceType"] == "RiskAssessment"
     print("assess from standard input: ok")
+    version = subprocess.run([pml_risk, "--version"], capture_output=True, text=True,  # noqa: S603
+                             timeout=60, check=True).stdout
+    assert re.fullmatch(r"pml-risk \d+\.\d+\.\d+.*\n", version), version
+    print(version.strip())
     print("wheel smoke test: ok")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], Path(sys.argv[2])))

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "smart_app.app": 6,
     "smart_app.ops.checkconfig": 6,  # checks a whole deployment: the outermost but the CLI
     "smart_app.cli": 7,
+    "smart_app.wsgi": 7,  # the app for a site's own WSGI server: serve's checks, then the app
 }
 SANDBOX = "smart_app.sandbox"
 

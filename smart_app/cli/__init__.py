@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..ops import build
 from . import assess, check, demo, keys, serve, worklist
 
 EXIT_OK = 0
@@ -19,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pml-risk", description="PML risk for natalizumab-treated MS patients (SMART app)."
     )
+    parser.add_argument("--version", action="version",
+                        version=f"pml-risk {build.describe()}",
+                        help="print the version (and the build's commit where known) and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in (assess, serve, check, demo, keys, worklist):
         command.register(commands)

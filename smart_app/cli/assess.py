@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .. import config
 from ..fhir.bundle import BundleError, read_bundle
@@ -98,7 +99,7 @@ def _assess(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail("too-costly", f"{name} is too large: {exc}", text)
     try:
-        at = date.fromisoformat(args.at) if args.at else date.today()
+        at = date.fromisoformat(args.at) if args.at else None
     except ValueError:
         return _fail("invalid", f"--at: expected a date YYYY-MM-DD, got {args.at!r}", text)
     try:
@@ -112,6 +113,8 @@ def _assess(args: argparse.Namespace) -> int:
                      text)
     try:
         settings = config.load(args.config)
+        if at is None:  # the clinic's calendar day, as on the page: not the host's
+            at = datetime.now(ZoneInfo(settings.timezone)).date()
         bundle = read_bundle(data)
         chart = assess_chart(
             bundle.resources,
@@ -156,7 +159,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     assess.add_argument("bundle", help="a FHIR R4 Bundle (JSON) of one patient's resources, "
                         "or - to read it from standard input")
-    assess.add_argument("--at", help="assessment date YYYY-MM-DD (default: today)")
+    assess.add_argument("--at", help="assessment date YYYY-MM-DD (default: today in the "
+                        "configured clinic time zone, timezone in --config)")
     assess.add_argument("--format", choices=("json", "text"), default="json")
     assess.add_argument("--config", help="configuration TOML (risk table, extra codes)")
     assess.add_argument(

@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import html
 from datetime import datetime
-from functools import cache
-from importlib import metadata
 from typing import Any
 
 from fhir.resources.R4B.documentreference import DocumentReference
 
+from ..ops import build
 from ..risk.table import RiskTable
 from .riskassessment import IDENTIFIER_SYSTEM
 
@@ -37,13 +36,10 @@ class InvalidNote(ValueError):
     """The built DocumentReference broke a FHIR rule; it must never be written to a chart."""
 
 
-@cache
 def app_version() -> str:
-    """The installed version of pml-risk, written into every note (what produced it)."""
-    try:
-        return metadata.version("pml-risk")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The installed version of pml-risk and the build's commit where known, written into every
+    note (what produced it: a later rule fix can find the notes it affected)."""
+    return build.describe()
 
 
 def note_text(summary: str, table: RiskTable) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from ..ops import build
 from ..risk.result import Assessment
 from .codes import SNOMED
 
@@ -130,7 +131,8 @@ def build_risk_assessment(
     percent = a.cell.per_1000 / 10
     notes = [f.message for f in a.findings]
     notes.append(
-        f"Risk table {a.table_id} ({a.table_title}, version {a.table_version}). Estimates are "
+        f"Risk table {a.table_id} ({a.table_title}, version {a.table_version}); made by "
+        f"pml-risk {build.describe()}. Estimates are "
         "period risk per 1,000 patients, not lifetime risk; probabilityDecimal is in percent. "
         f"Rules and sources: {CLINICAL_BASIS}."
     )

@@ -371,3 +371,19 @@ def check(path: str, *, offline: bool = False) -> Report:
     for n, tenant in enumerate(settings.tenants):
         check_tenant(n, tenant, signing, report, http, offline)
     return report
+
+
+def startup_errors(settings: config.Settings) -> list[str]:
+    """The checks ``serve`` runs before it starts a worker: storage, audit trail, keys, table.
+
+    Each problem is one line naming its key (``session_store: instance cannot be created or
+    written``), so an unprivileged container user with the wrong layout reads why it did not
+    start instead of a worker's traceback. Nothing here touches the network: a session store
+    that is down is the readiness check's business (``/readyz``), not a reason to refuse to
+    start.
+    """
+    report = Report()
+    check_store(settings, report, offline=True)
+    check_keys(settings, report)
+    check_files(settings, report)
+    return report.errors

@@ -1,0 +1,206 @@
+"""What an adopting site's IT runs into first: ``serve``'s start-up, the container's layout and
+bind, the public JWKS file the proxy serves, and the SBOM CI ships.
+
+``serve`` runs as a child process the way a site runs it (a configuration file, a state folder
+as the working directory); a wrong layout must end with ``check-config``'s one-line message,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import requests
+from packaging.requirements import Requirement
+
+from .harness import ROOT, SECRET_KEY, free_port, write_config
+
+pytestmark = pytest.mark.integration
+
+TENANT = {"iss": "https://ehr.example/fhir", "client_id": "c"}  # private_key_jwt: needs keys
+
+
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k != "PML_RISK_CONFIG"}
+    full.update(PYTHONPATH=str(ROOT), **env)
+    return subprocess.run([sys.executable, "-m", "smart_app.cli", *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def _one_line_refusal(done: subprocess.CompletedProcess[str], words: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert words in done.stderr, done.stderr
+    assert all(line.startswith("pml-risk: ") for line in done.stderr.splitlines()), done.stderr
+
+
+# -- serve's start-up checks ---------------------------------------------------------------
+
+
+def test_serve_without_a_configuration_says_so(tmp_path: Path) -> None:
+    _one_line_refusal(_run(["serve"], tmp_path), "no configuration given")
+
+
+def test_serve_with_a_missing_audit_folder_exits_with_check_configs_message(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    assert _run(["keys", "generate", "--keys-file", str(state / "jwks.json")],
+                tmp_path).returncode == 0
+    config = write_config(
+        tmp_path / "c.toml", base_url="https://app.example", secret_key=SECRET_KEY,
+        session_store=f"sqlite:///{state / 'sessions.sqlite3'}",
+        keys_file=str(state / "jwks.json"), audit={"path": str(tmp_path / "no" / "audit.jsonl")},
+        tenants=[TENANT])
+    _one_line_refusal(_run(["serve", "--config", str(config)], tmp_path),
+                      f"audit.path: {tmp_path / 'no' / 'audit.jsonl'} cannot be written")
+
+
+def test_serve_with_an_unusable_state_folder_or_key_file_names_both(tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state folder should be", encoding="utf-8")
+    (tmp_path / "keys").mkdir()  # a folder where the key file should be
+    config = write_config(
+        tmp_path / "c.toml", base_url="https://app.example", secret_key=SECRET_KEY,
+        session_store=f"sqlite:///{blocker / 'sessions.sqlite3'}",
+        keys_file=str(tmp_path / "keys"), tenants=[TENANT])
+    done = _run(["serve", "--config", str(config)], tmp_path)
+    _one_line_refusal(done, "keys_file:")
+    assert "is not a readable JWK Set" in done.stderr
+    offline = _run(["check-config", str(config), "--offline"], tmp_path)
+    assert "keys_file:" in offline.stdout  # the same words check-config gives
+
+
+def test_serve_in_the_documented_state_folder_starts_on_loopback_and_publishes_its_jwks(
+    tmp_path: Path,
+) -> None:
+    """The container's layout: the state folder is the working directory, the defaults
+    (instance/sessions.sqlite3, instance/jwks-private.json) land in it, the key is generated
+    inside, the public JWKS is written for the proxy and rewritten after a rotation."""
+    state = tmp_path / "var-lib-pml-risk"
+    (state / "audit").mkdir(parents=True)
+    port = free_port()
+    config = write_config(tmp_path / "pml-risk.toml", base_url="https://app.example",
+                          secret_key=SECRET_KEY, audit={"path": "audit/audit.jsonl"},
+                          server={"port": port}, tenants=[TENANT])
+    assert _run(["keys", "generate", "--config", str(config)], state).returncode == 0
+    public = state / "public" / "jwks.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PML_RISK_CONFIG": str(config),
+           "PML_RISK_PUBLIC_JWKS": str(public)}
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "smart_app.cli", "serve"], cwd=state,
+                            env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        assert _listening_addresses(port) == {"127.0.0.1"}  # never every interface by default
+        served = requests.get(f"{base}/.well-known/jwks.json", timeout=5).json()
+        assert json.loads(public.read_text(encoding="utf-8")) == served
+        assert public.stat().st_mode & 0o777 == 0o644  # the proxy's user reads it
+        assert (state / "instance" / "sessions.sqlite3").exists()
+        before = {k["kid"] for k in served["keys"]}
+        assert _run(["keys", "rotate", "--config", str(config)], state).returncode == 0
+        deadline = time.monotonic() + 15
+        while {k["kid"] for k in json.loads(public.read_text(encoding="utf-8"))["keys"]} == before:
+            assert time.monotonic() < deadline, "the public JWKS file was not republished"
+            time.sleep(0.3)
+        assert json.loads(public.read_text(encoding="utf-8")) == requests.get(
+            f"{base}/.well-known/jwks.json", timeout=5).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+# -- the container ---------------------------------------------------------------------------
+
+
+def test_the_container_runs_unprivileged_from_a_writable_state_folder_bound_to_loopback() -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    final = text[text.rindex("\nFROM "):]  # the image that runs
+    assert re.search(r"^FROM python:3\.\d+\.\d+-slim-\w+", final.strip(), re.M), "pinned base"
+    assert "USER pmlrisk:pmlrisk" in final and "--uid 10001" in final
+    assert "WORKDIR /var/lib/pml-risk" in final
+    assert "chown -R pmlrisk:pmlrisk /var/lib/pml-risk" in final
+    assert "--require-hashes -r /tmp/requirements.lock" in final
+    cmd = final[final.rindex("\nCMD "):]
+    assert "0.0.0.0" not in cmd and "--host" not in cmd  # [server] host: 127.0.0.1 by default
+    example = (ROOT / "deploy" / "pml-risk.example.toml").read_text(encoding="utf-8")
+    assert re.search(r'^host = "127\.0\.0\.1"', example, re.M)
+    proxy = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    for setting in ("client_header_timeout", "client_body_timeout", "proxy_request_buffering on",
+                    "location = /.well-known/jwks.json"):
+        assert setting in proxy, setting
+
+
+# -- the SBOM --------------------------------------------------------------------------------
+
+
+def _runtime_closure() -> dict[str, str]:
+    """Every distribution pml-risk needs at run time (no extras), name -> installed version."""
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    seen: dict[str, str] = {}
+    todo = ["pml-risk"]
+    while todo:
+        name = todo.pop()
+        dist = metadata.distribution(name)
+        for raw in dist.requires or []:
+            req = Requirement(raw)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            key = norm(req.name)
+            if key not in seen:
+                seen[key] = metadata.version(req.name)
+                todo.append(req.name)
+    return seen
+
+
+def test_the_sbom_lists_every_runtime_dependency_at_its_installed_version(
+    tmp_path: Path,
+) -> None:
+    sbom = ROOT / "sbom.cdx.json"  # what CI wrote; else made here, as CI makes it
+    if not sbom.exists():
+        sbom = tmp_path / "sbom.cdx.json"
+        subprocess.run([sys.executable, "-m", "cyclonedx_py", "environment", "--pyproject",
+                        str(ROOT / "pyproject.toml"), "--of", "JSON", "-o", str(sbom),
+                        sys.executable], check=True, timeout=300, capture_output=True)
+    data = json.loads(sbom.read_text(encoding="utf-8"))
+    assert data["bomFormat"] == "CycloneDX"
+    assert data["metadata"]["component"]["name"] == "pml-risk"
+    listed = {re.sub(r"[-_.]+", "-", c["name"]).lower(): c.get("version")
+              for c in data["components"]}
+    wanted = _runtime_closure()
+    assert len(wanted) > 10
+    wrong = {name: (version, listed.get(name)) for name, version in wanted.items()
+             if listed.get(name) != version}
+    assert wrong == {}, "dependency: (installed, in the SBOM)"
