@@ -344,6 +344,10 @@
   /* ---- save ------------------------------------------------------------------------------ */
 
   var saving = false;
+  /* Checked before anything else the Save button does: old embedded engines (Oracle Health
+     MPages run IE10-era ones) have neither fetch nor Promise, and there the click is left to
+     the form, whose plain post saves the same result (the no-script path). */
+  var canPost = typeof window.fetch === "function" && typeof window.Promise === "function";
 
   function status(kind, lines, extra) {
     var box = $("save-status");
@@ -477,7 +481,10 @@
   document.addEventListener("click", function (e) {
     var t = e.target;
     if (!(t instanceof Element)) { return; }
-    if (t.id === "save-button") { e.preventDefault(); save(); }  // not the form post
+    if (t.id === "save-button") {
+      if (!canPost) { return; }  // the form posts itself
+      e.preventDefault(); save();  // not the form post
+    }
     else if (t.id === "copy-summary" || t.classList.contains("copy-summary")) { copySummary(t.id === "copy-summary" ? null : t); }
   });
 

@@ -184,7 +184,7 @@ def _scope_problems(tenant: config.Tenant, where: str, report: Report) -> None:
 
 def _writeback_text(tenant: config.Tenant) -> str:
     note = f"a clinical note ({tenant.note_type_display}, {tenant.note_type}" + (
-        ", text/plain + text/html)" if tenant.note_html else ", text/plain)")
+        ", text/html)" if tenant.note_html else ", text/plain)")
     return {
         "auto": f"auto: a RiskAssessment where the EHR takes one, else {note}, else read-only",
         "riskassessment": "a RiskAssessment only (else read-only)",

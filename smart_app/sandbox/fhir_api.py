@@ -381,6 +381,54 @@ def _validate(resource_type: str, body: Any) -> dict[str, Any]:
     return body
 
 
+#: Oracle Health's DocumentReference create: the MIME types it lists (with or without
+#: ``;charset=utf-8``, written exactly so: no space, lower case).
+ORACLE_NOTE_TYPES = frozenset(
+    variant
+    for kind in ("application/pdf", "text/plain", "text/richtext", "text/rtf", "text/html",
+                 "application/xml", "application/xhtml+xml")
+    for variant in (kind, f"{kind};charset=utf-8")
+)
+#: R4 DocumentReference fields Oracle Health's create does not take.
+ORACLE_UNSUPPORTED = ("identifier", "category", "date", "description")
+
+
+def _note_as_filed(resource: dict[str, Any], patient: str | None) -> dict[str, Any]:
+    """A DocumentReference create as the EHR profile files it, or the vendor's refusal (422).
+
+    ``patient``: the note's patient (its subject); its encounter must be that patient's.
+    """
+    profile = sandbox_state().controls.get().profile
+    if profile.strict_note_create:
+        extra = [k for k in ORACLE_UNSUPPORTED if k in resource]
+        if extra:
+            raise FhirError(422, "processing", "Body contained unsupported fields: "
+                            + ", ".join(extra))
+        content = resource.get("content") or []
+        if len(content) != 1:
+            raise FhirError(422, "processing", "content must contain exactly one attachment")
+        kind = (content[0].get("attachment") or {}).get("contentType")
+        if kind not in ORACLE_NOTE_TYPES:
+            raise FhirError(422, "processing",
+                            f"content.attachment.contentType {kind!r} is not supported")
+        period = (resource.get("context") or {}).get("period") or {}
+        if not period.get("end"):
+            raise FhirError(422, "processing", "context.period.end is required")
+    if profile.notes_need_encounter:
+        refs = (resource.get("context") or {}).get("encounter") or []
+        target = refs[0].get("reference") if len(refs) == 1 and isinstance(refs[0], dict) else None
+        found = sandbox_state().store.resolve(target) if isinstance(target, str) else None
+        if found is None or found.resource.get("resourceType") != "Encounter":
+            raise FhirError(422, "processing",
+                            "context.encounter is required: a note is filed within an encounter")
+        if patient_of(found.resource) != patient:
+            raise FhirError(422, "processing",
+                            "context.encounter must be an encounter of the note's patient")
+    if profile.drops_note_identifier:
+        resource = {k: v for k, v in resource.items() if k != "identifier"}
+    return resource
+
+
 @blueprint.route("/fhir/<resource_type>", methods=["POST"])
 def create(resource_type: str) -> Response:
     """Create, or conditionally create with ``If-None-Exist`` (0 -> 201, 1 -> 200, >1 -> 412).
@@ -403,6 +451,8 @@ def create(resource_type: str) -> Response:
         must_be = token.context.patient
         if (level == "patient" or must_be) and subject != must_be:
             raise FhirError(403, "forbidden", "The resource's patient must be the token's patient")
+    if resource_type == "DocumentReference":
+        resource = _note_as_filed(resource, patient_of(resource))
     store = sandbox_state().store
     condition = request.headers.get("If-None-Exist") if profile.conditional_create else None
     try:

@@ -10,8 +10,9 @@ write-back rung from that statement and the granted scopes.
 The vendor-like profiles (``epic-like``, ``oracle-like``) add how such a server reads and signs
 in: the types it does not offer, ``_include`` and page caps, medications contained rather than
 standalone, where the id_token's issuer and keys are, token lifetimes, refresh tokens that do
-not rotate, and grants written in the vendor's format. Which published source each behaviour
-comes from is listed in the sandbox README ("Vendor-like profiles").
+not rotate, grants written in the vendor's format, and the notes each vendor accepts (an
+encounter required, ``identifier`` not kept, Oracle's create fields). Which published source
+each behaviour comes from is listed in the sandbox README ("Vendor-like profiles").
 
 A profile is chosen with ``SandboxConfig.ehr_profile`` (``pml-risk demo --ehr-profile NAME``)
 and can be switched at runtime with ``POST /sandbox/_control {"ehr_profile": NAME}``.
@@ -78,6 +79,15 @@ class EhrProfile:
     grant_format: str = "smart"  # "smart" | "epic" (``Observation.read Observation.search``)
     v1_only: bool = False
     authorize_post: bool = True  # listed in the SMART capabilities (and accepted either way)
+    # -- notes (DocumentReference create), as each vendor documents them ----------------------
+    #: A note needs ``context.encounter``: an Encounter of the same patient (else 422).
+    notes_need_encounter: bool = False
+    #: A note's ``identifier`` is not stored (so no later search or read shows it).
+    drops_note_identifier: bool = False
+    #: Only the vendor's create fields (``identifier``, ``category``, ``date``, ``description``
+    #: are a 422 "Body contained unsupported fields"), exactly one attachment with a listed
+    #: contentType written exactly, and ``context.period.end``.
+    strict_note_create: bool = False
 
     def can_create(self, resource_type: str) -> bool:
         return resource_type in self.creatable
@@ -134,6 +144,8 @@ PROFILES: Mapping[str, EhrProfile] = {
             rotate_refresh_tokens=False,
             grant_format="epic",
             authorize_post=False,
+            notes_need_encounter=True,
+            drops_note_identifier=True,
         ),
         EhrProfile(
             "oracle-like",
@@ -156,6 +168,9 @@ PROFILES: Mapping[str, EhrProfile] = {
             rotate_refresh_tokens=False,
             v1_only=True,
             authorize_post=True,
+            notes_need_encounter=True,
+            drops_note_identifier=True,
+            strict_note_create=True,
         ),
     )
 }

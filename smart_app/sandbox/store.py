@@ -41,6 +41,7 @@ _FILTER_PARAMS = frozenset(
         "identifier",
         "encounter",
         "medication",
+        "type",
     }
 )
 SEARCH_PARAMS = _RESULT_PARAMS | _FILTER_PARAMS
@@ -381,7 +382,7 @@ class FhirStore:
             return lambda e: (
                 e.dates is not None and any(fhir_dates.matches(p, e.dates, r) for p, r in ranges)
             )
-        if name in ("code", "category"):
+        if name in ("code", "category", "type"):
             return lambda e: any(
                 _token_matches(v, c.get("system"), c.get("code"))
                 for c in self._concepts(e, name)
@@ -409,6 +410,9 @@ class FhirStore:
         resource = entry.resource
         if name == "category":
             yield from _codings(resource.get("category"))
+            return
+        if name == "type":  # DocumentReference.type (a single CodeableConcept)
+            yield from _codings([resource.get("type")])
             return
         yield from _codings(resource.get("code"))
         yield from _codings(resource.get("medicationCodeableConcept"))

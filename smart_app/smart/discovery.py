@@ -157,9 +157,10 @@ def fetch(http: requests.Session, iss: str, timeout: float,
     """``.well-known/smart-configuration``, then the CapabilityStatement only when the well-known
     document does not exist (404/410).
 
-    ``metadata_headers`` go with the ``/metadata`` read (Epic: ``Epic-Client-ID``).
+    ``metadata_headers`` go with both reads (Epic: ``Epic-Client-ID``, without which Epic
+    says the configuration may name the wrong token and authorize endpoints).
     """
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **(metadata_headers or {})}
     url = _base(iss) + ".well-known/smart-configuration"
     deadline = deadline_in(3 * timeout)
     try:

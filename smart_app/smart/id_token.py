@@ -56,12 +56,35 @@ class Identity:
     verified: bool = True
 
 
+def _comparable(url: str) -> str:
+    """A URL as servers treat it: scheme and host in any case, the default port implied, and the
+    path in any case (Epic's servers answer ``…/api/FHIR/R4`` and ``…/api/fhir/r4`` alike, and
+    an organisation's configured ``iss`` need not match the case of Epic's own ``fhirUser``)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return url
+    host = (parts.hostname or "").lower()
+    if port is not None and port != {"https": 443, "http": 80}.get(parts.scheme.lower()):
+        host = f"{host}:{port}"
+    return f"{parts.scheme.lower()}://{host}{parts.path}".lower()
+
+
 def resolve_fhir_user(value: Any, iss: str) -> str | None:
-    """Absolute (Epic sends these) or relative; only references on ``iss`` are kept."""
+    """Absolute (Epic sends these, e.g. ``https://host/…/api/FHIR/R4/Practitioner/<id>``) or
+    relative; only references on ``iss`` are kept."""
     if not isinstance(value, str) or not value:
         return None
     base = iss.rstrip("/") + "/"
-    relative = value.removeprefix(base) if value.startswith(base) else value
+    relative = value
+    if value.startswith(base):
+        relative = value.removeprefix(base)
+    elif "://" in value:
+        head, sep, tail = value.rstrip("/").rpartition("/")
+        head, sep2, kind = head.rpartition("/")
+        if sep and sep2 and _comparable(head + "/") == _comparable(base):
+            relative = f"{kind}/{tail}"
     if "://" in relative:
         return None  # a user on another server: not ours to dereference
     parts = relative.strip("/").split("/")

@@ -57,8 +57,8 @@ def _resource_scopes(profile: str, tenant: Tenant, offered: Collection[str] | No
         if has(ra):
             out += [f"patient/{ra}.read"] + (
                 [f"patient/{ra}.write"] if tenant.writes_risk_assessment else [])
-        if has(note) and tenant.writes_note:
-            out.append(f"patient/{note}.write")
+        if has(note) and tenant.writes_note:  # read: the app's notes are found by search
+            out += [f"patient/{note}.read", f"patient/{note}.write"]
         return out
     out = [f"patient/{t}.{_V2_READS.get(t, 'rs')}" for t in reads]
     if has(ra):

@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from .conftest import Stack
+from .conftest import Stack, launch
 
 PATIENT = "ex03-index-0-90"
 
@@ -54,5 +54,28 @@ def test_sign_in_what_if_and_save_work_without_script(
         forged = context.request.post(url.split("?")[0] + "/assessment",
                                       form={**form, "csrf_token": "x"}, max_redirects=0)
         assert forged.status == 403
+    finally:
+        context.close()
+
+
+def test_save_posts_the_form_where_fetch_and_promise_are_missing(
+    browser: Browser, browser_context_args: dict[str, Any], stack: Stack
+) -> None:
+    """An IE10-era engine (Oracle Health MPages): the script runs, but without fetch or Promise
+    the Save click must stay a form post, never a cancelled click that saves nothing."""
+    context = browser.new_context(**browser_context_args)
+    context.add_init_script("delete window.fetch; delete window.Promise;")
+    page = context.new_page()
+    patient = "ex04-index-1-50-24-infusions"  # saved by no other test of this session
+    try:
+        url = launch(page, stack, patient)
+        assert page.evaluate("typeof window.fetch + typeof window.Promise") == (
+            "undefinedundefined")
+        assert stack.risk_assessments(url, patient) == []
+        page.locator("#save-button").click()
+        page.wait_for_url(url)
+        page.wait_for_load_state("load")
+        expect(page.locator("#save-button")).to_have_text("Already in the chart")
+        assert len(stack.risk_assessments(url, patient)) == 1
     finally:
         context.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from smart_app.cli import main
 from smart_app.smart import keys
@@ -75,6 +76,9 @@ def test_epic_like_sign_in(make_stack: StackFactory, caplog: pytest.LogCaptureFi
     assert any(r["path"] == "/sandbox/auth/.well-known/openid-configuration" for r in log)
     metadata = [r for r in log if r["path"] == "/sandbox/fhir/metadata"]
     assert metadata and all(r.get("epic_client_id") == "pml-risk-test" for r in metadata)
+    discovery = [r for r in log
+                 if r["path"] == "/sandbox/fhir/.well-known/smart-configuration"]
+    assert discovery and all(r.get("epic_client_id") == "pml-risk-test" for r in discovery)
     authorize = next(r for r in log if r["path"] == "/sandbox/auth/authorize")
     scope = authorize["args"]["scope"][0].split()
     assert "patient/MedicationStatement.rs" not in scope
@@ -162,6 +166,15 @@ def test_check_config_reports_the_vendor_advice(
         assert "cerner-client-id" in out
 
 
+ENCOUNTER = "ex05-index-1-51-25-infusions-enc-001"
+
+
+def _notes(stack: Stack, patient: str) -> list[dict[str, Any]]:
+    """What the EHR holds, from its own store (not through the app)."""
+    store = stack.sandbox.extensions["sandbox"].store
+    return [e.resource for e in store.search("DocumentReference", [("patient", patient)])]
+
+
 @pytest.mark.parametrize("profile_name", sorted(PROFILES))
 def test_saving_twice_and_again_after_a_relaunch_makes_exactly_one_note(
     make_stack: StackFactory, profile_name: str
@@ -169,20 +182,66 @@ def test_saving_twice_and_again_after_a_relaunch_makes_exactly_one_note(
     from .test_writeback import Tab
 
     stack = vendor_stack(make_stack, profile_name)
-    tab = Tab(stack, "ex05-index-1-51-25-infusions")
+    patient = "ex05-index-1-51-25-infusions"
+    tab = Tab(stack, patient, encounter=ENCOUNTER)
     first = tab.save({"identifier": tab.identifier}).json()
     assert first["saved"] is True and first["created"] is True, first
     assert first["resourceType"] == "DocumentReference" and first["id"]
     again = tab.save({"identifier": tab.identifier}).json()
-    relaunched = Tab(stack, "ex05-index-1-51-25-infusions").save().json()
-    assert again["id"] == relaunched["id"] == first["id"]
+    # The app's ledger forgotten (another deployment, or 30 days later): the note is found
+    # again in the chart by its type and the identifier line in its text.
+    svc = stack.services
+    svc.repo.store.delete("written", f"{stack.iss}|{tab.identifier}")
+    relaunched = Tab(stack, patient, encounter=ENCOUNTER).save().json()
+    assert again["id"] == relaunched["id"] == first["id"], relaunched
     assert again["created"] is False and relaunched["created"] is False
     creates = [r["status"] for r in stack.requests_log()
                if r["method"] == "POST" and r["path"] == "/sandbox/fhir/DocumentReference"]
     assert creates == [201]  # one create (answered with an empty body and Location)
-    # What the EHR holds, from its own store (the app's v1 grant may not read notes back).
-    store = stack.sandbox.extensions["sandbox"].store
-    notes = [e.resource for e in store.search(
-        "DocumentReference", [("patient", "ex05-index-1-51-25-infusions")])]
+    notes = _notes(stack, patient)
     assert [n["id"] for n in notes] == [first["id"]]
-    assert notes[0]["identifier"][0]["value"] == tab.identifier
+    assert "identifier" not in notes[0]  # the vendor keeps none
+    assert notes[0]["context"]["encounter"] == [{"reference": f"Encounter/{ENCOUNTER}"}]
+    assert len(notes[0]["content"]) == 1
+
+
+def test_oracle_like_files_only_the_create_fields_it_documents(
+        make_stack: StackFactory) -> None:
+    from .test_writeback import Tab
+
+    stack = vendor_stack(make_stack, "oracle-like")
+    patient = "ex05-index-1-51-25-infusions"
+    tab = Tab(stack, patient, encounter=ENCOUNTER)
+    answer = tab.save().json()
+    assert answer["saved"] is True, answer
+    [note] = _notes(stack, patient)
+    assert not {"identifier", "category", "date", "description"} & set(note)
+    [content] = note["content"]
+    assert content["attachment"]["contentType"] == "text/plain;charset=utf-8"
+    assert note["context"]["period"]["end"]
+    # What the profile refuses, as Oracle documents it (a note of the standard shape).
+    launch = stack.services.repo.get(tab.url.rsplit("/", 1)[1])
+    assert launch is not None
+    bad = {**note, "description": "PML risk", "identifier": [{"value": "x"}]}
+    bad.pop("id"), bad.pop("meta")
+    resp = requests.post(f"{stack.iss}/DocumentReference", json=bad, timeout=10,
+                         headers={"Authorization": f"Bearer {launch.tokens.access_token}"})
+    assert resp.status_code == 422
+    assert "Body contained unsupported fields" in resp.text
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_without_an_encounter_the_note_rung_is_off_and_says_why(
+    make_stack: StackFactory, profile_name: str
+) -> None:
+    from .test_writeback import Tab
+
+    stack = vendor_stack(make_stack, profile_name)
+    tab = Tab(stack, "ex05-index-1-51-25-infusions")
+    shown = tab.assessment().json()["save"]
+    assert shown["enabled"] is False and shown["reason"] == "no-encounter"
+    assert "only within a visit" in shown["message"]
+    assert "only within a visit" in tab.html
+    refused = tab.save({"identifier": tab.identifier})
+    assert refused.status_code == 403 and refused.json()["saved"] is False
+    assert _notes(stack, "ex05-index-1-51-25-infusions") == []

@@ -81,6 +81,8 @@ def test_https_base_url_cookie_and_hsts(deployment: Deployment) -> None:
     assert resp.status_code == 200 and 'id="authorize"' in resp.text
     assert resp.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert resp.headers["X-UA-Compatible"] == "IE=edge"
+    # IE in an EHR frame keeps the session cookie only with a P3P compact policy.
+    assert resp.headers["P3P"].startswith('CP="')
     cookie = resp.headers["Set-Cookie"]
     for attribute in ("Secure", "HttpOnly", "SameSite=None", "Partitioned"):
         assert attribute in cookie, cookie

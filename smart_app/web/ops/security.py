@@ -23,6 +23,11 @@ from ...config import ProxySettings, Settings
 
 HSTS = "max-age=31536000; includeSubDomains"
 PERMISSIONS = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+#: A P3P compact policy: Internet Explorer (the engine of Oracle Health's MPages and older
+#: PowerChart) drops the cookies of a framed page from another site unless the page sends one,
+#: and then the launch's session never sticks (Microsoft KB 323752; Oracle Health's SMART
+#: documentation asks embedded apps to send it). It declares no collection beyond the session.
+P3P = 'CP="NOI DSP COR NID OUR NOR"'
 FORWARDED = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
              "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_PREFIX", "HTTP_FORWARDED")
 
@@ -88,6 +93,7 @@ def install(app: Flask, settings: Settings) -> None:
         # Oracle Health's embedded browsers (MPages, older PowerChart) default to an old IE
         # document mode; this asks for the newest engine the host has (fhir.cerner.com smart.md).
         resp.headers.setdefault("X-UA-Compatible", "IE=edge")
+        resp.headers.setdefault("P3P", P3P)
         resp.headers.setdefault("Permissions-Policy", PERMISSIONS)
         resp.headers.setdefault("Cache-Control", "no-store")
         if https_base or request.is_secure:

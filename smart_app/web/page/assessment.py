@@ -25,7 +25,7 @@ from ...config import Tenant
 from ...fhir.client import ChartData, FhirClient, FhirError, ReadPlan, plan_for
 from ...fhir.client.chart import PATIENT_TYPES as CHART_TYPES
 from ...fhir.extract import ForeignResourceError
-from ...fhir.note import author_reference
+from ...fhir.note import author_reference, note_profile
 from ...fhir.present import text_summary
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 from ...fhir.shape import MalformedResource
@@ -349,8 +349,12 @@ def save_state(svc: Services, launch: Launch, granted: GrantedScopes,
     """The write-back rung of this launch: tenant setting, granted scopes, EHR capabilities."""
     tenant = launch_tenant(svc, launch)
     support = capability.capabilities(svc.statement(tenant))
-    return capability.save_state(granted, support, complete, writeback=tenant.writeback,
-                                 note_label=tenant.note_type_display)
+    state = capability.save_state(granted, support, complete, writeback=tenant.writeback,
+                                  note_label=tenant.note_type_display)
+    if (state.note and not launch.context.encounter
+            and note_profile(tenant.vendor).needs_encounter):
+        return capability.no_encounter(tenant.note_type_display)
+    return state
 
 
 def _type_counts(data: ChartData) -> dict[str, int]:

@@ -197,3 +197,14 @@ def save_state(granted: GrantedScopes, support: Capabilities | WriteSupport, com
     code = "scope" if any(r.code == "scope" for r in rungs) else "unsupported"
     return SaveState(False, code, "Read-only: neither a RiskAssessment nor a clinical note can "
                      f"be saved: {rungs[0].reason}; and {rungs[1].reason}. {_FALLBACK}")
+
+
+def no_encounter(note_label: str = "Progress note") -> SaveState:
+    """The note rung off: this EHR files a note only against a visit of the patient, and the
+    app was opened outside one (Epic and Oracle Health refuse a note without
+    ``context.encounter``)."""
+    label = note_label[:1].lower() + note_label[1:]
+    return SaveState(False, "no-encounter",
+                     f"Read-only: this EHR files a {label} only within a visit, and the app was "
+                     "opened outside one. To save, open the app from the patient's current "
+                     f"visit (encounter). {_FALLBACK}")

@@ -181,7 +181,13 @@ def save(launch_id: str) -> tuple[Response | str, int] | Response:
             "message": "The request did not carry this page's security token; reload the page "
                        "and save again.",
         }), 403
-    body = request.get_json(silent=True) if request.content_length else {}
+    body = _json_body()
+    if body is _UNREADABLE:
+        return jsonify({
+            "saved": False, "error": "length-required", "title": "Not saved",
+            "message": "The request body could not be read (no Content-Length, and the server "
+                       "did not end the chunked body), so nothing was saved. Save again.",
+        }), 411
     if not isinstance(body, dict):
         return _bad_request("The request body must be a JSON object.")
     values = body.get("overrides", {})
@@ -254,6 +260,29 @@ def _save_form(launch_id: str) -> tuple[str, int] | Response:
     return render_template("save_result.html", title=result.body.get("title") or "Not saved",
                            message=result.body.get("message") or "",
                            summary=result.body.get("summary"), back=back), result.status
+
+
+_UNREADABLE = object()
+
+
+def _json_body() -> Any:
+    """The Save body: ``{}`` when there is none, ``_UNREADABLE`` when one was sent but cannot be
+    read, else the parsed JSON (None when it is not JSON).
+
+    A body sent with ``Transfer-Encoding: chunked`` has no ``Content-Length``; it is read (up
+    to ``MAX_CONTENT_LENGTH``: a larger one is a 413) when the WSGI server ends the stream
+    itself (gunicorn always does; Werkzeug's server does for chunked bodies). Treating it as
+    absent would save the chart's result without the what-if values or the identifier the
+    clinician saw.
+    """
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not request.content_length and not chunked:
+        return {}
+    if chunked and "wsgi.input_terminated" not in request.environ:
+        return _UNREADABLE
+    if not request.get_data(cache=True) and chunked:
+        return {}
+    return request.get_json(silent=True)
 
 
 def _bad_request(message: str) -> tuple[Response, int]:

@@ -34,7 +34,7 @@ from flask import url_for
 
 from ...config import Tenant
 from ...fhir.client import ChartData, FhirClient, FhirError, Freshness, WriteResult
-from ...fhir.note import InvalidNote, author_reference, build_note
+from ...fhir.note import InvalidNote, author_reference, build_note, is_own_note, note_profile
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 from ...ops import audit
 from ...risk.records import Overrides
@@ -153,7 +153,16 @@ def save(svc: Services, launch: Launch, *, identifier: str | None,
     token = f"{IDENTIFIER_SYSTEM}|{ident}"
     lc = launch_client(svc, launch)
     lookups: list[tuple[str, str, Sequence[tuple[str, str]]]] = []
-    if not state.conditional:  # search-then-create: the search rides in the freshness round
+    conditional = state.conditional
+    by_text = rtype == capability.NOTE and not note_profile(tenant.vendor).keeps_identifier
+    if by_text:
+        # The EHR drops identifier: the app's notes of this patient are found by type and the
+        # identifier line in their text, whether or not the ledger still remembers them.
+        conditional = False
+        if granted.can_search(rtype):
+            lookups.append(("existing", rtype, [("patient", launch.context.patient),
+                                                ("type", tenant.note_type)]))
+    elif not conditional:  # search-then-create: the search rides in the freshness round
         lookups.append(("existing", rtype, [("patient", launch.context.patient),
                                             ("identifier", token)]))
     try:
@@ -161,9 +170,12 @@ def save(svc: Services, launch: Launch, *, identifier: str | None,
                                          ident, record)
         if problem is not None:
             return problem
+        if existing is not None:
+            existing = [r for r in existing if is_own_note(r, ident, tenant.note_type)
+                        or history.identifier_of(r) == ident]
         result = _locked_write(svc, lc.client, lc.launch, resource, token, ident,
-                               conditional=state.conditional, ledger=state.ledger,
-                               existing=existing)
+                               conditional=conditional, ledger=state.ledger or by_text,
+                               existing=existing, if_none_exist=not by_text)
     except TokenExpired as exc:
         raise session_ended() from exc
     return _answer(svc, lc.launch, result, resource, ident, record)
@@ -187,6 +199,7 @@ def _note(record: dict[str, Any], ra: dict[str, Any], launch: Launch,
         encounter=encounter.get("reference") if isinstance(encounter, dict) else None,
         author=author,
         with_html=tenant.note_html,
+        profile=note_profile(tenant.vendor),
     )
 
 
@@ -247,7 +260,8 @@ def _same_result(svc: Services, launch: Launch, data: ChartData, fresh: Freshnes
 
 def _locked_write(svc: Services, client: FhirClient, launch: Launch, resource: dict[str, Any],
                   token: str, ident: str, *, conditional: bool, ledger: bool,
-                  existing: list[dict[str, Any]] | None) -> WriteResult:
+                  existing: list[dict[str, Any]] | None,
+                  if_none_exist: bool = True) -> WriteResult:
     """One writer per result at a time; the ledger answers where the EHR cannot deduplicate."""
     lock = f"write:{launch.iss}|{ident}"
     waited_until = time.monotonic() + LOCK_WAIT
@@ -261,15 +275,17 @@ def _locked_write(svc: Services, client: FhirClient, launch: Launch, resource: d
             written = svc.repo.get_written(launch.iss, ident)
             if written is not None and written.get("resourceType") == rtype:
                 return WriteResult(200, None, f"{rtype}/{written.get('id')}", 0)
-        return _write(client, resource, token, conditional=conditional, existing=existing)
+        return _write(client, resource, token if if_none_exist else None,
+                      conditional=conditional, existing=existing)
     finally:
         svc.repo.store.unlock(lock)
 
 
-def _write(client: FhirClient, resource: dict[str, Any], token: str, *, conditional: bool,
-           existing: list[dict[str, Any]] | None) -> WriteResult:
+def _write(client: FhirClient, resource: dict[str, Any], token: str | None, *,
+           conditional: bool, existing: list[dict[str, Any]] | None) -> WriteResult:
+    """``token`` None: the EHR keeps no identifier, so ``If-None-Exist`` could not match."""
     if conditional or existing is None:  # no search made (or it failed): let the EHR decide
-        return client.create(resource, if_none_exist=f"identifier={token}")
+        return client.create(resource, if_none_exist=f"identifier={token}" if token else None)
     # §4.3 item 4: no conditional create on this EHR; the search came first (a small race
     # window, closed by the lock and the ledger for saves made through this app).
     if existing:
