@@ -19,7 +19,7 @@ from .fhir.shape import check_resources
 from .risk.engine import assess
 from .risk.orders import OrderEstimate, estimate_from_orders
 from .risk.records import ADMINISTRATION, REQUEST, Inputs, Overrides
-from .risk.result import Assessment
+from .risk.result import Assessment, Code
 from .risk.table import RiskTable
 from .risk.tables import load_table
 
@@ -141,4 +141,10 @@ def assess_inputs(
     estimate = None
     if inputs.unknown(ADMINISTRATION) and not inputs.unknown(REQUEST):
         estimate = estimate_from_orders(inputs.medications, at)
+    elif result.exposure.from_orders is not None and (
+        inputs.overrides.infusion_count is not None
+        or any(f.code is Code.EXPOSURE_ORDERS_HIGHER for f in result.findings)
+    ):
+        # The orders imply a higher band than the recorded infusions: the same suggestion.
+        estimate = result.exposure.from_orders
     return ChartAssessment(result, ra, estimate)

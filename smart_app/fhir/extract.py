@@ -41,10 +41,12 @@ OBSERVATION_USE = {
     "cancelled": ResultUse.IGNORE,
 }
 # Records that say the drug was never given (or the record is void) are not evidence of use.
+# Status "unknown" is not among them: it counts as use, the cautious reading (§5), and an
+# unknown-status natalizumab administration is weighed as a possible infusion (§4).
 NOT_GIVEN = {
-    "MedicationAdministration": {"not-done", "entered-in-error", "unknown"},
-    "MedicationStatement": {"entered-in-error", "not-taken", "intended", "unknown"},
-    "MedicationRequest": {"entered-in-error", "cancelled", "draft", "unknown"},
+    "MedicationAdministration": {"not-done", "entered-in-error"},
+    "MedicationStatement": {"entered-in-error", "not-taken", "intended"},
+    "MedicationRequest": {"entered-in-error", "cancelled", "draft"},
 }
 NOT_ORDERS = {"proposal", "plan", "option"}
 # A lab value longer than this is neither a number nor a short result word: it is reported as
@@ -292,38 +294,72 @@ def _lab_results(obs: Resource, vocab: Vocabulary) -> list[LabResult]:
     return results
 
 
-class _Medications:
-    """Resolves ``medicationReference`` through contained, included or bundled Medications."""
+def _named(concept: Any) -> Mapping[str, Any] | None:
+    """The concept, or None when it carries neither a coding nor any text (unidentified)."""
+    if not isinstance(concept, Mapping) or not (codes.codings(concept) or codes.words(concept)):
+        return None
+    return dict(concept)
 
-    def __init__(self, resources: Iterable[Resource], full_urls: Mapping[str, Resource]):
-        self.by_ref: dict[str, Resource] = {
-            ref_of(r): r for r in resources if r.get("resourceType") == "Medication"
+
+class _Medications:
+    """Resolves ``medicationReference`` through contained, included or bundled Medications.
+
+    A reference that resolves to nothing the app can read is *unidentified* (None), never "not
+    natalizumab"; a display on the reference naming the drug still identifies it. Every copy
+    of an included Medication is kept: copies that nothing orders are weighed like any other
+    conflicting copies (docs/clinical-basis.md §8).
+    """
+
+    def __init__(self, groups: Iterable[Sequence[Resource]], full_urls: Mapping[str, Resource]):
+        self.by_ref: dict[str, Sequence[Resource]] = {
+            ref_of(g[0]): g for g in groups if g and g[0].get("resourceType") == "Medication"
         }
         self.full_urls = full_urls
 
-    def concept(self, resource: Resource) -> Mapping[str, Any] | None:
+    def _included(self, resource: Resource) -> tuple[str | None, Sequence[Resource]]:
+        """(the Medication's type/id, its copies) for a reference outside the resource."""
+        reference = resource.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, Mapping) else None
+        if not isinstance(ref, str) or ref.startswith("#"):
+            return None, ()
+        if ref in self.full_urls:
+            found = self.full_urls[ref]
+            key = ref_of(found)
+            return key, self.by_ref.get(key, (found,))
+        key = "/".join(unversioned(ref).split("/")[-2:])
+        return key, self.by_ref.get(key, ())
+
+    def conflicted(self, resource: Resource) -> str | None:
+        """The included Medication this resource names when it came in unordered copies."""
         if isinstance(resource.get("medicationCodeableConcept"), Mapping):
-            return dict(resource["medicationCodeableConcept"])
+            return None
+        key, copies = self._included(resource)
+        return key if len(copies) > 1 else None
+
+    def concepts(self, resource: Resource) -> list[Mapping[str, Any] | None]:
+        """The medication concept, once per copy of the Medication it names (usually one)."""
+        if isinstance(resource.get("medicationCodeableConcept"), Mapping):
+            return [_named(resource["medicationCodeableConcept"])]
         reference = resource.get("medicationReference")
         if not isinstance(reference, Mapping):
-            return None
+            return [None]
         ref = reference.get("reference")
-        medication: Resource | None = None
-        if isinstance(ref, str):
-            if ref.startswith("#"):
-                medication = next(
-                    (c for c in codes.items(resource.get("contained"))
-                     if isinstance(c, Mapping) and c.get("id") == ref[1:]),
-                    None,
-                )
-            elif ref in self.full_urls:
-                medication = self.full_urls[ref]
-            else:
-                medication = self.by_ref.get("/".join(unversioned(ref).split("/")[-2:]))
-        if medication is not None and isinstance(medication.get("code"), Mapping):
-            return dict(medication["code"])
+        medications: Sequence[Resource] = ()
+        if isinstance(ref, str) and ref.startswith("#"):
+            contained = next(
+                (c for c in codes.items(resource.get("contained"))
+                 if isinstance(c, Mapping) and c.get("id") == ref[1:]),
+                None,
+            )
+            medications = (contained,) if contained is not None else ()
+        elif isinstance(ref, str):
+            medications = self._included(resource)[1]
         display = reference.get("display")
-        return {"text": display} if isinstance(display, str) else None
+        shown = _named({"text": display}) if isinstance(display, str) else None
+        return [_named(m.get("code")) or shown for m in medications] or [shown]
+
+    def concept(self, resource: Resource) -> Mapping[str, Any] | None:
+        return self.concepts(resource)[0]
 
 
 def _version_key(resource: Resource) -> tuple[int, str]:
@@ -439,8 +475,15 @@ class _Reader:
     meds: _Medications
     patient_id: str
 
-    def records(self, resource: Resource) -> Copy:
-        """The engine records one resource yields (none for resources the estimate ignores)."""
+    def alternatives(self, resource: Resource) -> list[Copy]:
+        """The records one resource yields, once per copy of the Medication it names."""
+        if resource.get("resourceType") not in NOT_GIVEN:
+            return [self.records(resource)]
+        return [self.records(resource, c) for c in self.meds.concepts(resource)]
+
+    def records(self, resource: Resource, medication: Any = ...) -> Copy:
+        """The engine records one resource yields (none for resources the estimate ignores);
+        ``medication`` is the medication concept to read it with (default: its first)."""
         owner = subject_patient(resource)
         if owner is not None and owner != self.patient_id:
             raise ForeignResourceError(ref_of(resource), f"Patient/{owner}")
@@ -451,7 +494,7 @@ class _Reader:
             return Copy(lab_results=tuple(_lab_results(resource, self.vocab)))
         if not isinstance(kind, str) or kind not in NOT_GIVEN:
             return Copy()
-        concept = self.meds.concept(resource)
+        concept = self.meds.concept(resource) if medication is ... else medication
         found = codes.medication_class(concept, self.vocab)
         if found is None and concept is not None:
             return Copy()  # identified, and not a drug the estimate is about
@@ -493,27 +536,59 @@ def extract_inputs(
     """
     vocab = Vocabulary.from_config(code_sets)
     groups = _resource_copies(resources)
-    meds = _Medications([g[0] for g in groups], full_urls or {})
+    meds = _Medications(groups, full_urls or {})
     reader = _Reader(vocab, meds, patient_id)
     labs: list[LabResult] = []
     infusions: list[Infusion] = []
     evidence: list[MedicationEvidence] = []
     versions: dict[str, str] = {}
     conflicts: list[Conflict] = []
+    unordered: list[str] = []
+    # Resources naming a Medication that came in unordered copies: their records, once per
+    # copy, are weighed together as that Medication's conflict (one copy is current for all).
+    dependents: dict[str, list[list[Copy]]] = {}
+
+    def keep(record: Copy) -> None:
+        labs.extend(record.lab_results)
+        infusions.extend(record.infusions)
+        evidence.extend(record.medications)
 
     for copies in groups:
-        found = [reader.records(c) for c in copies]
+        medication = meds.conflicted(copies[0]) if len(copies) == 1 else None
+        if medication is not None:
+            dependents.setdefault(medication, []).append(reader.alternatives(copies[0]))
+            continue
+        found = [alt for c in copies for alt in reader.alternatives(c)]
         distinct = list(dict.fromkeys(found))
         if len(distinct) > 1:
             conflicts.append(Conflict(ref_of(copies[0]), tuple(distinct)))
             continue
         record = distinct[0]
-        labs.extend(record.lab_results)
-        infusions.extend(record.infusions)
-        evidence.extend(record.medications)
+        keep(record)
+        if len(copies) > 1 and (record != Copy() or copies[0].get("resourceType") == "Patient"):
+            unordered.append(ref_of(copies[0]))
         version = _version(copies[0])
         if version is not None and record != Copy():
             versions[ref_of(copies[0])] = version
+
+    for medication, per_resource in dependents.items():
+        merged = [
+            Copy(
+                lab_results=tuple(sorted(
+                    (r for alts in per_resource for r in alts[n].lab_results), key=repr)),
+                infusions=tuple(sorted(
+                    (i for alts in per_resource for i in alts[n].infusions), key=repr)),
+                medications=tuple(sorted(
+                    (m for alts in per_resource for m in alts[n].medications), key=repr)),
+            )
+            for n in range(len(per_resource[0]))
+        ]
+        distinct = list(dict.fromkeys(merged))
+        if len(distinct) > 1:
+            conflicts.append(Conflict(medication, tuple(distinct)))
+        else:
+            keep(distinct[0])
+            unordered.append(medication)
 
     return Inputs(
         patient=f"Patient/{patient_id}",
@@ -524,4 +599,5 @@ def extract_inputs(
         unread=tuple(sorted(set(unread))),
         not_offered=tuple(sorted(set(not_offered))),
         conflicts=tuple(sorted(conflicts, key=lambda c: c.reference)),
+        unordered=tuple(sorted(set(unordered))),
     )

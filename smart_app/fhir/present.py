@@ -97,6 +97,7 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
                 "notCounted": [_med(m) for m in pi.not_counted],
                 "unknown": pi.unknown,
                 "unreadSources": list(pi.unread_sources),
+                "unidentified": list(pi.unidentified),
             },
         },
         "sources": {"unread": list(a.unread), "notOffered": list(a.not_offered)},
@@ -146,10 +147,12 @@ def text_summary(a: Assessment) -> str:
     elif pi.evidence:
         prior = f"yes ({on_record})"
     elif pi.unknown:
-        prior = (
-            f"unknown ({sources_in_words(pi.unread_sources)} could not be read; the 'no prior "
-            "immunosuppressant' row is used)"
-        )
+        why = [f"{sources_in_words(pi.unread_sources)} could not be read"] if (
+            pi.unread_sources) else []
+        if pi.unidentified:
+            why.append(f"{len(pi.unidentified)} earlier medication record(s) could not be "
+                       "identified")
+        prior = f"unknown ({'; '.join(why)}; the 'no prior immunosuppressant' row is used)"
     else:
         prior = "no (none on record)"
     mark = " [overridden by clinician]"

@@ -125,7 +125,7 @@ def _summaries(
     inputs: Inputs, at: date, overrides: Overrides
 ) -> tuple[AntibodySummary, ExposureSummary, PriorImmunosuppressant, list[Finding]]:
     ab, findings = antibody_rules.summarise(inputs.lab_results, at, overrides)
-    exp, more = exposure_rules.summarise(inputs.infusions, inputs.medications, overrides)
+    exp, more = exposure_rules.summarise(inputs.infusions, inputs.medications, overrides, at)
     findings += more
     unread = [t for t in PRIOR_IS_SOURCES if t in inputs.unread]
     prior, more = immunosuppressant_rules.summarise(
@@ -178,7 +178,7 @@ def _as_of(inputs: Inputs, at: date) -> tuple[Inputs, list[Finding]]:
 _BASIS_FINDINGS = {
     Code.ANTIBODY_SEROREVERSION, Code.INDEX_RISING, Code.PRIOR_IS_CONCOMITANT,
     Code.PRIOR_IS_UNDATED, Code.OTHER_MS_THERAPY, Code.EXPOSURE_UNDERCOUNT,
-    Code.MEDICATION_UNRESOLVED,
+    Code.MEDICATION_UNRESOLVED, Code.EXPOSURE_UNIDENTIFIED, Code.PRIOR_IS_UNIDENTIFIED,
 }
 
 
@@ -254,6 +254,59 @@ def _row(
             ab.sources,
         )
     ]
+
+
+def _exposure_evidence(
+    inputs: Inputs, table: RiskTable, row: Row | None, exp: ExposureSummary
+) -> list[Finding]:
+    """Signs that the recorded count is short, weighed against the table's exposure bands.
+
+    When the orders/statements, or counting the unidentified administrations as infusions,
+    would put the patient in a higher band than the recorded count, there is no estimate: the
+    recorded count would give a lower figure than the evidence allows. In the same band, the
+    estimate stands with a warning (docs/clinical-basis.md §4).
+    """
+    if inputs.overrides.infusion_count is not None or inputs.unknown(ADMINISTRATION):
+        return []
+    bands = row.bands if row is not None else table.rows[0].bands
+    recorded = band_for(bands, exp.infusions)
+    findings: list[Finding] = []
+    estimate = exp.from_orders
+    if estimate is not None and estimate.infusions > exp.infusions:
+        higher = band_for(bands, estimate.infusions)
+        if higher != recorded:
+            findings.append(
+                Finding(
+                    Code.EXPOSURE_ORDERS_HIGHER,
+                    Severity.MISSING,
+                    f"Infusions on record: {exp.infusions}; {estimate.since}: about "
+                    f"{estimate.infusions} infusions — confirm the count. That is the "
+                    f"{higher.label} band, higher than the recorded count's ({recorded.label}), "
+                    "so no estimate is made: the EHR may not expose every infusion, or "
+                    "treatment began elsewhere. Enter the number of completed infusions as a "
+                    "what-if.",
+                    estimate.orders,
+                )
+            )
+    if exp.unidentified:
+        n = len(exp.unidentified)
+        named = ", ".join(exp.unidentified[:3]) + (f" and {n - 3} more" if n > 3 else "")
+        moved = band_for(bands, exp.infusions + n) != recorded
+        findings.append(
+            Finding(
+                Code.EXPOSURE_UNIDENTIFIED,
+                Severity.MISSING if moved else Severity.WARNING,
+                f"{n} administration record(s) could be natalizumab infusions but could not "
+                f"be identified (an unreadable medication, or status unknown: {named}): "
+                + ("counted as infusions they would move the patient to a higher exposure "
+                   "band, so no estimate is made. Check them, or enter the number of "
+                   "completed infusions as a what-if."
+                   if moved else
+                   "counting them would not change the exposure band; check them."),
+                exp.unidentified,
+            )
+        )
+    return findings
 
 
 def _unread_findings(inputs: Inputs) -> list[Finding]:
@@ -376,6 +429,15 @@ def _assess_one(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
                 )
             qualitative = qualitative_risk(ab.status, exp.infusions, prior.value, index)
             reason = category_reason(qualitative, prior.value)
+    if ab.status in (Antibody.POSITIVE, Antibody.NEGATIVE):
+        row_for_bands = table.row_for(ab.status, prior.value, None)
+    else:
+        row_for_bands = None
+    short = _exposure_evidence(inputs, table, row_for_bands, exp)
+    if any(f.code is Code.EXPOSURE_ORDERS_HIGHER for f in short):
+        # The recorded count is not the patient's: "first band used" would mislead.
+        findings = [f for f in findings if f.code is not Code.EXPOSURE_NONE]
+    findings += short
     if blocked or any(f.severity is Severity.MISSING for f in findings):
         cell, qualitative, reason = None, None, ""
 
@@ -443,14 +505,29 @@ def _with(inputs: Inputs, copies: tuple[Copy, ...]) -> Inputs:
 
 def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
     if not inputs.conflicts:
-        return _assess_one(inputs, table, at)
+        result = _assess_one(inputs, table, at)
+        if not inputs.unordered:
+            return result
+        named = ", ".join(inputs.unordered[:5]) + (
+            f" and {len(inputs.unordered) - 5} more" if len(inputs.unordered) > 5 else "")
+        finding = Finding(
+            Code.RESOURCE_CONFLICT,
+            Severity.WARNING,
+            f"The EHR sent different copies of {named} with nothing to say which is current; "
+            "every copy gives the same inputs, so the estimate stands. Ask the EHR team to "
+            "check these records.",
+            inputs.unordered,
+        )
+        return replace(result, findings=tuple(
+            sorted((*result.findings, finding), key=lambda f: _ORDER[f.severity])
+        ))
     # The same resource twice with different content and nothing to order the copies: weigh
     # every resolution. The figure shown is the highest; where they give different cells,
     # no estimate (docs/clinical-basis.md §8).
     results = [_assess_one(_with(inputs, v), table, at) for v in _variants(inputs.conflicts)]
     cells = {(a.cell.row, a.cell.band) if a.cell else None for a in results}
     shown = max(results, key=lambda a: (a.per_1000 is not None, a.per_1000 or Decimal(0)))
-    refs = tuple(c.reference for c in inputs.conflicts)
+    refs = tuple(c.reference for c in inputs.conflicts) + inputs.unordered
     named = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
     if len(cells) == 1:
         finding = Finding(

@@ -11,7 +11,8 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from .dates import add_months, months_between
-from .records import AgentClass, Infusion, MedicationEvidence, Overrides
+from .orders import estimate_from_history
+from .records import ADMINISTRATION, AgentClass, Infusion, MedicationEvidence, Overrides
 from .result import Code, ExposureSummary, Finding, Severity
 
 EXTENDED_INTERVAL_DAYS = Decimal(35)
@@ -21,9 +22,10 @@ ORDER_GRACE = timedelta(days=42)
 
 
 def _grace(evidence: MedicationEvidence) -> timedelta:
-    """An order is normally written a few weeks before the first infusion: only an order
-    older than that, or a statement of use before it, suggests treatment began elsewhere."""
-    return ORDER_GRACE if evidence.resource_type == "MedicationRequest" else timedelta(0)
+    """An order is normally written, and a statement of intended use recorded, in the weeks
+    before the first infusion: only a record older than that suggests treatment began
+    elsewhere (the same 42 days for orders and statements)."""
+    return ORDER_GRACE
 
 
 def _mean_interval(dates: Sequence[date]) -> Decimal | None:
@@ -41,7 +43,14 @@ def summarise(
     infusions: Sequence[Infusion],
     medications: Sequence[MedicationEvidence],
     overrides: Overrides,
+    at: date | None = None,
 ) -> tuple[ExposureSummary, list[Finding]]:
+    """The recorded count and every sign that it may be short.
+
+    Two signs are handed to the engine, which knows the table's bands: the count the orders
+    and statements imply when they predate the first recorded infusion, and the records that
+    might be infusions but cannot be identified (docs/clinical-basis.md §4).
+    """
     distinct: dict[str, Infusion] = {}
     for infusion in infusions:
         if infusion.status == "completed":
@@ -73,7 +82,7 @@ def summarise(
             )
         )
     others = sorted(
-        (i for i in infusions if i.status not in ("completed", "entered-in-error")),
+        (i for i in infusions if i.status not in ("completed", "entered-in-error", "unknown")),
         key=lambda i: (i.when or date.min, i.source, i.status),
     )
     if others:
@@ -129,6 +138,7 @@ def summarise(
         and m.when is not None
         and (first is None or m.when < first - _grace(m))
     ]
+    from_orders = None
     if earlier:
         oldest = min(m.when for m in earlier if m.when is not None)
         findings.append(
@@ -141,6 +151,16 @@ def summarise(
                 tuple(sorted(m.source for m in earlier)),
             )
         )
+        from_orders = estimate_from_history(medications, at) if at is not None else None
+    # Records that might be infusions the count lacks: a completed (or status-unknown)
+    # administration of a medication nobody could identify, and a natalizumab administration
+    # whose status is unknown. Never "not natalizumab", never silently left out.
+    unidentified = tuple(sorted({
+        *(i.source for i in infusions if i.status == "unknown" and i.source not in distinct),
+        *(m.source for m in medications
+          if m.agent_class is AgentClass.UNRESOLVED and m.resource_type == ADMINISTRATION
+          and not m.excluded and m.status in ("completed", "unknown")),
+    }))
     summary = ExposureSummary(
         infusions=count,
         counted=counted,
@@ -150,5 +170,7 @@ def summarise(
         mean_interval_days=mean,
         extended_interval=mean is not None and mean >= EXTENDED_INTERVAL_DAYS,
         overridden=overrides.infusion_count is not None,
+        from_orders=from_orders,
+        unidentified=unidentified,
     )
     return summary, findings

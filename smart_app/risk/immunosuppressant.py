@@ -80,6 +80,13 @@ def summarise(
         )
     ]
     concomitant = later + continued
+    # A record whose drug could not be identified, dated before the first infusion (or
+    # undated), might be one of the five agents: use is unknown, never "none on record".
+    unidentified = [
+        m for m in medications
+        if m.agent_class is AgentClass.UNRESOLVED
+        and (first_infusion is None or m.when is None or m.when < first_infusion)
+    ]
     others = [m for m in medications if m.agent_class is AgentClass.OTHER_MS_THERAPY]
     value = bool(prior) if overrides.prior_immunosuppressant is None else (
         overrides.prior_immunosuppressant
@@ -95,6 +102,19 @@ def summarise(
                 "not be read from the EHR. The estimate uses the 'no prior immunosuppressant' "
                 "row; if the patient ever took " + ", ".join(AGENTS) + ", the risk is higher. "
                 "Confirm with the patient and override if needed.",
+            )
+        )
+    elif not prior and overrides.prior_immunosuppressant is None and unidentified:
+        findings.append(
+            Finding(
+                Code.PRIOR_IS_UNIDENTIFIED,
+                Severity.WARNING,
+                f"Prior immunosuppressant use unknown: {len(unidentified)} medication "
+                "record(s) dated before the first natalizumab infusion name a medication the "
+                "app could not identify. The estimate uses the 'no prior immunosuppressant' "
+                "row; if any is " + ", ".join(AGENTS) + ", the risk is higher. Check them and "
+                "override if needed.",
+                tuple(m.source for m in unidentified),
             )
         )
     elif not prior and overrides.prior_immunosuppressant is None:
@@ -123,6 +143,17 @@ def summarise(
                 "prior use because it cannot be placed after the first infusion. Confirm and "
                 "override if it began later.",
                 tuple(m.source for m in undated),
+            )
+        )
+    status_unknown = [m for m in prior if m.status == "unknown"]
+    if status_unknown:
+        findings.append(
+            Finding(
+                Code.PRIOR_IS_STATUS_UNKNOWN,
+                Severity.WARNING,
+                f"{_names(status_unknown).capitalize()} on record with status unknown: "
+                "counted as prior use; override if it was not taken.",
+                tuple(m.source for m in status_unknown),
             )
         )
     if concomitant:
@@ -165,5 +196,6 @@ def summarise(
         overridden=overrides.prior_immunosuppressant is not None,
         not_counted=tuple(not_counted),
         unread_sources=tuple(unread_sources),
+        unidentified=tuple(m.source for m in unidentified),
     )
     return summary, findings

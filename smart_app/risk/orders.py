@@ -32,17 +32,22 @@ class OrderEstimate:
     infusions: int
     first_order: date
     interval_days: int
-    orders: tuple[str, ...]  # the MedicationRequest references it rests on
+    orders: tuple[str, ...]  # the MedicationRequest (and MedicationStatement) references
+    verb: str = "ordered"  # "recorded in use" when the earliest record is a statement
 
     @property
     def label(self) -> str:
         return LABEL
 
     @property
+    def since(self) -> str:
+        """"natalizumab ordered since 2024-10-01", the words findings and notes use."""
+        return f"natalizumab {self.verb} since {self.first_order.isoformat()}"
+
+    @property
     def reason(self) -> str:
         """The what-if reason that goes into the note when the clinician uses it."""
-        return (f"Infusion count {LABEL}: natalizumab ordered since "
-                f"{self.first_order.isoformat()}, every {self.interval_days} days")
+        return f"Infusion count {LABEL}: {self.since}, every {self.interval_days} days"
 
 
 def estimate_from_orders(medications: Sequence[MedicationEvidence],
@@ -63,3 +68,36 @@ def estimate_from_orders(medications: Sequence[MedicationEvidence],
     count = (at - first).days // interval + 1
     return OrderEstimate(infusions=count, first_order=first, interval_days=interval,
                          orders=tuple(m.source for m in orders))
+
+
+def estimate_from_history(evidence: Sequence[MedicationEvidence],
+                          at: date) -> OrderEstimate | None:
+    """One infusion per interval from the earliest natalizumab order or statement of use.
+
+    Runs to ``at``, or to the last end date when every record is a statement that has ended
+    (an order states no end). Statements carry no dosing interval: the labelled four weeks.
+    Like ``estimate_from_orders`` it errs towards more infusions, so comparing its band with
+    the recorded count's can only ever withhold a figure, never lower one.
+    """
+    records = sorted(
+        (m for m in evidence
+         if m.agent_class is AgentClass.NATALIZUMAB and not m.excluded
+         and m.resource_type in ("MedicationRequest", "MedicationStatement")
+         and m.when is not None and m.when <= at),
+        key=lambda m: (m.when or at, m.source),
+    )
+    if not records:
+        return None
+    first = records[0].when
+    assert first is not None
+    ends = [m.ended for m in records]
+    end = at
+    if all(e is not None for e in ends) and all(m.resource_type == "MedicationStatement"
+                                                for m in records):
+        end = max(first, min(at, max(e for e in ends if e is not None)))
+    intervals = [m.every_days for m in records if m.every_days]
+    interval = min(intervals) if intervals else LABELLED_INTERVAL_DAYS
+    verb = "ordered" if records[0].resource_type == "MedicationRequest" else "recorded in use"
+    return OrderEstimate(infusions=(end - first).days // interval + 1, first_order=first,
+                         interval_days=interval, orders=tuple(m.source for m in records),
+                         verb=verb)

@@ -241,6 +241,9 @@ class Inputs:
     unread: tuple[str, ...] = ()  # resource types offered but not read (grant, 403, 5xx, …)
     not_offered: tuple[str, ...] = ()  # resource types the EHR does not offer
     conflicts: tuple[Conflict, ...] = ()  # conflicting copies, kept out of the records above
+    #: Resources received as different copies with nothing to order them, whose copies all
+    #: give the same records (a Patient, or a Medication every copy of which reads alike).
+    unordered: tuple[str, ...] = ()
 
     def unknown(self, resource_type: str) -> bool:
         """The chart cannot tell anything about this type (unread or not offered)."""

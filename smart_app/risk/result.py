@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
+from .orders import OrderEstimate
 from .records import Antibody, IndexRange, Infusion, LabResult, MedicationEvidence, Overrides
 
 
@@ -59,6 +60,10 @@ class Code(StrEnum):
     SOURCES_NOT_OFFERED = "sources-not-offered"
     RESOURCE_CONFLICT = "resource-conflict"
     AFTER_ASSESSMENT_DATE = "after-assessment-date"
+    EXPOSURE_ORDERS_HIGHER = "exposure-orders-higher"
+    EXPOSURE_UNIDENTIFIED = "exposure-unidentified"
+    PRIOR_IS_STATUS_UNKNOWN = "prior-is-status-unknown"
+    PRIOR_IS_UNIDENTIFIED = "prior-is-unidentified"
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,12 @@ class ExposureSummary:
     extended_interval: bool
     overridden: bool = False
     unknown: str = ""  # "unread" / "not offered": the chart could not give the count
+    #: The count the natalizumab orders/statements imply, when they predate the first recorded
+    #: infusion (or there is none): the engine compares its band with the recorded count's.
+    from_orders: OrderEstimate | None = None
+    #: Completed administrations of an unidentified medication, and natalizumab administrations
+    #: of status ``unknown``: each might be an infusion the count lacks.
+    unidentified: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,11 +124,17 @@ class PriorImmunosuppressant:
     overridden: bool = False
     not_counted: tuple[MedicationEvidence, ...] = ()  # records that are not use, with the reason
     unread_sources: tuple[str, ...] = ()  # prior-IS sources the app could not read
+    #: Records dated before the first infusion whose medication could not be identified: any
+    #: of them might be an immunosuppressant.
+    unidentified: tuple[str, ...] = ()
 
     @property
     def unknown(self) -> bool:
-        """No evidence found, but some sources could not be read: use is unknown."""
-        return bool(self.unread_sources) and not self.on_record and not self.overridden
+        """No evidence found, but some sources could not be read or some records could not be
+        identified: use is unknown."""
+        return (bool(self.unread_sources) or bool(self.unidentified)) and (
+            not self.on_record and not self.overridden
+        )
 
 
 @dataclass(frozen=True)

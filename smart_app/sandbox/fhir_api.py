@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -271,6 +272,10 @@ def search(resource_type: str) -> Response:
             matches += sandbox_state().store.search(
                 "MedicationStatement", [(k, v) for k, v in params if k in _STATEMENT_PARAMS],
                 compartment)
+        if profile.infusions_as_orders and resource_type == "MedicationAdministration":
+            matches = [e for e in matches if not _natalizumab(e.resource)]
+        elif profile.infusions_as_orders and resource_type == "MedicationRequest":
+            matches += _infusion_orders(params, compartment)
     except SearchError as exc:
         raise FhirError(400, "invalid", str(exc)) from exc
     count = _count(params)
@@ -349,6 +354,61 @@ def _statement_as_request(statement: dict[str, Any]) -> dict[str, Any]:
     if start:
         request["authoredOn"] = start
     return request
+
+
+_NATALIZUMAB_WORDS = ("354770", "natalizumab", "tysabri", "tyruko")
+
+
+def _natalizumab(resource: Mapping[str, Any]) -> bool:
+    """The record names natalizumab (in its concept, or the Medication it references)."""
+    named: Any = resource.get("medicationCodeableConcept")
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if isinstance(target, str) and target.startswith("#"):
+        named = [resource.get("contained"), ref]
+    elif isinstance(target, str):
+        found = sandbox_state().store.resolve(target)
+        named = [found.resource if found else None, ref]
+    text = json.dumps(named, default=str).lower()
+    return any(word in text for word in _NATALIZUMAB_WORDS)
+
+
+def _infusion_orders(params: list[tuple[str, str]], compartment: str | None) -> list[Entry]:
+    """One active natalizumab order (every four weeks) per patient whose administrations
+    ``infusions_as_orders`` hides, authored two weeks before the first completed infusion."""
+    wanted = [(k, v) for k, v in params if k in ("patient", "subject")]
+    given = [e for e in sandbox_state().store.search("MedicationAdministration", wanted,
+                                                     compartment)
+             if _natalizumab(e.resource) and e.resource.get("status") == "completed"]
+    first: dict[str, Entry] = {}
+    for e in given:
+        when = str(e.resource.get("effectiveDateTime") or "")[:10]
+        if e.patient and when and (
+                e.patient not in first
+                or when < str(first[e.patient].resource.get("effectiveDateTime"))[:10]):
+            first[e.patient] = e
+    orders = []
+    for pid, e in sorted(first.items()):
+        start = str(e.resource["effectiveDateTime"])[:10]
+        authored = _days_before(start, 14)
+        order = {
+            "resourceType": "MedicationRequest", "id": f"nat-order-{pid}", "status": "active",
+            "intent": "order", "subject": {"reference": f"Patient/{pid}"},
+            "authoredOn": authored,
+            "medicationCodeableConcept": {"coding": [{
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "354770",
+                "display": "natalizumab"}], "text": "Tysabri 300 mg IV every 4 weeks"},
+            "dosageInstruction": [{"timing": {"repeat": {"period": 4, "periodUnit": "wk"}}}],
+        }
+        orders.append(Entry(order, "MedicationRequest", f"nat-order-{pid}", pid, None, 10**9))
+    return orders
+
+
+def _days_before(day: str, days: int) -> str:
+    try:
+        return (date.fromisoformat(day) - timedelta(days=days)).isoformat()
+    except ValueError:
+        return day
 
 
 def _as_served(resource: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,10 @@ class EhrProfile:
     #: The medication list (MedicationStatement, not offered) comes as documented home
     #: medications among the MedicationRequests (``reportedBoolean``), as Oracle documents.
     statements_as_requests: bool = False
+    #: Natalizumab administrations are not served (Epic's published catalog lists
+    #: MedicationAdministration for lines, drains and airways only): a search finds none, and
+    #: the infusions appear only as the natalizumab order that scheduled them.
+    infusions_as_orders: bool = False
     # -- signing in (initial values of the controls of the same name) -------------------------
     identity: Identity = "fhir"
     token_lifetime: int | None = None  # None: the sandbox default (3600 s)
@@ -128,7 +132,8 @@ PROFILES: Mapping[str, EhrProfile] = {
         ),
         EhrProfile(
             "epic-like",
-            "Epic on FHIR as published: no MedicationStatement or RiskAssessment, notes "
+            "Epic on FHIR as published: no MedicationStatement or RiskAssessment, no "
+            "natalizumab MedicationAdministration (its orders only), notes "
             "without conditional create (201, empty body), _include only for "
             "MedicationRequest, id_tokens from the OAuth server, non-rotating refresh tokens, "
             "grants written as API names",
@@ -139,6 +144,7 @@ PROFILES: Mapping[str, EhrProfile] = {
             medication_includes=frozenset({"MedicationRequest"}),
             no_identifier_search=frozenset({DOCUMENT_REFERENCE}),
             statements_as_requests=True,
+            infusions_as_orders=True,
             identity="oauth-server",
             token_lifetime=3600,
             rotate_refresh_tokens=False,

@@ -95,7 +95,6 @@ def test_only_completed_administrations_are_counted_once_per_id() -> None:
         administration("eie", "2016-11-02", status="entered-in-error"),
         administration("ip", "2016-11-03", status="in-progress"),
         administration("st", "2016-11-04", status="stopped"),
-        administration("unk", "2016-11-05", status="unknown"),
     ]
     duplicate = dict(series[0])  # the same resource twice (e.g. two search pages)
     a = assess_chart(*POSITIVE_1_0, *series, *others, duplicate)

@@ -36,6 +36,10 @@ from .builders import (
 POSITIVE = antibody_test(Antibody.POSITIVE, "1.0")  # positive, index ≤ 1.5, tested 2026-09-15
 
 
+#: Thirty four-weekly infusions from here end just before the assessment date.
+RECENT = AT - timedelta(days=28 * 30)
+
+
 def _positive_with(
     meds: Sequence[MedicationEvidence] = (), *, n: int = 30, overrides: Overrides | None = None
 ) -> Assessment:
@@ -134,8 +138,25 @@ CASES: dict[Code, Callable[[], Assessment]] = {
                infusions(30))
     ),
     Code.EXPOSURE_BEYOND_TABLE: lambda: _positive_with(n=73),
-    Code.EXPOSURE_UNDERCOUNT: lambda: _positive_with(
-        [medication("natalizumab", date(2014, 1, 10), agent_class=AgentClass.NATALIZUMAB)]
+    Code.EXPOSURE_UNDERCOUNT: lambda: run(inputs(
+        POSITIVE, infusions(30, start=RECENT),
+        [medication("natalizumab", RECENT - timedelta(days=60),
+                    agent_class=AgentClass.NATALIZUMAB)],
+    )),
+    Code.EXPOSURE_ORDERS_HIGHER: lambda: run(inputs(
+        POSITIVE, [], [medication("natalizumab", date(2024, 10, 1),
+                                  agent_class=AgentClass.NATALIZUMAB, kind="MedicationRequest")],
+    )),
+    Code.EXPOSURE_UNIDENTIFIED: lambda: _positive_with([
+        medication("unidentified medication", date(2016, 1, 1),
+                   agent_class=AgentClass.UNRESOLVED, kind="MedicationAdministration")
+    ]),
+    Code.PRIOR_IS_STATUS_UNKNOWN: lambda: _positive_with(
+        [replace(medication("azathioprine", BEFORE_NATALIZUMAB), status="unknown")]
+    ),
+    Code.PRIOR_IS_UNIDENTIFIED: lambda: _positive_with(
+        [medication("unidentified medication", date(2013, 1, 1),
+                    agent_class=AgentClass.UNRESOLVED)]
     ),
     Code.EXPOSURE_EXTENDED_INTERVAL: lambda: run(
         inputs(POSITIVE, infusions(40, start=date(2020, 1, 6), every=42))
@@ -160,7 +181,7 @@ CASES: dict[Code, Callable[[], Assessment]] = {
 }
 
 BLOCKING = {Code.ANTIBODY_MISSING, Code.ANTIBODY_INDETERMINATE, Code.ANTIBODY_DISCORDANT,
-            Code.ANTIBODY_UNREAD, Code.EXPOSURE_UNREAD}
+            Code.ANTIBODY_UNREAD, Code.EXPOSURE_UNREAD, Code.EXPOSURE_ORDERS_HIGHER}
 
 
 @pytest.mark.parametrize("code", list(Code), ids=str)
@@ -327,7 +348,8 @@ def test_undated_infusion_is_counted() -> None:
 
 @pytest.mark.parametrize(
     ("when", "warned"),
-    [(date(2014, 1, 10), True), (FIRST_INFUSION.replace(day=4), True),
+    [(date(2014, 1, 10), True), (FIRST_INFUSION - timedelta(days=43), True),
+     (FIRST_INFUSION - timedelta(days=42), False), (FIRST_INFUSION.replace(day=4), False),
      (FIRST_INFUSION, False), (date(2016, 1, 1), False)],
 )
 def test_natalizumab_statement_before_the_first_infusion_warns_of_undercount(
