@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from smart_app.fhir.extract import extract_inputs
+from smart_app.fhir.present import assessment_json, text_summary
 from smart_app.risk import Antibody, Assessment, Overrides
 from smart_app.risk.records import ResultUse
 
@@ -172,6 +173,15 @@ def test_a_repeat_positive_without_an_index_keeps_the_earlier_higher_index() -> 
     assert "no index" in said.message and "2 of 2026-09-14, is used" in said.message
     assert older[1].source in said.sources and older[1].source in a.basis
     assert a.qualitative == "high"
+
+
+def test_an_earlier_index_is_shown_with_its_own_date_not_the_latest_tests() -> None:
+    older = antibody_test(Antibody.POSITIVE, "2.0", on=date(2026, 9, 14))
+    latest = antibody_test(Antibody.POSITIVE, None, on=date(2026, 9, 15))
+    a = run(inputs([*older, *latest], infusions(30)))
+    shown = assessment_json(a)["inputs"]["antibody"]
+    assert shown["indexText"] == "2 (test of 2026-09-14)" and shown["testedOn"] == "2026-09-15"
+    assert "index 2 of 2026-09-14 (tested 2026-09-15" in text_summary(a)
 
 
 def test_a_repeat_positive_uses_the_most_recent_earlier_index() -> None:
