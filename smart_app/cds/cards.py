@@ -154,6 +154,8 @@ def detail(a: Assessment, *, ordered: bool = False) -> str:
     else:
         lines.append("**No estimate.** " + _md("; ".join(f.message for f in a.missing)))
     index = f", index {index_shown(a)}" if ab.index is not None else ""
+    if ab.index_from:  # the index of an earlier test than the one dated below
+        index += f" of {ab.index_from.isoformat()}"
     tested = ab.tested_on.isoformat() if ab.tested_on else "no date"
     first_last = (f"first {ex.first.isoformat()}, last {ex.last.isoformat()}"
                   if ex.first and ex.last else "no dated infusion")

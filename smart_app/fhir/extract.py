@@ -142,18 +142,48 @@ def _decimal(value: Any) -> Decimal | None:
     return number
 
 
-def parse_number(text: str) -> tuple[str, Decimal] | None:
-    """("<", 0.20) for "<0.20", ("", 2.35) for " 2.35 ": a plain decimal with an optional
-    comparator, parsed without a regular expression (no backtracking, linear in the bounded
-    text); ASCII digits only, so "²" or Arabic-Indic digits are not silently read as numbers."""
+# Comparators as laboratories write them (docs/clinical-basis.md §3), longest first so that
+# "<=" is never read as "<" followed by "=", nor "less than or equal to" as "less than": reading
+# "≤0.20" as "<0.20" would turn a result that may need the confirmatory step into a negative.
+# Anything else before the number ("not less than", "≈", "about") leaves the value unreadable.
+_COMPARATOR_NOTATIONS: tuple[tuple[str, str], ...] = tuple(sorted(
+    {
+        "<=": "<=", ">=": ">=", "<": "<", ">": ">",
+        "≤": "<=", "≥": ">=", "⩽": "<=", "⩾": ">=", "≦": "<=", "≧": ">=",
+        "＜＝": "<=", "＞＝": ">=", "＜=": "<=", "＞=": ">=", "＜": "<", "＞": ">",
+        "less than or equal to": "<=", "greater than or equal to": ">=",
+        "less than": "<", "greater than": ">", "more than": ">",
+    }.items(),
+    key=lambda item: -len(item[0]),
+))
+
+
+def read_comparator(text: str) -> tuple[str, str] | None:
+    """(ASCII comparator, the rest) of a value that starts with one, in any notation above;
+    ("", text) without one; None when the text is too long to be a lab value."""
     if len(text) > MAX_VALUE_TEXT:
         return None
-    rest = text.strip()
-    comparator = ""
-    for candidate in ("<=", ">=", "<", ">"):
-        if rest.startswith(candidate):
-            comparator, rest = candidate, rest[len(candidate):].lstrip()
-            break
+    rest = " ".join(text.split())  # "less  than" as written by a free-text interface
+    for written, comparator in _COMPARATOR_NOTATIONS:
+        start = rest[:len(written)]
+        if start == written or (start.isascii() and start.lower() == written):
+            # Words need a boundary: "less thanx" is not a comparator.
+            after = rest[len(written):]
+            if written[-1].isalpha() and after[:1].isalpha():
+                return "", rest
+            return comparator, " ".join(after.split())
+    return "", rest
+
+
+def parse_number(text: str) -> tuple[str, Decimal] | None:
+    """("<", 0.20) for "<0.20", "≤0.20" or "less than or equal to 0.20"; ("", 2.35) for
+    " 2.35 ": a plain decimal with an optional comparator in any common notation, parsed
+    without a regular expression (no backtracking, linear in the bounded text); ASCII digits
+    only, so "²" or Arabic-Indic digits are not silently read as numbers."""
+    found = read_comparator(text)
+    if found is None:
+        return None
+    comparator, rest = found
     whole, dot, fraction = rest.partition(".")
     if not (whole.isascii() and whole.isdigit()):
         return None
@@ -216,6 +246,9 @@ def _numeric(obs: Resource) -> tuple[str, Decimal | None]:
         value = _decimal(quantity.get("value"))
         if comparator is None:
             return "", value
+        if isinstance(comparator, str):  # a Unicode "≥" sent in place of the FHIR code ">="
+            read = read_comparator(comparator)
+            comparator = read[0] if read is not None and not read[1] else comparator
         return (comparator, value) if comparator in COMPARATORS else ("", None)
     text = obs.get("valueString")
     parsed = parse_number(text) if isinstance(text, str) else None

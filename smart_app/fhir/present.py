@@ -68,7 +68,10 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
             "antibody": {
                 "status": ab.status.value,
                 "index": _num(ab.index),
-                "indexText": ab.index_text or None,
+                # An earlier test's index (a repeat positive without one) names its own date.
+                "indexText": (f"{ab.index_text} (test of {_day(ab.index_from)})"
+                              if ab.index_from else ab.index_text or None),
+                "indexFrom": _day(ab.index_from),
                 "discordant": ab.discordant,
                 "testedOn": _day(ab.tested_on),
                 "sources": list(ab.sources),
@@ -125,6 +128,8 @@ def text_summary(a: Assessment) -> str:
     else:
         lines.append("Risk: NO ESTIMATE — " + "; ".join(f.message for f in a.missing))
     index = f", index {ab.index_text}" if ab.index is not None else ", no index"
+    if ab.index_from:
+        index += f" of {_day(ab.index_from)}"
     tested = f" (tested {_day(ab.tested_on)}" + (
         f"; {', '.join(ab.sources)})" if ab.sources else ")"
     ) if ab.tested_on else ""

@@ -18,7 +18,7 @@ from enum import Enum
 
 from .dates import add_months, months_between
 from .records import Antibody, IndexRange, LabResult, Overrides, ResultUse
-from .result import AntibodySummary, Code, Finding, Severity
+from .result import AntibodySummary, Code, EarlierIndex, Finding, Severity
 
 # Assay cut-offs of STRATIFY JCV DxSelect and the table's index cut-off (docs/clinical-basis.md).
 NEGATIVE_BELOW = Decimal("0.20")
@@ -249,23 +249,49 @@ def summarise(
     status = latest.status if latest else Antibody.UNKNOWN
     index = latest.index if latest else None
     comparator = latest.comparator if latest else ""
+    entered_clash = ""
     if overrides.antibody is not None:
         status = overrides.antibody
-        if status is Antibody.POSITIVE and latest is not None and latest.status is not status:
-            index, comparator = None, ""  # the chart's index belongs to a non-positive test
+        if latest is not None and latest.status is not status:
+            index, comparator = None, ""  # the chart's index belongs to a test of another call
     elif overrides.index is not None:
         # An index entered without a status is a result like any other: §3 reads the status
         # from it, so 2.0 can never sit silently beside a negative.
         status = status_from_index(overrides.index)
     if overrides.index is not None:
         index, comparator = overrides.index, ""
+        if overrides.antibody is not None and agreement(
+            overrides.antibody, IndexRange.of(overrides.index)
+        ) is Agreement.CONTRADICT:
+            # Entered values obey the rule lab results obey: a call and an index that cannot
+            # both be true give no estimate, never the figure of the lower-risk half.
+            entered_clash = f"antibody {overrides.antibody.value} with index {_fmt(index)}"
+            status = Antibody.INDETERMINATE
     elif overrides.clear_index:
         index, comparator = None, ""
     overridden = overrides.antibody is not None or overrides.index is not None or (
         overrides.clear_index
     )
+    entered = overrides.antibody is not None or overrides.index is not None
+    earlier = None
+    if (status is Antibody.POSITIVE and index is None and latest is not None
+            and latest.status is Antibody.POSITIVE and not overrides.clear_index):
+        earlier = _earlier_index(tests[:-1])
 
     latest_ids = tuple(r.source for r in latest.results) if latest else ()
+    if entered_clash:
+        findings.append(
+            Finding(
+                Code.ANTIBODY_DISCORDANT,
+                Severity.MISSING,
+                f"The what-if values contradict each other ({entered_clash}, entered by the "
+                "clinician): a negative result cannot have an index above 0.40, nor a positive "
+                "result an index below 0.20. "
+                "Entered values follow the rule lab results follow: no estimate can be made and "
+                "nothing can be saved. Correct the entry, or confirm the result with the "
+                "laboratory.",
+            )
+        )
     if latest is not None and latest.conflicts:
         findings.append(
             Finding(
@@ -288,7 +314,11 @@ def summarise(
                 "Order an anti-JCV antibody test with index (STRATIFY JCV DxSelect).",
             )
         )
-    elif status is Antibody.INDETERMINATE and not (latest and latest.conflicts and not overridden):
+    elif entered and status is Antibody.INDETERMINATE and not entered_clash:
+        findings.append(_entered_indeterminate(overrides))
+    elif status is Antibody.INDETERMINATE and not entered_clash and not (
+        latest and latest.conflicts and not overridden
+    ):
         findings.append(_indeterminate(latest, overridden))
 
     # A preliminary result older than the latest usable test is history, not news: list it,
@@ -335,7 +365,9 @@ def summarise(
             )
         )
     if status is Antibody.POSITIVE:
-        findings += _index_findings(index, comparator, tests, latest_ids)
+        # An entered index is the clinician's, not the lab result of the chart's latest test.
+        index_ids = () if overrides.index is not None else latest_ids
+        findings += _index_findings(index, comparator, tests, index_ids, earlier is not None)
 
     summary = AntibodySummary(
         status=status,
@@ -347,9 +379,35 @@ def summarise(
                                                               _order(r)))),
         overridden=overridden,
         comparator=comparator,
-        discordant=bool(latest and latest.conflicts),
+        discordant=bool(latest and latest.conflicts) or bool(entered_clash),
+        earlier_index=earlier,
     )
     return summary, findings
+
+
+def _earlier_index(earlier: Sequence[Test]) -> EarlierIndex | None:
+    """The index of the most recent earlier positive test that reports one: a repeat positive
+    reported without an index does not make the index unknown (it is stable or rises in most
+    patients); the engine uses it when its row is higher than "index not available"."""
+    for test in reversed(earlier):
+        if test.status is Antibody.POSITIVE and test.index is not None and not test.conflicts:
+            return EarlierIndex(test.index, test.comparator, test.on,
+                                tuple(r.source for r in test.results if r.index is not None))
+    return None
+
+
+def _entered_indeterminate(overrides: Overrides) -> Finding:
+    """An indeterminate status that comes from the what-if, said as the clinician's entry: the
+    chart's lab result of another date is not what is indeterminate."""
+    what = (f"The entered anti-JCV index {_fmt(overrides.index)} (what-if)"
+            if overrides.index is not None else "The entered anti-JCV result (what-if)")
+    return Finding(
+        Code.ANTIBODY_INDETERMINATE,
+        Severity.MISSING,
+        f"{what} is indeterminate: no estimate can be made. An index of 0.20–0.40 needs the "
+        "laboratory's confirmatory step; enter its call (positive or negative) with the index, "
+        "or order the confirmatory test.",
+    )
 
 
 def _indeterminate(latest: Test | None, overridden: bool) -> Finding:
@@ -440,10 +498,11 @@ def _latest_findings(
 
 
 def _index_findings(
-    index: Decimal | None, comparator: str, tests: Sequence[Test], latest_ids: tuple[str, ...]
+    index: Decimal | None, comparator: str, tests: Sequence[Test], latest_ids: tuple[str, ...],
+    earlier: bool = False,
 ) -> list[Finding]:
     findings: list[Finding] = []
-    if index is None:
+    if index is None and not earlier:  # with an earlier index the engine says which row
         findings.append(
             Finding(
                 Code.INDEX_MISSING,
@@ -453,7 +512,7 @@ def _index_findings(
                 latest_ids,
             )
         )
-    elif not comparator and abs(index - INDEX_CUTOFF) <= NEAR_CUTOFF:
+    elif index is not None and not comparator and abs(index - INDEX_CUTOFF) <= NEAR_CUTOFF:
         findings.append(
             Finding(
                 Code.INDEX_NEAR_CUTOFF,

@@ -93,8 +93,10 @@ def _override_findings(
     (ab0, ex0, pi0), (ab, ex, pi) = chart, now
     said = []
     if o.antibody is not None or o.index is not None or o.clear_index:
-        if ab.status is not ab0.status:
-            said.append(f"antibody status {ab.status.value} (chart: {ab0.status.value})")
+        # What the clinician entered, even where it gives no status (a contradicting pair).
+        entered = o.antibody if o.antibody is not None else ab.status
+        if entered is not ab0.status:
+            said.append(f"antibody status {entered.value} (chart: {ab0.status.value})")
         if ab.index != ab0.index:
             tested = f" of {ab0.tested_on.isoformat()}" if ab0.tested_on else ""
             said.append(f"index {_fmt(ab.index)} (chart: {_fmt(ab0.index)}{tested})")
@@ -195,6 +197,46 @@ def _basis(
         *(s for f in findings if f.code in _BASIS_FINDINGS for s in f.sources),
     ]
     return tuple(dict.fromkeys(refs))
+
+
+def _earlier_index(
+    table: RiskTable, ab: AntibodySummary, prior_is: bool, infusions: int
+) -> tuple[AntibodySummary, Finding]:
+    """A repeat positive reported without an index (docs/clinical-basis.md §3): the most recent
+    earlier index is used when its row is higher than "index not available" (the index is
+    stable or rises in most patients, so dropping it could only lower the figure), else that
+    row; the clinician is told which, with the earlier test's date, either way."""
+    earlier = ab.earlier_index
+    assert earlier is not None
+    tested = ab.tested_on.isoformat() if ab.tested_on else "the latest test"
+    carried = replace(ab, index=earlier.index, comparator=earlier.comparator)
+    row, _, _ = _row(table, carried, prior_is, infusions)
+    fallback = table.row_for(Antibody.POSITIVE, prior_is, None)
+    higher = row is not None and (
+        fallback is None
+        or band_for(row.bands, infusions).per_1000 > band_for(fallback.bands, infusions).per_1000
+    )
+    said = (f"The latest positive anti-JCV test ({tested}) reports no index; the most recent "
+            f"earlier index, {earlier.text} of {earlier.tested_on.isoformat()}, ")
+    if higher:
+        return replace(
+            carried, index_from=earlier.tested_on,
+            sources=tuple(dict.fromkeys((*ab.sources, *earlier.sources))),
+        ), Finding(
+            Code.INDEX_MISSING,
+            Severity.WARNING,
+            said + "is used: its row is higher than 'index not available', and an index is "
+            "stable or rises in most patients. Request the index of the latest test from the "
+            "laboratory.",
+            (*ab.sources, *earlier.sources),
+        )
+    return ab, Finding(
+        Code.INDEX_MISSING,
+        Severity.WARNING,
+        said + "would not give a higher row, so the 'index not available' row is used. Request "
+        "the index of the latest test from the laboratory.",
+        (*ab.sources, *earlier.sources),
+    )
 
 
 def _row(
@@ -379,6 +421,9 @@ def _assess_one(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
     qualitative: str | None = None
     reason = ""
     blocked = any(f.severity is Severity.MISSING for f in findings)
+    if ab.status is Antibody.POSITIVE and ab.index is None and ab.earlier_index is not None:
+        ab, carried = _earlier_index(table, ab, prior.value, exp.infusions)
+        findings.append(carried)
     if ab.status in (Antibody.POSITIVE, Antibody.NEGATIVE):
         row, index, more = _row(table, ab, prior.value, exp.infusions)
         findings += more

@@ -75,6 +75,21 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class EarlierIndex:
+    """The index of an earlier positive test, offered when the latest positive test reports
+    none (docs/clinical-basis.md §3): the engine uses it only where its row is higher."""
+
+    index: Decimal
+    comparator: str
+    tested_on: date
+    sources: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return f"{self.comparator}{self.index.normalize():f}"
+
+
+@dataclass(frozen=True)
 class AntibodySummary:
     status: Antibody
     index: Decimal | None
@@ -85,6 +100,10 @@ class AntibodySummary:
     overridden: bool = False
     comparator: str = ""  # the index was reported as a bound (">1.5"): ``index`` is the bound
     discordant: bool = False  # the latest results contradict each other (status: indeterminate)
+    #: the latest positive test has no index but an earlier positive test has one
+    earlier_index: EarlierIndex | None = None
+    #: the earlier index is used (its row is higher than "index not available")
+    index_from: date | None = None
 
     @property
     def index_range(self) -> IndexRange | None:

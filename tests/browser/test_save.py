@@ -84,6 +84,10 @@ def test_bad_what_if_values_are_marked_beside_their_fields(
     expect(count_error).to_be_hidden()
     expect(page.locator("#wi-infusions")).not_to_have_attribute("aria-invalid", "true")
     expect(page.locator("#summary .stale-note")).to_have_count(0)
+    # A result with what-if values is saved only with its reason, and the page says so.
+    expect(save).to_be_disabled()
+    expect(page.locator("#save-reason")).to_contain_text("Give the reason for the what-if")
+    page.fill("#wi-reason", "index 1.8 from the reference laboratory")
     expect(save).to_be_enabled()
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from smart_app.fhir.extract import extract_inputs
-from smart_app.risk import Antibody, Assessment
+from smart_app.fhir.present import assessment_json, text_summary
+from smart_app.risk import Antibody, Assessment, Overrides
 from smart_app.risk.records import ResultUse
 
 from .builders import (
@@ -155,13 +156,64 @@ def test_latest_test_wins_whatever_the_order_given() -> None:
     assert a.per_1000 == Decimal("1.1")
 
 
-def test_index_of_an_older_test_is_not_carried_to_a_newer_one() -> None:
-    older = antibody_test(Antibody.POSITIVE, "2.0", on=date(2026, 3, 1))
+# --- a repeat positive reported without an index ---------------------------------------------
+
+
+def test_a_repeat_positive_without_an_index_keeps_the_earlier_higher_index() -> None:
+    """Positive 2.0, then positive without an index the next day: 8.8 (index > 1.5), never the
+    3.0 of "index not available", and the page names the earlier index and its date."""
+    older = antibody_test(Antibody.POSITIVE, "2.0", on=date(2026, 9, 14))
+    latest = antibody_test(Antibody.POSITIVE, None, on=date(2026, 9, 15))
+    a = run(inputs([*older, *latest], infusions(30)))
+    assert a.per_1000 == Decimal("8.8")
+    assert a.cell is not None and a.cell.row == "antibody positive, no prior IS, index > 1.5"
+    assert a.antibody.index == Decimal("2.0") and a.antibody.tested_on == date(2026, 9, 15)
+    assert a.antibody.index_from == date(2026, 9, 14)
+    said = finding(a, "index-missing")
+    assert "no index" in said.message and "2 of 2026-09-14, is used" in said.message
+    assert older[1].source in said.sources and older[1].source in a.basis
+    assert a.qualitative == "high"
+
+
+def test_an_earlier_index_is_shown_with_its_own_date_not_the_latest_tests() -> None:
+    older = antibody_test(Antibody.POSITIVE, "2.0", on=date(2026, 9, 14))
+    latest = antibody_test(Antibody.POSITIVE, None, on=date(2026, 9, 15))
+    a = run(inputs([*older, *latest], infusions(30)))
+    shown = assessment_json(a)["inputs"]["antibody"]
+    assert shown["indexText"] == "2 (test of 2026-09-14)" and shown["testedOn"] == "2026-09-15"
+    assert "index 2 of 2026-09-14 (tested 2026-09-15" in text_summary(a)
+
+
+def test_a_repeat_positive_uses_the_most_recent_earlier_index() -> None:
+    oldest = antibody_test(Antibody.POSITIVE, "0.9", on=date(2025, 9, 1))
+    older = antibody_test(Antibody.POSITIVE, "1.8", on=date(2026, 3, 1))
+    latest = antibody_test(Antibody.POSITIVE, None, on=date(2026, 9, 1))
+    a = run(inputs([*oldest, *older, *latest], infusions(30)))
+    assert a.antibody.index == Decimal("1.8") and a.per_1000 == Decimal("8.8")
+    b = run(inputs([*older, *oldest[:1], *antibody_test(Antibody.POSITIVE, "0.9",
+                                                        on=date(2026, 6, 1)), *latest],
+                   infusions(30)))
+    # The most recent earlier index (0.9) gives a lower row than "index not available": that
+    # row, with a warning naming the earlier index; never the older, higher 1.8 either.
+    assert b.antibody.index is None and b.per_1000 == Decimal("3")
+
+
+def test_an_earlier_index_with_a_lower_row_is_not_used_but_named() -> None:
+    older = antibody_test(Antibody.POSITIVE, "0.8", on=date(2026, 3, 1))
     latest = antibody_test(Antibody.POSITIVE, None, on=date(2026, 9, 1))
     a = run(inputs([*older, *latest], infusions(30)))
-    assert a.antibody.index is None
+    assert a.antibody.index is None and a.antibody.index_from is None
     assert a.cell is not None
     assert a.cell.row == "antibody positive, no prior IS, index not available"
+    said = finding(a, "index-missing").message
+    assert "0.8 of 2026-03-01" in said and "'index not available' row is used" in said
+
+
+def test_an_earlier_index_is_not_taken_over_a_clinicians_index_not_available() -> None:
+    older = antibody_test(Antibody.POSITIVE, "2.0", on=date(2026, 3, 1))
+    latest = antibody_test(Antibody.POSITIVE, None, on=date(2026, 9, 1))
+    a = run(inputs([*older, *latest], infusions(30), overrides=Overrides(clear_index=True)))
+    assert a.antibody.index is None and a.per_1000 == Decimal("3")
 
 
 @pytest.mark.parametrize("status", ["preliminary", "registered"])

@@ -98,10 +98,13 @@ def test_index_and_qualitative_result_up_to_three_days_apart_are_one_test(
         assert a.cell.row == "antibody positive, no prior IS, index > 1.5"
         assert a.per_1000 == Decimal("8.8")
     else:
-        assert a.antibody.index is None
-        assert a.antibody.sources == ("Observation/ab",)
-        assert a.cell.row == "antibody positive, no prior IS, index not available"
-        assert a.per_1000 == Decimal("3")
+        # Two tests: the later positive has no index of its own, so the earlier index is used
+        # (its row is higher than "index not available"), named with its date.
+        assert a.antibody.tested_on == drawn + timedelta(days=days)
+        assert a.antibody.index_from == drawn
+        assert "2 of 2026-09-10, is used" in finding(a, "index-missing").message
+        assert a.cell.row == "antibody positive, no prior IS, index > 1.5"
+        assert a.per_1000 == Decimal("8.8")
 
 
 # --- the table: exclusive "above", inclusive "max", whatever the row order ------------------------

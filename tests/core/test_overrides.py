@@ -132,3 +132,62 @@ def test_index_override_without_a_chart_result_gives_the_status_from_the_index()
     a = chart(Overrides(index=Decimal("2.0")), labs=())
     assert a.antibody.status is Antibody.POSITIVE
     assert a.per_1000 == Decimal("8.8")
+
+
+# --- entered values follow the antibody rules (docs/clinical-basis.md §9) -----------------------
+
+RESULT_OF_SEPT = antibody_test(Antibody.POSITIVE, "1.51")  # the chart: positive 1.51 of 2026-09-15
+
+
+@pytest.mark.parametrize(("status", "index"), [(Antibody.NEGATIVE, "2.5"),
+                                               (Antibody.NEGATIVE, "0.41"),
+                                               (Antibody.POSITIVE, "0.19"),
+                                               (Antibody.POSITIVE, "0")])
+def test_an_entered_call_and_index_that_contradict_give_no_estimate(
+    status: Antibody, index: str
+) -> None:
+    """What-if "negative" with index 2.5 gave "0.2 per 1,000, Low" with Save on."""
+    a = chart(Overrides(antibody=status, index=Decimal(index), reason="checking"),
+              labs=RESULT_OF_SEPT)
+    assert not a.complete and a.per_1000 is None and a.qualitative is None
+    said = finding(a, "antibody-discordant")
+    assert f"antibody {status.value} with index {Decimal(index).normalize():f}" in said.message
+    assert "entered by the clinician" in said.message and "2026-09-15" not in said.message
+    assert said.sources == ()
+    assert f"antibody status {status.value} (chart: positive)" in finding(a, "override").message \
+        or status is Antibody.POSITIVE
+
+
+@pytest.mark.parametrize(("status", "index", "per_1000"), [(Antibody.NEGATIVE, "0.40", "0.2"),
+                                                           (Antibody.NEGATIVE, "0.1", "0.2"),
+                                                           (Antibody.POSITIVE, "0.20", "1.1"),
+                                                           (Antibody.POSITIVE, "2.5", "8.8")])
+def test_an_entered_call_and_index_that_agree_give_their_figure(
+    status: Antibody, index: str, per_1000: str
+) -> None:
+    a = chart(Overrides(antibody=status, index=Decimal(index)), labs=RESULT_OF_SEPT)
+    assert a.per_1000 == Decimal(per_1000)
+    assert "antibody-discordant" not in codes(a)
+
+
+def test_an_entered_index_is_the_clinicians_not_the_charts_result_of_another_date() -> None:
+    """The page said "the latest anti-JCV result of 2026-09-15 is indeterminate" when that
+    result was 1.51 and 0.3 was the clinician's entry."""
+    a = chart(Overrides(index=Decimal("0.3")), labs=RESULT_OF_SEPT)
+    assert not a.complete
+    said = finding(a, "antibody-indeterminate")
+    assert "entered anti-JCV index 0.3 (what-if)" in said.message
+    assert "2026-09-15" not in said.message and said.sources == ()
+
+
+def test_an_entered_index_near_the_cut_off_is_not_attributed_to_a_lab_result() -> None:
+    a = chart(Overrides(index=Decimal("1.45")), labs=RESULT_OF_SEPT)
+    assert finding(a, "index-near-cutoff").sources == ()
+    b = chart(labs=antibody_test(Antibody.POSITIVE, "1.45"))
+    assert finding(b, "index-near-cutoff").sources  # the chart's own index names its result
+
+
+def test_an_entered_call_other_than_the_charts_does_not_keep_the_charts_index() -> None:
+    a = chart(Overrides(antibody=Antibody.NEGATIVE), labs=RESULT_OF_SEPT)
+    assert a.antibody.status is Antibody.NEGATIVE and a.antibody.index is None
+    assert a.per_1000 == Decimal("0.2")

@@ -58,6 +58,10 @@ NASTY: list[Any] = [
     "2026-02-30", "9999-12-31T23:59:59+14:00", "0001-01-01", "2026", "2026-13", "20261125",
     "2026-11-25T25:61:00Z", "-2026-01-01", "2026-11-25T10:00:00",
     deep(5000), deep(200),
+    # Comparators in every notation a lab writes, readable and not (docs/clinical-basis.md §3).
+    "≥1.51", "≤0.19", "＞1.5", "＜0.2", "＞＝1.5", "⩾1.5", "≦0.20", "greater than 1.5",
+    "less than or equal to 0.20", "LESS  THAN 0.2", "≥≥1.5", "not less than 1.5", "≥",
+    "less than " + " " * 5000 + "1", "≥" * 5000, {"value": 1.5, "comparator": "≥"},
 ]
 
 json_leaf = st.one_of(

@@ -197,7 +197,7 @@ def test_history_lists_results_in_either_form(make_stack: StackFactory) -> None:
     # CapabilityStatement said otherwise) and the next save takes the note rung.
     stack.control(ehr_profile="notes-only")
     other = Tab(stack)
-    body = {"overrides": {"prior_is": "yes"}}
+    body = {"overrides": {"prior_is": "yes", "reason": "azathioprine 2012, outside records"}}
     refused = other.save(body)
     assert refused.status_code == 422 and refused.json()["httpStatus"] == 405
     answer = other.save(body).json()

@@ -337,6 +337,8 @@ def assess_data(svc: Services, launch: Launch, data: ChartData,
                        "from a chart the app cannot read. Tell your EHR support team.",
                        "malformed-resource") from exc
     save = save_state(svc, launch, granted, chart.assessment.complete)
+    if save.enabled and overrides.any() and not overrides.reason:
+        save = capability.SaveState(False, "reason-required", override_params.REASON_REQUIRED)
     audit.event("assessment.computed", tenant=launch.tenant, iss=launch.iss,
                 user=launch.fhir_user, patient=launch.context.patient, launch=launch.id,
                 table=chart.assessment.table_id, status=chart.status)

@@ -90,8 +90,31 @@ def _reason(value: str) -> str:
     return " ".join(text.split())
 
 
+#: Why Save is off, and what a save without it answers: a what-if changes the figure the
+#: chart will hold, so the note must say why (docs/clinical-basis.md §9).
+REASON_REQUIRED = ("Give the reason for the what-if values (the Reason field) before saving: "
+                   "an override is saved only with its reason, which goes into the note.")
+
+
+def repeated(values: Mapping[str, Any]) -> list[str]:
+    """The parameters given more than once (``?index=2.0&index=x``). Taking the first and
+    ignoring the rest would apply a value the clinician may not see, so such a request is
+    refused, never read."""
+    getlist = getattr(values, "getlist", None)
+    if getlist is None:
+        return []
+    return [name for name in PARAMS if len(getlist(name)) > 1]
+
+
+def _once(values: Mapping[str, Any]) -> None:
+    twice = repeated(values)
+    if twice:
+        raise _bad(f"{', '.join(twice)}: given more than once; give each what-if value once.")
+
+
 def parse(values: Mapping[str, Any]) -> Overrides:
     """Overrides from request args or a JSON object; empty values mean "the chart's value"."""
+    _once(values)
     raw = {name: _text(values.get(name), name) for name in PARAMS}
     index, clear = _index(raw["index"])
     overrides = Overrides(
@@ -115,6 +138,8 @@ FIELD_ERRORS = {
     "infusions": f"Enter a whole number from 0 to {MAX_INFUSIONS}.",
     "reason": f"Use at most {MAX_REASON} characters.",
 }
+#: Beside a field whose parameter the address gives more than once.
+REPEATED = "Given more than once in the address: enter this value once and apply again."
 
 
 def check(values: Mapping[str, Any]) -> tuple[Overrides, dict[str, str]]:
@@ -122,7 +147,11 @@ def check(values: Mapping[str, Any]) -> tuple[Overrides, dict[str, str]]:
     error per invalid field (shown beside it; the page then marks its result stale)."""
     errors: dict[str, str] = {}
     clean: dict[str, str] = {}
+    twice = repeated(values)
     for name in PARAMS:
+        if name in twice:
+            errors[name] = REPEATED
+            continue
         try:
             parse({name: values.get(name)})
         except AppError:

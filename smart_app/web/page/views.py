@@ -247,7 +247,7 @@ def _save_form(launch_id: str) -> tuple[str, int] | Response:
     if not csrf.valid(svc.settings.secret_key, launch.id, request.form.get("csrf_token")):
         raise AppError(403, "Not allowed", "The request did not carry this page's security "
                        "token; reload the page and save again.", "csrf")
-    chosen = overrides.parse({name: request.form.get(name) for name in overrides.PARAMS})
+    chosen = overrides.parse(request.form)  # the form itself: a repeated field is refused
     back = url_for("views.launch_page", launch_id=launch.id) + overrides.query(chosen)
     identifier = request.form.get("identifier") or None
     try:

@@ -119,6 +119,10 @@ def _record(svc: Services, launch: Launch, identifier: str | None,
             "The chart or the what-if values changed since this result was shown; nothing was "
             "saved. Review the updated result, then save again.",
             identifier=la.identifier, launch=launch)
+    if overrides.any() and not overrides.reason:  # whatever the page showed or the body says
+        return None, _failure(
+            400, "reason-required", "Reason required", override_params.REASON_REQUIRED,
+            identifier=la.identifier, launch=launch)
     return (shown if shown is not None else shown_record(la)), None
 
 
