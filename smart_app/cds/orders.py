@@ -78,8 +78,10 @@ def medication_concept(resource: Mapping[str, Any], by_ref: Mapping[str, Mapping
     target = ref.get("reference")
     found: Mapping[str, Any] | None = None
     if isinstance(target, str) and target.startswith("#"):
-        found = next((item for item in resource.get("contained") or ()
-                      if isinstance(item, dict) and item.get("id") == target[1:]), None)
+        contained = resource.get("contained")
+        found = next((item for item in contained if isinstance(item, dict)
+                      and item.get("id") == target[1:]), None) if isinstance(
+            contained, list) else None
     elif isinstance(target, str):
         found = (full_urls or {}).get(target)
         key = medication_reference(resource)

@@ -27,10 +27,9 @@ from datetime import date
 from typing import Any
 
 from ..config import CodeSets
-from ..fhir.codes import Vocabulary, medication_class
+from ..fhir.codes import NATALIZUMAB_NAMES, Vocabulary, codings, words
 from ..fhir.extract import parse_date
 from ..risk.dates import add_months
-from ..risk.records import AgentClass
 from .orders import medication_concept, medications_by_reference
 
 NOT_USE = {
@@ -53,9 +52,22 @@ def _last_day(resource: Mapping[str, Any]) -> date | None:
             or parse_date(resource.get("dateAsserted")))
 
 
+def is_natalizumab(concept: Mapping[str, Any] | None, vocab: Vocabulary) -> bool:
+    """Natalizumab as ``fhir.codes.medication_class`` recognises it (its codes, then its
+    names), without classifying every other drug: this runs on every chart opened."""
+    if not isinstance(concept, Mapping):
+        return False
+    if not vocab.natalizumab.isdisjoint(codings(concept)):
+        return True
+    text = words(concept).lower()
+    return any(name in text for name in NATALIZUMAB_NAMES)
+
+
 def in_care(resources: Iterable[Mapping[str, Any]], codes: CodeSets, today: date,
             window_months: int) -> str | None:
-    """The reference of a record that puts natalizumab in the patient's care, or None."""
+    """The reference of a record that puts natalizumab in the patient's care, or None.
+    Runs before the shape checks (a chart without natalizumab is never assessed), so it reads
+    every element defensively."""
     resources = list(resources)
     by_ref = medications_by_reference(resources)
     vocab = Vocabulary.from_config(codes)
@@ -65,10 +77,10 @@ def in_care(resources: Iterable[Mapping[str, Any]], codes: CodeSets, today: date
         if kind not in NOT_USE:
             continue
         status = resource.get("status")
-        if isinstance(status, str) and status in NOT_USE[kind]:
+        status = status if isinstance(status, str) else None
+        if status in NOT_USE[kind]:
             continue
-        found = medication_class(medication_concept(resource, by_ref), vocab)
-        if found is None or found[0] is not AgentClass.NATALIZUMAB:
+        if not is_natalizumab(medication_concept(resource, by_ref), vocab):
             continue
         if kind == "MedicationRequest" and status in OPEN_ORDER:
             return f"{kind}/{resource.get('id')}"

@@ -347,13 +347,11 @@ def _answer(service: Service, hook: str, context: dict[str, Any], body: dict[str
     try:
         got = prefetch.read(body.get("prefetch"), patient_id, tenant.iss,
                             prefetch.keys(settings, tenant), prefetch.labs_since(settings, today))
-        check_resources(got.resources)
     except prefetch.ForeignPrefetch as exc:
         raise _Refused(400, "invalid", "The prefetch holds resources of another patient; "
                        "nothing was assessed.", "foreign-prefetch") from exc
-    except MalformedResource as exc:
-        raise _Refused(400, "structure", f"The prefetch cannot be read as FHIR: {exc}; nothing "
-                       "was assessed.", "malformed-prefetch") from exc
+    # Shapes are checked with the whole chart (``chart_inputs``), only for charts assessed:
+    # the relevance test and the order filter read what they need defensively.
     resources = list(got.resources)
     statuses = dict(got.status)
     round_trips = 0
@@ -409,11 +407,6 @@ def _answer(service: Service, hook: str, context: dict[str, Any], body: dict[str
             missing = ", ".join(got.missing)
             raise _Refused(412, "incomplete", f"Prefetch {missing} not provided and cannot be "
                            f"read: {exc.message}.", exc.reason) from exc
-        try:
-            check_resources(fetched.resources)
-        except MalformedResource as exc:
-            raise _Refused(502, "structure", f"The FHIR server's data cannot be read as FHIR: "
-                           f"{exc}; nothing was assessed.", "malformed-fhir") from exc
         resources.extend(fetched.resources)
         round_trips += fetched.round_trips
         unread, not_offered_here = fetched.unread, fetched.not_offered
@@ -441,7 +434,7 @@ def _answer(service: Service, hook: str, context: dict[str, Any], body: dict[str
             raise _Refused(400, "invalid", "The data holds resources of another patient; "
                            "nothing was assessed.", "foreign-resource") from exc
         except MalformedResource as exc:
-            raise _Refused(400, "structure", f"The data cannot be read as FHIR: {exc}; "
+            raise _Refused(400, "structure", f"The prefetch cannot be read as FHIR: {exc}; "
                            "nothing was assessed.", "malformed-prefetch") from exc
         if ordered:
             inputs = _with_ordered_infusion(inputs, ordered[0], today)

@@ -88,7 +88,7 @@ def test_order_natalizumab_then_dismiss_with_a_reason(page: Page, base: str) -> 
         "Suggestion: Order anti-JCV antibody test with index")
     page.locator("#sign-order").click()
     expect(page.locator("#cds-cards h2")).to_have_text("CDS: order-sign")
-    card.locator("select[name=reason]").select_option("action-completed")
+    card.locator("select[name=reason]").select_option("cds-not-applicable")
     card.get_by_role("button", name="Dismiss").click()
     expect(page.locator(".feedback-status")).to_have_text("Feedback sent: 200")
     shot(page, "cds-order-feedback")

@@ -149,3 +149,28 @@ def test_es256_is_refused_by_default(tmp_path: Path) -> None:
     ec = ECKey.generate_key("P-256", parameters={"use": "sig"}, private=True, auto_kid=True)
     for ehr in serve_ehr(tmp_path, keys=(rsa, ec)):
         assert ehr.call(ehr.token("ES256")).status_code == 401
+
+
+WEIRD: tuple[object, ...] = (True, 5, "x", [], {}, [1, "a"], {"a": [True]}, None)
+
+
+def test_type_confused_medication_records_never_give_a_500(ehr: Ehr) -> None:
+    """Relevance is decided before the shape checks: it must read any JSON without failing,
+    and a chart it passes on is then refused by the shape checks, never assessed."""
+    fields = ("status", "medicationCodeableConcept", "medicationReference", "contained",
+              "effectivePeriod", "effectiveDateTime", "authoredOn", "intent")
+    for n, weird in enumerate(WEIRD):
+        for field in fields:
+            body = hook_body()
+            entries = body["prefetch"]["administrations"]["entry"]
+            entries[n % len(entries)]["resource"][field] = weird
+            body["prefetch"]["requests"] = {"resourceType": "Bundle", "type": "searchset",
+                                            "entry": [{"resource": {
+                                                "resourceType": "MedicationRequest",
+                                                "id": "odd", "subject": {"reference":
+                                                    "Patient/ex05-index-1-51-25-infusions"},
+                                                field: weird}}]}
+            resp = ehr.call(ehr.token(), body)
+            assert resp.status_code in (200, 400, 412), (field, weird, resp.text[:300])
+            if resp.status_code != 200:
+                assert resp.json()["resourceType"] == "OperationOutcome"
