@@ -42,6 +42,7 @@ class CodeSets:
     jcv_index: tuple[str, ...] = ()
     natalizumab: tuple[str, ...] = ()
     immunosuppressants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    mri: tuple[str, ...] = ()  # local brain-MRI procedure codes (reports, studies, procedures)
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ def _codes(data: Mapping[str, Any], key: str, where: str = "codes.") -> tuple[st
 def _code_sets(data: Any) -> CodeSets:
     if not isinstance(data, dict):
         raise ConfigError("codes: expected a table")
-    _known(data, frozenset({"jcv_antibody", "jcv_index", "natalizumab", "immunosuppressants"}),
+    _known(data, frozenset({"jcv_antibody", "jcv_index", "natalizumab", "immunosuppressants",
+                            "mri"}),
            "codes.")
     agents = data.get("immunosuppressants", {})
     if not isinstance(agents, dict):
@@ -257,6 +259,7 @@ def _code_sets(data: Any) -> CodeSets:
         immunosuppressants={
             name: _codes(agents, name) for name in agents
         },
+        mri=_codes(data, "mri"),
     )
 
 

@@ -49,6 +49,9 @@ BUNDLE_ORDER = {
     "MedicationStatement": 5,
     "MedicationRequest": 6,
     "Observation": 7,
+    "DiagnosticReport": 8,
+    "ImagingStudy": 9,
+    "Procedure": 10,
 }
 
 
@@ -462,6 +465,42 @@ class Chart:
                 "dosageInstruction": [{"text": product["text"]}],
             }
         )
+
+    def brain_mri(self, day: date, kind: str = "report") -> None:
+        """A brain MRI done on ``day``, as a radiology report, an imaging study or a procedure
+        (the three ways EHRs expose it), under a well-known code."""
+        loinc = coding("http://loinc.org", "24590-2", "MR Brain")
+        cpt = coding("http://www.ama-assn.org/go/cpt", "70553",
+                     "MRI brain without and with contrast")
+        sct = coding("http://snomed.info/sct", "816077007", "Magnetic resonance imaging of brain")
+        if kind == "report":
+            self.add({
+                "resourceType": "DiagnosticReport", "id": self.new_id("mri"), "status": "final",
+                "category": [concept("Radiology", coding("http://loinc.org", "LP29684-5",
+                                                         "Radiology"))],
+                "code": concept("MRI brain with FLAIR and DWI", loinc),
+                "subject": self.ref, "effectiveDateTime": dt(day, 8, 15),
+                "issued": dt(day, 16, 40),
+                "conclusion": "No new lesions; no findings suggestive of PML.",
+            })
+        elif kind == "study":
+            self.add({
+                "resourceType": "ImagingStudy", "id": self.new_id("img"), "status": "available",
+                "subject": self.ref, "started": dt(day, 8, 15),
+                "procedureCode": [concept("MRI brain without and with contrast", cpt)],
+                "series": [{"uid": "2.25." + str(int(hashlib.sha256(
+                                f"{self.pid}{day}".encode()).hexdigest()[:12], 16)),
+                            "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM",
+                                         "code": "MR"},
+                            "bodySite": {"system": "http://snomed.info/sct",
+                                         "code": "12738006", "display": "Brain"}}],
+            })
+        else:
+            self.add({
+                "resourceType": "Procedure", "id": self.new_id("prc"), "status": "completed",
+                "code": concept("MRI of brain", sct), "subject": self.ref,
+                "performedDateTime": dt(day, 8, 15),
+            })
 
     # -- routine background ------------------------------------------------------------------
 

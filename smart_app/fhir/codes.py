@@ -24,6 +24,15 @@ JCV_ANTIBODY = frozenset({f"{LOINC}|70173-0"})
 JCV_INDEX = frozenset({f"{LOINC}|100977-8"})
 # Configurable: confirm locally (docs/clinical-basis.md §4).
 NATALIZUMAB = frozenset({f"{RXNORM}|354770"})
+CPT = "http://www.ama-assn.org/go/cpt"
+#: Brain MRI (docs/clinical-basis.md §6): LOINC "MR Brain"; CPT 70551–70553 (MRI brain without,
+#: with, and without and with contrast); SNOMED CT "Magnetic resonance imaging of brain". Sites
+#: add their local procedure codes (``[codes] mri``).
+BRAIN_MRI = frozenset({
+    f"{LOINC}|24590-2",
+    f"{CPT}|70551", f"{CPT}|70552", f"{CPT}|70553",
+    f"{SNOMED}|816077007",
+})
 
 SNOMED_RESULTS = {
     "10828004": Antibody.POSITIVE,

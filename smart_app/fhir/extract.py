@@ -20,6 +20,7 @@ from ..risk.records import (
     COMPARATORS,
     AgentClass,
     Antibody,
+    BrainMri,
     Conflict,
     Copy,
     Infusion,
@@ -551,6 +552,61 @@ def _version(resource: Resource) -> str | None:
     return version if isinstance(version, str) else None
 
 
+#: Statuses that say the scan did not happen, or the record is void.
+MRI_VOID = frozenset({"cancelled", "entered-in-error", "not-done", "preparation", "on-hold",
+                      "stopped", "in-progress", "unknown"})
+_MRI_KIND = {"DiagnosticReport": "report", "ImagingStudy": "study", "Procedure": "procedure"}
+
+
+def _mri_codes(resource: Resource) -> list[str]:
+    kind = resource.get("resourceType")
+    if kind == "ImagingStudy":
+        return [c for concept in codes.items(resource.get("procedureCode"))
+                for c in codes.codings(concept)]
+    return codes.codings(resource.get("code"))
+
+
+def _mri_date(resource: Resource) -> date | None:
+    kind = resource.get("resourceType")
+    if kind == "ImagingStudy":
+        return parse_date(resource.get("started"))
+    if kind == "Procedure":
+        found = parse_date(resource.get("performedDateTime"))
+        period = resource.get("performedPeriod")
+        if found is None and isinstance(period, Mapping):
+            found = parse_date(period.get("start"))
+        return found
+    return _effective(resource)  # a report: when the scan was done, not when it was issued
+
+
+def brain_mris(resources: Iterable[Resource], patient_id: str,
+               code_sets: CodeSets | None = None) -> tuple[BrainMri, ...]:
+    """The brain MRIs among imaging reports, studies and procedures, matched by code only (a
+    name match could take an MR angiogram for a brain MRI and push the due date back).
+
+    Records of other patients are skipped (``extract_inputs`` refuses them); void records and
+    scans not done are left out. Oldest first, in a canonical order.
+    """
+    wanted = codes.BRAIN_MRI | set(code_sets.mri if code_sets else ())
+    found: dict[str, BrainMri] = {}
+    for resource in latest_versions(resources):
+        kind = resource.get("resourceType")
+        if kind not in _MRI_KIND or subject_patient(resource) != patient_id:
+            continue
+        status = resource.get("status")
+        status = status[:40] if isinstance(status, str) else "unknown"
+        if status in MRI_VOID:
+            continue
+        if not wanted.intersection(_mri_codes(resource)):
+            continue
+        concept = (codes.items(resource.get("procedureCode")) or [None])[0] \
+            if kind == "ImagingStudy" else resource.get("code")
+        mri = BrainMri(ref_of(resource), _mri_date(resource), _MRI_KIND[str(kind)], status,
+                       codes.label(concept if isinstance(concept, Mapping) else None))
+        found[mri.source] = mri
+    return tuple(sorted(found.values(), key=lambda m: (m.when or date.min, m.source)))
+
+
 def extract_inputs(
     resources: Iterable[Resource],
     patient_id: str,
@@ -633,4 +689,5 @@ def extract_inputs(
         not_offered=tuple(sorted(set(not_offered))),
         conflicts=tuple(sorted(conflicts, key=lambda c: c.reference)),
         unordered=tuple(sorted(set(unordered))),
+        mris=brain_mris([g[0] for g in groups], patient_id, code_sets),
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..risk.immunosuppressant import sources_in_words
 from ..risk.records import LabResult, MedicationEvidence
-from ..risk.result import Assessment, Finding
+from ..risk.result import Assessment, Finding, MriSchedule, NextBand
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -43,6 +43,25 @@ def _med(m: MedicationEvidence) -> dict[str, Any]:
     return found
 
 
+def next_band_json(nb: NextBand | None) -> dict[str, Any] | None:
+    if nb is None:
+        return None
+    return {"infusion": nb.infusion, "band": nb.band, "per1000": _num(nb.per_1000),
+            "beyondPublished": nb.beyond_published, "ifIndexAbove": _num(nb.if_index_above),
+            "per1000IfAbove": _num(nb.per_1000_if_above), "text": nb.text}
+
+
+def mri_line(s: MriSchedule | None) -> str:
+    """"Last brain MRI 2026-10-15; due 2027-01-15", or what is known instead."""
+    if s is None:
+        return ""
+    if s.last is None:
+        return s.text[0].upper() + s.text[1:] + "."
+    if s.due is None:
+        return s.text[0].upper() + s.text[1:] + "."
+    return f"Last brain MRI {s.last.isoformat()}; {s.text}."
+
+
 def finding_json(f: Finding) -> dict[str, Any]:
     return {"code": f.code.value, "severity": f.severity.value, "message": f.message,
             "sources": list(f.sources)}
@@ -58,7 +77,10 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
             "qualitative": a.qualitative,
             "cell": {"row": a.cell.row, "band": a.cell.band, "words": a.cell.words},
             "categoryReason": a.category_reason,
+            "nextBand": next_band_json(a.next_band),
+            "advice": [{"text": x.text, "sources": list(x.sources)} for x in a.advice],
         }
+    mri = a.monitoring.mri_schedule
     return {
         "result": result,
         "table": {"id": a.table_id, "title": a.table_title, "version": a.table_version},
@@ -108,6 +130,13 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
             "mri": a.monitoring.mri,
             "antibodyRetest": a.monitoring.antibody_retest,
             "antibodyRetestDue": _day(a.monitoring.antibody_retest_due),
+            "provisional": a.monitoring.provisional or None,
+            "mriLast": _day(mri.last) if mri else None,
+            "mriDue": _day(mri.due) if mri else None,
+            "mriState": mri.state.value if mri else None,
+            "mriStatus": mri.text if mri else None,
+            "mriLine": mri_line(mri) or None,
+            "mriSources": list(mri.sources) if mri else [],
         },
         "warnings": [finding_json(f) for f in a.findings],
         "basis": list(a.basis),
@@ -125,6 +154,8 @@ def text_summary(a: Assessment) -> str:
             f"Table cell: {a.cell.words} [{a.table_id}]",
             f"Category: {a.category_reason}",
         ]
+        if a.next_band is not None:
+            lines.append(a.next_band.text)
     else:
         lines.append("Risk: NO ESTIMATE — " + "; ".join(f.message for f in a.missing))
     index = f", index {ab.index_text}" if ab.index is not None else ", no index"
@@ -175,6 +206,14 @@ def text_summary(a: Assessment) -> str:
         f"  {a.monitoring.mri}",
         f"  {a.monitoring.antibody_retest}",
     ]
+    mri_text = mri_line(a.monitoring.mri_schedule)
+    if mri_text:
+        sched = a.monitoring.mri_schedule
+        refs = f" [{', '.join(sched.sources)}]" if sched and sched.sources else ""
+        lines.append(f"  {mri_text}{refs}")
+    if a.advice:
+        lines.append("Higher-risk group: what the prescriber is asked to do:")
+        lines += [f"  - {x.text} ({'; '.join(x.sources)})" for x in a.advice]
     if a.findings:
         lines.append("Warnings:")
         lines += [f"  [{f.severity.value}] {f.message}" for f in a.findings]

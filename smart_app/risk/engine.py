@@ -11,13 +11,16 @@ from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
+from . import advice as advice_rules
 from . import antibody as antibody_rules
 from . import exposure as exposure_rules
 from . import immunosuppressant as immunosuppressant_rules
-from . import monitoring
+from . import lookahead, monitoring
+from . import mri as mri_rules
 from .immunosuppressant import sources_in_words
 from .records import (
     ADMINISTRATION,
+    MRI_SOURCES,
     OBSERVATION,
     PRIOR_IS_SOURCES,
     AgentClass,
@@ -36,6 +39,7 @@ from .result import (
     Code,
     ExposureSummary,
     Finding,
+    NextBand,
     PriorImmunosuppressant,
     Severity,
 )
@@ -388,12 +392,14 @@ def _unread_findings(inputs: Inputs) -> list[Finding]:
                     f"The EHR {why}: the infusion count is the clinician's entry.",
                 )
             )
-    if inputs.not_offered:
+    # Imaging sources are reported with the MRI due date, not here: they bear on monitoring only.
+    not_offered = sorted(t for t in inputs.not_offered if t not in MRI_SOURCES)
+    if not_offered:
         findings.append(
             Finding(
                 Code.SOURCES_NOT_OFFERED,
                 Severity.INFO,
-                f"This EHR does not offer {sources_in_words(sorted(inputs.not_offered))} to "
+                f"This EHR does not offer {sources_in_words(not_offered)} to "
                 "apps: not a source here. The app searched "
                 + sources_in_words([t for t in SOURCES if t not in inputs.not_offered] or ["none"])
                 + ".",
@@ -417,9 +423,14 @@ def _assess_one(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
         exp = replace(exp, unknown="not offered" if ADMINISTRATION in inputs.not_offered
                       else "unread")
 
+    # Extended-interval dosing changes how the figure should be read (the table is not adjusted
+    # for it): a warning to read with care, not background information.
+    findings = [replace(f, severity=Severity.WARNING)
+                if f.code is Code.EXPOSURE_EXTENDED_INTERVAL else f for f in findings]
     cell: Cell | None = None
     qualitative: str | None = None
     reason = ""
+    ahead: NextBand | None = None
     blocked = any(f.severity is Severity.MISSING for f in findings)
     if ab.status is Antibody.POSITIVE and ab.index is None and ab.earlier_index is not None:
         ab, carried = _earlier_index(table, ab, prior.value, exp.infusions)
@@ -459,6 +470,8 @@ def _assess_one(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
                     )
                 )
             cell = Cell(row.label, band.label, band.per_1000, band.flag)
+            if not exp.unknown:
+                ahead = lookahead.next_band(table, row, exp.infusions)
             if band.flag:
                 findings.append(Finding(Code.TABLE_CELL_FLAGGED, Severity.WARNING, band.flag))
             if prior.value and ab.status is Antibody.POSITIVE and ab.index is not None:
@@ -484,9 +497,12 @@ def _assess_one(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
         findings = [f for f in findings if f.code is not Code.EXPOSURE_NONE]
     findings += short
     if blocked or any(f.severity is Severity.MISSING for f in findings):
-        cell, qualitative, reason = None, None, ""
+        cell, qualitative, reason, ahead = None, None, "", None
 
     basis = _basis(ab, exp, prior, findings, o)
+    advice = monitoring.advise(ab, exp.infusions, prior.value, at, exposure_known=not exp.unknown)
+    advice = replace(advice, mri_schedule=mri_rules.schedule(
+        inputs.mris, advice.mri_months, at, inputs.unread, inputs.not_offered))
     return Assessment(
         patient=inputs.patient,
         assessed_on=at,
@@ -498,13 +514,15 @@ def _assess_one(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
         prior_immunosuppressant=prior,
         cell=cell,
         qualitative=qualitative,
-        monitoring=monitoring.advise(ab, exp.infusions, prior.value, at),
+        monitoring=advice,
         findings=tuple(sorted(findings, key=lambda f: _ORDER[f.severity])),
         basis=basis,
         overrides=inputs.overrides,
         category_reason=reason,
         unread=tuple(sorted(inputs.unread)),
         not_offered=tuple(sorted(inputs.not_offered)),
+        next_band=ahead,
+        advice=advice_rules.for_category(qualitative),
     )
 
 
@@ -595,6 +613,6 @@ def assess(inputs: Inputs, table: RiskTable, at: date) -> Assessment:
         refs,
     )
     return replace(
-        shown, cell=None, qualitative=None, category_reason="",
+        shown, cell=None, qualitative=None, category_reason="", next_band=None, advice=(),
         findings=tuple(sorted((*shown.findings, finding), key=lambda f: _ORDER[f.severity])),
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from .antibody import INDEX_CUTOFF, NEAR_CUTOFF, RETEST_MONTHS
@@ -17,6 +18,29 @@ MRI_NEGATIVE = "Brain MRI every 12 months (antibody negative)."
 MRI_POSITIVE_EARLY = (
     "Brain MRI every 12 months; from 18 infusions, every 3–4 months with FLAIR and DWI."
 )
+#: (due, overdue) months after the last brain MRI: "every 3–4 months" is due at 3, overdue
+#: after 4; "every 12 months" is due and overdue at 12 (docs/clinical-basis.md §6).
+MONTHS_FREQUENT = (3, 4)
+MONTHS_YEARLY = (12, 12)
+UNTIL_ANTIBODY = "until the antibody result is resolved"
+UNTIL_COUNT = "until the infusion count is known"
+
+
+def mri_months(mri: str) -> tuple[int, int]:
+    """The due/overdue months for a monitoring line: frequent only in the higher-risk group."""
+    return MONTHS_FREQUENT if mri.startswith("Brain MRI every 3–4 months") else MONTHS_YEARLY
+
+
+def _cautious(infusions: int, exposure_known: bool, until: str) -> str:
+    """The MRI interval of the worst reading the evidence allows: an unresolved antibody could
+    be positive, an unknown count could be 18 or more."""
+    if infusions >= HIGHER_RISK_FROM_INFUSIONS or not exposure_known:
+        why = ("the antibody could be positive" if until == UNTIL_ANTIBODY
+               else "the count could be 18 or more")
+        return (f"Brain MRI every 3–4 months with FLAIR and DWI {until} ({why}: the "
+                "higher-risk interval).")
+    return (f"Brain MRI every 12 months {until}; every 3–4 months with FLAIR and DWI from 18 "
+            "infusions if the antibody is positive.")
 
 
 def _due(due: date, at: date) -> str:
@@ -27,7 +51,21 @@ def _due(due: date, at: date) -> str:
     )
 
 
-def advise(antibody: AntibodySummary, infusions: int, prior_is: bool, at: date) -> Monitoring:
+def advise(antibody: AntibodySummary, infusions: int, prior_is: bool, at: date,
+           exposure_known: bool = True) -> Monitoring:
+    """The monitoring advice; with no estimate, the most cautious interval the evidence allows,
+    labelled as holding until the missing input is resolved."""
+    base = _advise(antibody, infusions, prior_is, at, exposure_known)
+    if antibody.status is Antibody.POSITIVE and not exposure_known:
+        mri = _cautious(infusions, exposure_known, UNTIL_COUNT)
+        return replace(base, mri=mri, provisional=UNTIL_COUNT, mri_months=MONTHS_FREQUENT)
+    if base.provisional:
+        return base
+    return replace(base, mri_months=mri_months(base.mri))
+
+
+def _advise(antibody: AntibodySummary, infusions: int, prior_is: bool, at: date,
+            exposure_known: bool) -> Monitoring:
     tested = antibody.tested_on
     due = add_months(tested, RETEST_MONTHS) if tested else at
     if antibody.status is Antibody.NEGATIVE:
@@ -81,16 +119,22 @@ def advise(antibody: AntibodySummary, infusions: int, prior_is: bool, at: date) 
             f"below; {_due(due, at)}.",
             due,
         )
+    frequent = infusions >= HIGHER_RISK_FROM_INFUSIONS or not exposure_known
+    months = MONTHS_FREQUENT if frequent else MONTHS_YEARLY
     if antibody.discordant:
         return Monitoring(
-            "No estimate: MRI interval depends on the antibody result.",
+            _cautious(infusions, exposure_known, UNTIL_ANTIBODY),
             "The latest anti-JCV results disagree: confirm them with the laboratory, or retest "
             "the antibody with index, now.",
             at,
+            provisional=UNTIL_ANTIBODY,
+            mri_months=months,
         )
     what = "confirmatory test" if antibody.status is Antibody.INDETERMINATE else "test"
     return Monitoring(
-        "No estimate: MRI interval depends on the antibody result.",
+        _cautious(infusions, exposure_known, UNTIL_ANTIBODY),
         f"Anti-JCV antibody {what} with index due now.",
         at,
+        provisional=UNTIL_ANTIBODY,
+        mri_months=months,
     )

@@ -170,6 +170,22 @@ class MedicationEvidence:
 
 
 @dataclass(frozen=True)
+class BrainMri:
+    """One brain MRI the chart records: a report, an imaging study or a procedure.
+
+    Only the date matters to the monitoring rule (the next MRI is due a set interval after the
+    last); the source reference and the kind of record are kept so the page can show where the
+    date comes from (docs/clinical-basis.md §6).
+    """
+
+    source: str  # "DiagnosticReport/123"
+    when: date | None  # when the scan was done; None: the record gives no date
+    kind: str  # "report", "study" or "procedure"
+    status: str = ""  # the FHIR status as sent, for display
+    label: str = ""  # code text/display as the EHR sent it
+
+
+@dataclass(frozen=True)
 class Overrides:
     """A clinician's corrections to what the chart says; every one is marked in the result."""
 
@@ -202,6 +218,7 @@ ADMINISTRATION = "MedicationAdministration"
 STATEMENT = "MedicationStatement"
 REQUEST = "MedicationRequest"
 PRIOR_IS_SOURCES = (STATEMENT, REQUEST, ADMINISTRATION)
+MRI_SOURCES = ("DiagnosticReport", "ImagingStudy", "Procedure")
 
 
 @dataclass(frozen=True)
@@ -244,6 +261,7 @@ class Inputs:
     #: Resources received as different copies with nothing to order them, whose copies all
     #: give the same records (a Patient, or a Medication every copy of which reads alike).
     unordered: tuple[str, ...] = ()
+    mris: tuple[BrainMri, ...] = ()  # brain MRIs on record (for the monitoring due date)
 
     def unknown(self, resource_type: str) -> bool:
         """The chart cannot tell anything about this type (unread or not offered)."""

@@ -168,11 +168,65 @@ class Cell:
         return f"{self.row}, {self.band}"
 
 
+class MriState(StrEnum):
+    """Where the patient stands against the brain-MRI interval (docs/clinical-basis.md §6)."""
+
+    SCHEDULED = "scheduled"  # the next MRI is not yet due
+    DUE = "due"  # due now: the short end of the interval has passed
+    OVERDUE = "overdue"  # the long end of the interval has passed
+    NONE_ON_RECORD = "none-on-record"  # every MRI source was read and none holds a brain MRI
+    UNKNOWN = "unknown"  # a source could not be read (or is not offered): never "none"
+
+
+@dataclass(frozen=True)
+class MriSchedule:
+    """The last brain MRI on record and when the next one is due."""
+
+    state: MriState
+    text: str  # "due 2027-01-15", "overdue by 3 weeks (due 2026-10-15)", "no brain MRI on record"
+    last: date | None = None
+    sources: tuple[str, ...] = ()  # the record(s) of the last MRI
+    due: date | None = None  # last + the short end of the interval
+    overdue_from: date | None = None  # last + the long end of the interval
+    unread: tuple[str, ...] = ()  # MRI sources that could not be read or are not offered
+
+    @property
+    def actionable(self) -> bool:
+        """An MRI to arrange now: overdue, or none on record for a patient who needs one."""
+        return self.state in (MriState.OVERDUE, MriState.NONE_ON_RECORD)
+
+
 @dataclass(frozen=True)
 class Monitoring:
     mri: str
     antibody_retest: str
     antibody_retest_due: date | None
+    # Set when there is no estimate: the interval follows the most cautious reading of the
+    # evidence, and holds only "until the antibody result is resolved".
+    provisional: str = ""
+    mri_months: tuple[int, int] | None = None  # (due, overdue) months after the last MRI
+    mri_schedule: MriSchedule | None = None
+
+
+@dataclass(frozen=True)
+class NextBand:
+    """The next infusion crosses a band edge: the figure that infusion begins."""
+
+    infusion: int  # the ordinal of the next infusion (25 for the 25th)
+    band: str  # "25–48 infusions"
+    per_1000: Decimal
+    beyond_published: bool = False  # past the last published band: the figure is not new
+    if_index_above: Decimal | None = None  # the cut-off the index could retest above
+    per_1000_if_above: Decimal | None = None  # the next band's figure in that row
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What the product information and regulators ask of the prescriber, with sources."""
+
+    text: str
+    sources: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -194,6 +248,8 @@ class Assessment:
     category_reason: str = ""  # one sentence: why this qualitative category
     unread: tuple[str, ...] = ()  # resource types the app could not read
     not_offered: tuple[str, ...] = ()  # resource types the EHR does not offer
+    next_band: NextBand | None = None  # the next infusion begins a new exposure band
+    advice: tuple[Advice, ...] = ()  # for the EMA/PRAC higher-risk groups
 
     @property
     def complete(self) -> bool:

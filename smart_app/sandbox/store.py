@@ -42,6 +42,7 @@ _FILTER_PARAMS = frozenset(
         "encounter",
         "medication",
         "type",
+        "modality",  # ImagingStudy: the modality of any series
     }
 )
 SEARCH_PARAMS = _RESULT_PARAMS | _FILTER_PARAMS
@@ -393,6 +394,13 @@ class FhirStore:
                 _token_matches(v, i.get("system"), i.get("value"))
                 for i in e.resource.get("identifier", [])
                 if isinstance(i, dict)
+                for v in values
+            )
+        if name == "modality":
+            return lambda e: any(
+                _token_matches(v, m.get("system"), m.get("code"))
+                for series in e.resource.get("series", []) if isinstance(series, dict)
+                for m in [series.get("modality")] if isinstance(m, dict)
                 for v in values
             )
         if name in ("encounter", "medication"):

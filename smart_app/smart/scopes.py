@@ -21,6 +21,9 @@ READ_TYPES = (
     "MedicationStatement",
     "MedicationRequest",
     "Medication",
+    "DiagnosticReport",  # brain MRIs (reports, studies, procedures): the MRI due date
+    "ImagingStudy",
+    "Procedure",
 )
 
 _V2_READS = {"Patient": "r"}  # everything else is searched, so it needs "rs"

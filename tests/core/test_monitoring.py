@@ -76,7 +76,7 @@ def test_indeterminate_asks_for_the_confirmatory_test_now() -> None:
     a = run(inputs([lab(index="0.3")], infusions(30)))
     assert a.monitoring.antibody_retest_due == date(2026, 11, 25)
     assert "confirmatory test" in a.monitoring.antibody_retest
-    assert "No estimate" in a.monitoring.mri
+    assert "until the antibody result is resolved" in a.monitoring.mri
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,8 @@ def test_types_the_ehr_does_not_offer_are_not_searched_and_not_withheld(
     base, script = ehr
     routes(script)
     data = client(base).read_chart("p1", ALL, ReadPlan(capabilities=ORACLE_LIKE))
-    assert data.not_offered == ("MedicationStatement", "Medication")
+    assert data.not_offered == ("MedicationStatement", "DiagnosticReport", "ImagingStudy",
+                                "Procedure", "Medication")
     assert data.withheld == ()
     assert "/fhir/MedicationStatement" not in script.hits
     assert "/fhir/Medication" not in script.hits  # the reference stays unresolved
@@ -94,7 +95,8 @@ def test_the_tenant_can_narrow_the_read_set(ehr: tuple[str, Script]) -> None:
     plan = ReadPlan(read_types=("Patient", "Observation", "MedicationAdministration",
                                 "MedicationRequest", "Medication"))
     data = client(base).read_chart("p1", ALL, plan)
-    assert data.not_offered == ("MedicationStatement",)
+    assert data.not_offered == ("MedicationStatement", "DiagnosticReport", "ImagingStudy",
+                                "Procedure")
     assert "/fhir/MedicationStatement" not in script.hits
     assert "/fhir/Medication" in script.hits  # unknown statement: Medication is tried
 

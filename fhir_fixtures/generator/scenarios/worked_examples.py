@@ -36,6 +36,7 @@ from ..fhir import (
 
 def ex01() -> Fixture:
     c = Chart("ex01-negative-30", "Laura", "Brennan", "female", date(1988, 3, 14), "E100001")
+    c.brain_mri(date(2026, 2, 12), "procedure")
     days = c.infusions(30)
     c.routine(onset=date(2017, 6, 2), labs_on=[date(2026, 5, 20), RECENT_TEST])
     c.statement(INTERFERON, date(2018, 1, 10), days[0] - timedelta(days=60))
@@ -92,6 +93,7 @@ def ex03() -> Fixture:
         "E100003",
         bundle_type="searchset",
     )
+    c.brain_mri(date(2026, 10, 20))
     c.infusions(36)
     c.routine(onset=date(2019, 9, 5), labs_on=[RECENT_TEST])
     c.jcv_test(RECENT_TEST, "positive", "0.90")
@@ -124,6 +126,7 @@ def ex04() -> Fixture:
         bundle_type="transaction",
         urn_full_urls=True,
     )
+    c.brain_mri(date(2026, 8, 10))
     c.infusions(24)
     c.routine(onset=date(2022, 1, 19), labs_on=[RECENT_TEST])
     c.jcv_test(RECENT_TEST, "positive", "1.50")
@@ -149,6 +152,7 @@ def ex05() -> Fixture:
     c = Chart(
         "ex05-index-1-51-25-infusions", "Priya", "Raman", "female", date(1990, 5, 8), "E100005"
     )
+    c.brain_mri(date(2026, 6, 30), "study")
     days = c.infusions(25)
     c.routine(onset=date(2018, 10, 1), labs_on=[RECENT_TEST])
     c.statement(DIMETHYL_FUMARATE, date(2019, 2, 1), days[0] - timedelta(days=45))

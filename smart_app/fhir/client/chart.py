@@ -67,6 +67,10 @@ PATIENT_TYPES = (
     "MedicationAdministration",
     "MedicationStatement",
     "MedicationRequest",
+    # Brain MRIs, for the monitoring due date (searched by code in the same wave).
+    "DiagnosticReport",
+    "ImagingStudy",
+    "Procedure",
 )
 
 
@@ -223,7 +227,7 @@ class ChartReads(FhirTransport):
                 withheld.append(rtype)
                 continue
             include = rtype in _INCLUDES and plan.include(rtype, _INCLUDES[rtype])
-            searches = plan.observation_searches if rtype == "Observation" else ((),)
+            searches = plan.searches(rtype)
             for extra in searches:
                 params: list[tuple[str, str]] = [("patient", patient_id), *extra]
                 if include:
@@ -533,7 +537,7 @@ class ChartReads(FhirTransport):
             if (rtype in snapshot.withheld or not plan.offered(rtype)
                     or not granted.can_search(rtype)):
                 continue
-            searches = plan.observation_searches if rtype == "Observation" else ((),)
+            searches = plan.searches(rtype)
             for extra in searches:  # the same searches as the read, narrowed to changes
                 params: list[tuple[str, str]] = [("patient", patient_id), *extra,
                                                  ("_lastUpdated", f"ge{snapshot.since}"),

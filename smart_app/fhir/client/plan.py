@@ -21,9 +21,12 @@ from datetime import date
 
 from ...config import CodeSets, Settings, Tenant
 from ..capability import UNKNOWN, ServerCapabilities
-from ..codes import JCV_ANTIBODY, JCV_INDEX
+from ..codes import BRAIN_MRI, JCV_ANTIBODY, JCV_INDEX
 
 Params = tuple[tuple[str, str], ...]
+
+#: ImagingStudy has no search by procedure code: its MR studies are read and matched by code.
+MR_MODALITY = "http://dicom.nema.org/resources/ontology/DCM|MR"
 
 #: Search parameters a 400-retry keeps: the ones that say *what* is searched. Paging, sorting,
 #: ``_include`` and the date bound are dropped (a refused search is retried once with only
@@ -40,6 +43,19 @@ class ReadPlan:
     capabilities: ServerCapabilities = UNKNOWN
     #: Types the tenant's configuration limits the read to; empty: no limit.
     read_types: tuple[str, ...] = ()
+    #: Brain-MRI codes (defaults + the tenant's ``[codes] mri``): reports and procedures are
+    #: searched by them, so a long chart's other reports are never paged through.
+    mri_codes: tuple[str, ...] = tuple(sorted(BRAIN_MRI))
+
+    def searches(self, resource_type: str) -> tuple[Params, ...]:
+        """The searches (besides ``patient``) that read one type."""
+        if resource_type == "Observation":
+            return self.observation_searches
+        if resource_type in ("DiagnosticReport", "Procedure"):
+            return ((("code", ",".join(self.mri_codes)),),)
+        if resource_type == "ImagingStudy":
+            return ((("modality", MR_MODALITY),),)
+        return ((),)
 
     def offered(self, resource_type: str) -> bool:
         if self.read_types and resource_type not in self.read_types:
@@ -73,4 +89,5 @@ def plan_for(settings: Settings, tenant: Tenant, capabilities: ServerCapabilitie
         observation_searches=observation_searches(settings, today),
         capabilities=capabilities,
         read_types=tenant.read_types,
+        mri_codes=tuple(sorted(BRAIN_MRI | set(settings.codes.mri))),
     )
