@@ -97,6 +97,9 @@ class Tenant:
     note_type: str = DEFAULT_NOTE_TYPE  # "system|code" of the DocumentReference.type
     note_type_display: str = DEFAULT_NOTE_TYPE_DISPLAY  # also what the page calls the note
     note_html: bool = False  # add a text/html rendering next to text/plain, where allowed
+    #: The MS clinic's phone number, printed on the patient handout under "Call your MS team
+    #: right away"; "" prints a line that asks the patient to use the number the team gave.
+    clinic_phone: str = ""
 
     @property
     def writes_risk_assessment(self) -> bool:
@@ -239,6 +242,7 @@ TENANT_KEYS = frozenset({
     "name", "iss", "client_id", "auth", "client_secret", "scopes", "frame_ancestors",
     "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types", "cds",
     "backend_client_id", "writeback", "note_type", "note_type_display", "note_html",
+    "clinic_phone",
 })
 CDS_KEYS = frozenset({"issuer", "jwks_url", "audience", "slug", "observation_codes", "jcv_order",
                       "mri_order", "basis_url"})
@@ -414,6 +418,7 @@ def _tenant(data: Any, n: int) -> Tenant:
         note_type=note_type,
         note_type_display=_str(data, "note_type_display", where, display),
         note_html=note_html,
+        clinic_phone=_str(data, "clinic_phone", where)[:40] if "clinic_phone" in data else "",
     )
 
 
