@@ -170,6 +170,7 @@ def test_printout_names_the_clinician_and_the_saved_record(page: Page, stack: St
     page.emulate_media(media="print")
     expect(page.locator(".print-footer")).to_contain_text("by Dr. Ada Lovelace")
     expect(page.locator("#print-record")).to_have_text("Not saved in the chart when printed")
+    expect(page.locator("#print-record")).to_be_visible()
     page.emulate_media(media="screen")
     page.get_by_role("button", name="Save to chart").click()
     expect(page.locator("#save-status")).to_contain_text("Saved to the chart")

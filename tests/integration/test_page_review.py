@@ -85,7 +85,7 @@ def test_extended_interval_dosing_is_raised_on_the_page_when_the_handout_raises_
     handout = text_of(browser.get(url + "/handout", timeout=30).text)
     assert "infusions further apart, such as every 6 weeks" in handout
     assert "Extended-interval dosing (every 6 weeks) is an option to discuss" in monitoring
-    assert "Ryerson" in monitoring and "the patient handout tells the patient" in monitoring
+    assert "Ryerson" in monitoring and "The handout raises it with the patient" in monitoring
     # Antibody negative: neither the handout nor the page raises it.
     browser, url = _page(stack, "ex01-negative-30")
     assert "every 6 weeks" not in text_of(browser.get(url + "/handout", timeout=30).text)
