@@ -115,6 +115,9 @@ class Tenant:
     #: The worklist's link per row: the EHR's chart URL with ``{patient}`` for the FHIR
     #: Patient id; "" = no link (a provider standalone launch gets no patient at Epic/Oracle).
     worklist_link: str = ""
+    #: The MS clinic's phone number, printed on the patient handout under "Call your MS team
+    #: right away"; "" prints a line that asks the patient to use the number the team gave.
+    clinic_phone: str = ""
 
     @property
     def writes_risk_assessment(self) -> bool:
@@ -274,6 +277,7 @@ TENANT_KEYS = frozenset({
     "worklist_link",
     "signing_alg", "vendor", "oidc_issuer", "page_size", "read_types", "cds",
     "backend_client_id", "writeback", "note_type", "note_type_display", "note_html",
+    "clinic_phone",
 })
 CDS_KEYS = frozenset({"issuer", "jwks_url", "audience", "slug", "observation_codes", "jcv_order",
                       "mri_order", "basis_url", "patient_view", "care_window_months",
@@ -472,6 +476,7 @@ def _tenant(data: Any, n: int) -> Tenant:
         note_type=note_type,
         note_type_display=_str(data, "note_type_display", where, display),
         note_html=note_html,
+        clinic_phone=_str(data, "clinic_phone", where)[:40] if "clinic_phone" in data else "",
     )
 
 

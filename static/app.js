@@ -44,8 +44,30 @@
 
   function num(v) { return v === null || v === undefined ? null : Number(v); }
 
+  /* A bound (">1.5"): an arrow that starts at the bound and points the way the true value
+     lies. Chart.js centres a canvas marker on the point, so the arrow fills one half. */
+  function arrow(style) {
+    var r = style.radius, up = style.marker === "arrowUp";
+    var c = document.createElement("canvas");
+    c.width = 2 * r + 2; c.height = 4 * r + 2;
+    c.dataset.marker = style.marker;
+    var g = c.getContext("2d"), mid = 2 * r + 1, tip = up ? 1 : 4 * r + 1;
+    var base = up ? tip + r : tip - r;
+    g.strokeStyle = g.fillStyle = style.color;
+    g.lineWidth = 2;
+    g.beginPath(); g.moveTo(r + 1, mid); g.lineTo(r + 1, base); g.stroke();
+    g.beginPath(); g.moveTo(r + 1, tip); g.lineTo(2 * r + 1, base); g.lineTo(1, base);
+    g.closePath(); g.fill();
+    return c;
+  }
+
   function marks(style) {
     var open = style.marker === "circleOpen";
+    if (style.marker === "arrowUp" || style.marker === "arrowDown") {
+      return { borderColor: style.color, backgroundColor: style.color, borderWidth: 0,
+               borderDash: [], showLine: false, pointStyle: arrow(style),
+               pointRadius: style.radius, pointHoverRadius: style.radius };
+    }
     return {
       borderColor: style.color,
       backgroundColor: open ? "#ffffff" : style.color,
@@ -108,11 +130,17 @@
     var datasets = [];
     if (styles.final) {
       datasets.push(dataset(styles.final.label,
-        d.points.filter(function (p) { return p.used; }).map(xy), styles.final.style));
+        d.points.filter(function (p) { return p.used && !p.bound; }).map(xy), styles.final.style));
     }
+    ["above", "below"].forEach(function (key) {
+      if (styles[key]) {
+        datasets.push(dataset(styles[key].label,
+          d.points.filter(function (p) { return p.bound === key; }).map(xy), styles[key].style));
+      }
+    });
     if (styles.other) {
       datasets.push(dataset(styles.other.label,
-        d.points.filter(function (p) { return !p.used; }).map(xy), styles.other.style));
+        d.points.filter(function (p) { return !p.used && !p.bound; }).map(xy), styles.other.style));
     }
     if (styles.whatif && d.override) {
       datasets.push(dataset(styles.whatif.label, [xy(d.override)], styles.whatif.style));
@@ -284,8 +312,6 @@
         drawCharts();
         var page = app.getAttribute("data-page-url") + (query ? "?" + query : "");
         window.history.replaceState(null, "", page);
-        var handout = $("handout-link");  // the handout shows what the page shows
-        if (handout) { handout.href = handout.href.split("?")[0] + (query ? "?" + query : ""); }
         var fig = document.querySelector("#summary .risk-figure");
         if (note) { announce(note + (fig ? " " + fig.textContent : "")); }
         return true;
@@ -310,7 +336,9 @@
     var query = formQuery();
     if (query === shownQuery) { return inflight || Promise.resolve(); }  // e.g. change after input
     return update(query, ["summary", "save", "details"], "Result updated:").then(function (ok) {
-      if (ok) { shownQuery = query; }
+      /* Not shown (an invalid value, a failure): the next query is fetched whatever it is, so
+         erasing the invalid value brings the page back to the values it names. */
+      shownQuery = ok ? query : null;
     });
   }
 

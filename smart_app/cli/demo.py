@@ -56,6 +56,7 @@ def demo_settings(base_url: str, instance: Path, *, auth: str = "private_key_jwt
                     "client_id": DEMO_CLIENT_ID,
                     "auth": auth,
                     "signing_alg": "ES384",
+                    "clinic_phone": "(555) 010-0123",  # fictional (555-01xx)
                     # The sandbox is also the CDS Hooks client: opening a chart fires
                     # patient-view with JWTs signed by the sandbox's own published key.
                     "cds": {

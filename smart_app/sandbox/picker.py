@@ -137,7 +137,8 @@ def _row(p: PatientListing, launch_base: str, chart_base: str, today: date) -> s
         f'<a class="chart" href="{escape(chart_base + p.id)}" '
         f'aria-label="Chart of {escape(p.name)} (CDS Hooks cards)">Chart</a>'
         f'<a class="launch-withheld" href="{escape(narrowed)}" '
-        f'aria-label="PML risk for {escape(p.name)}, medication records withheld">'
+        f'aria-label="without medications: open PML risk for {escape(p.name)} with the '
+        'medication records withheld">'
         "without medications</a></td></tr>"
     )
 

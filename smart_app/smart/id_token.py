@@ -54,6 +54,9 @@ class Identity:
     #: False: signed with a key the issuer does not publish; nothing here may be trusted, so
     #: ``subject`` and ``fhir_user`` are empty and the launch goes on without a known user.
     verified: bool = True
+    #: The ``name`` claim (OpenID ``profile``): printed on paper so a printout names who made
+    #: it. Display only; never used to identify or authorise anyone.
+    name: str | None = None
 
 
 def _comparable(url: str) -> str:
@@ -246,4 +249,5 @@ def validate(
         subject=subject,
         fhir_user=resolve_fhir_user(claims.get("fhirUser"), config.iss),
         issuer=claimed,
+        name=claims["name"][:200] if isinstance(claims.get("name"), str) else None,
     )

@@ -60,6 +60,8 @@ class Launch:
     #: "verified" (a validated id_token), "unverified" (an id_token signed with a key the EHR
     #: does not publish: no user is trusted), "none" (no id_token).
     user_status: str = "none"
+    #: The signed-in user's name from a verified id_token (printed on the page), or None.
+    user_name: str | None = None
 
     def granted(self) -> GrantedScopes:
         """The scopes this launch acts on (``GrantedScopes.effective``)."""

@@ -70,3 +70,28 @@ def test_retest_date_is_not_repeated_when_the_advice_names_it() -> None:
     assert render.said_elsewhere("Retest every 6 months; next due 2027-03-15.", "2027-03-15")
     assert not render.said_elsewhere("Confirmatory test due now.", "2026-11-26")
     assert render.plural(1, "result") == "1 result" and render.plural(2, "result") == "2 results"
+
+
+def test_period_in_time_and_one_word_for_risk_groups() -> None:
+    assert render.period_words("25–48 infusions") == (
+        "for infusions 25–48 (about months 25–48 of treatment at 4-weekly dosing)")
+    assert render.period_words("0–24 infusions").startswith("for infusions 1–24 (about months 1–24")
+    assert render.period_words("25+ infusions").startswith("for infusion 25 onwards")
+    assert render.mri_words("Brain MRI every 3–4 months (higher risk: antibody positive).") == (
+        "Brain MRI every 3–4 months (antibody positive).")
+
+
+def test_patient_text_reads_a_bound_in_words() -> None:
+    s = handout.strings()
+    assert handout.index_words(">1.5", s) == "above 1.5"
+    assert handout.index_words("<0.2", s) == "below 0.2"
+    assert handout.index_words("1.51", s) == "1.51"
+
+
+def test_few_coloured_dots_sit_apart_in_the_middle_of_ten_thousand() -> None:
+    icons = handout.icon_array(Decimal("0.49"))
+    spots = icons.positions()
+    assert len(spots) == 5 and {y for _, y in spots} == {icons.height // 2}
+    gaps = [b[0] - a[0] for a, b in zip(spots, spots[1:], strict=False)]
+    assert min(gaps) >= 25  # rings of radius 11 do not overlap
+    assert all(30 <= x <= icons.width - 30 for x, _ in spots)  # whole rings, away from the edge

@@ -212,7 +212,9 @@ def test_read_only_when_the_ehr_has_no_risk_assessment(make_stack: StackFactory)
     assert data["save"]["enabled"] is False and data["save"]["reason"] == "unsupported"
     assert data["history"]["status"] == "not-offered"  # not even searched
     assert data["status"] == "ok"  # the estimate itself is not affected
-    assert "does not accept RiskAssessment" in tab.html
+    # In the clinician's words, not the server's: no "CapabilityStatement", no "create".
+    assert "this EHR does not accept risk assessment records from apps like this one" in tab.html
+    assert "CapabilityStatement" not in tab.html and " create)" not in tab.html
     assert tab.save().json()["error"] == "read-only"
 
 

@@ -303,6 +303,7 @@ def callback() -> Response:
                        "The EHR launched the app without a patient. Open a patient's chart "
                        "first, then launch the app.", "no-patient") from exc
     fhir_user = None
+    user_name = None
     user_status = "none"  # no id_token: the EHR did not say who is signed in
     if tokens.id_token is not None:
         try:
@@ -319,6 +320,7 @@ def callback() -> Response:
                            "The app could not verify who is signed in.", "id-token") from exc
         if identity.verified:
             fhir_user = identity.fhir_user
+            user_name = identity.name
             user_status = "verified"
             audit.event("id_token.validated", user=fhir_user)
         else:
@@ -340,6 +342,7 @@ def callback() -> Response:
         fhir_user=fhir_user,
         created_at=time.time(),
         user_status=user_status,
+        user_name=user_name,
     )
     svc.repo.put(launch)
     svc.repo.touch(launch)  # the idle timeout counts from here

@@ -147,6 +147,8 @@ def cache() -> CapabilityCache:
     return found
 
 
+#: What a clinician calls each record the app can save (the reason Save is off says these).
+_SAVED_AS = {"RiskAssessment": "risk assessment records", "DocumentReference": "clinical notes"}
 _FALLBACK = "Print it, download it or copy the summary into a note instead."
 
 
@@ -156,8 +158,8 @@ def _rung(target: str, granted: GrantedScopes, support: WriteSupport,
     scope for it was asked for either)."""
     v2, v1 = f"patient/{target}.c", f"patient/{target}.write"
     if not support.create:
-        return SaveState(False, "unsupported", f"this EHR does not accept {target} resources "
-                         f"(its CapabilityStatement has no {target} create)")
+        return SaveState(False, "unsupported", f"this EHR does not accept "
+                         f"{_SAVED_AS.get(target, target)} from apps like this one")
     if not granted.can_create(target):
         return SaveState(False, "scope", f"the EHR did not grant this app permission to save a "
                          f"{target} (scope {v2} or {v1})")

@@ -103,6 +103,19 @@ def strata_chart(table: RiskTable, a: Assessment) -> dict[str, Any] | None:
 FINAL = {"color": "#1d4ed8", "dash": [], "width": 2, "marker": "circle", "radius": 4}
 PRELIMINARY = {"color": "#4f5868", "dash": [], "width": 0, "marker": "circleOpen", "radius": 5}
 WHAT_IF = {"color": "#6b21a8", "dash": [], "width": 0, "marker": "rectRot", "radius": 7}
+#: A result reported as a bound (">1.5") is not a value on the line: it is drawn as an arrow
+#: that starts at the bound and points the way the true value lies, never as a point on it.
+BOUND_ABOVE = {"color": "#1d4ed8", "dash": [], "width": 0, "marker": "arrowUp", "radius": 7}
+BOUND_BELOW = {"color": "#1d4ed8", "dash": [], "width": 0, "marker": "arrowDown", "radius": 7}
+
+
+def bound_of(comparator: str) -> str | None:
+    """"above" for ``>``/``>=``, "below" for ``<``/``<=``, None for a plain value."""
+    if comparator.startswith(">"):
+        return "above"
+    if comparator.startswith("<"):
+        return "below"
+    return None
 
 
 def _plural(count: int, word: str) -> str:
@@ -130,10 +143,19 @@ def index_chart(a: Assessment) -> dict[str, Any] | None:
         {"date": a.assessed_on.isoformat(), "index": f"{Decimal(override).normalize():f}"}
         if override is not None else None
     )
+    for p in points:
+        p["bound"] = bound_of(str(p["comparator"] or ""))
+    plain_final = [p for p in final if p["bound"] is None]
     # "Final" rather than "used": without an estimate nothing was used, yet the results stand.
     series = []
-    if final:
+    if plain_final:
         series.append({"key": "final", "label": "Final results", "style": dict(FINAL)})
+    if any(p["bound"] == "above" for p in points):
+        series.append({"key": "above", "label": "Reported as above a value (true index higher)",
+                       "style": dict(BOUND_ABOVE)})
+    if any(p["bound"] == "below" for p in points):
+        series.append({"key": "below", "label": "Reported as below a value (true index lower)",
+                       "style": dict(BOUND_BELOW)})
     if other:
         series.append({"key": "other", "label": "Preliminary (shown, not used)",
                        "style": dict(PRELIMINARY)})
@@ -144,7 +166,7 @@ def index_chart(a: Assessment) -> dict[str, Any] | None:
                               | ({what_if["date"]} if what_if else set()))
     latest = max(final, key=lambda p: str(p["date"])) if final else None
     if latest is not None:
-        said = f"latest final {latest['index']} on {latest['date']}"
+        said = f"latest final {latest['comparator'] or ''}{latest['index']} on {latest['date']}"
         if a.cell is None:
             said += f" ({a.antibody.status.value}: no estimate)"
     else:

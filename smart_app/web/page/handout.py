@@ -57,7 +57,13 @@ class IconArray:
         return self.rows * self.cell
 
     def positions(self) -> list[tuple[int, int]]:
-        """The top-left corner of each coloured person."""
+        """The top-left corner of each coloured person: people fill from the top left; the few
+        dots of 10,000 sit in a row in the middle of the grid, where their rings are drawn
+        whole and the eye finds them at any width."""
+        if self.kind == "dots":
+            step = 6  # cells apart, so the rings do not overlap
+            row, first = self.rows // 2, (self.columns - step * (self.count - 1)) // 2
+            return [((first + step * i) * self.cell, row * self.cell) for i in range(self.count)]
         return [((i % self.columns) * self.cell, (i // self.columns) * self.cell)
                 for i in range(self.count)]
 
@@ -112,13 +118,29 @@ def _risk(result: Mapping[str, Any] | None, infusions: int,
     return {"headline": headline, "caption": caption, "stage": stage, "icons": icons}
 
 
+def index_words(text: str, s: Mapping[str, Any]) -> str:
+    """"above 1.5" for a result reported as ">1.5": a patient reads no comparison signs."""
+    for sign, key in ((">", "index_above"), ("<", "index_below")):
+        if text.startswith(sign):
+            return str(s[key]).format(value=text.lstrip("<>=").strip())
+    return text
+
+
+def raises_extended_interval(payload: Mapping[str, Any]) -> bool:
+    """Whether the handout tells the patient that infusions further apart may lower the risk:
+    for everyone whose antibody is not known negative (the TOUCH analysis of extended-interval
+    dosing concerns anti-JCV positive patients). The clinician's page says it whenever this is
+    true, so no patient asks about something the page never mentioned."""
+    return str(payload["inputs"]["antibody"]["status"]) != "negative"
+
+
 def _about_you(inputs: Mapping[str, Any], s: Mapping[str, Any]) -> list[str]:
     ab, ex, pi = inputs["antibody"], inputs["exposure"], inputs["priorImmunosuppressant"]
     when = _date(ab.get("testedOn"), s)
     lines = []
     if ab["status"] == "positive" and ab.get("index"):
         lines.append(str(s["you_positive_index"]).format(
-            date=when, index=ab.get("indexText") or ab["index"]))
+            date=when, index=index_words(str(ab.get("indexText") or ab["index"]), s)))
     elif ab["status"] == "positive":
         lines.append(str(s["you_positive"]).format(date=when))
     elif ab["status"] == "negative":
@@ -159,8 +181,13 @@ def _plan(payload: Mapping[str, Any], s: Mapping[str, Any]) -> list[dict[str, st
 
 
 def context(payload: Mapping[str, Any], patient_name: str | None, birth_date: str | None,
-            version: str, language: str = LANGUAGE) -> dict[str, Any]:
-    """The handout template's variables: every text already in the reader's words."""
+            version: str, language: str = LANGUAGE, *, example: bool = False,
+            phone: str = "") -> dict[str, Any]:
+    """The handout template's variables: every text already in the reader's words.
+
+    ``example``: the payload carries what-if values, not the chart's: the sheet says "Example,
+    not your results" in its title and on every printed page, so it cannot pass for the
+    patient's own result. ``phone``: the clinic's number (the tenant's ``clinic_phone``)."""
     s = strings(language)
     result = payload["result"]
     status = payload["inputs"]["antibody"]["status"]
@@ -178,4 +205,8 @@ def context(payload: Mapping[str, Any], patient_name: str | None, birth_date: st
         "about_you": _about_you(payload["inputs"], s),
         "plan": _plan(payload, s),
         "made_by": str(s["made_by"]).format(version=version),
+        "example": example,
+        "title": f"{s['example_mark']}: {s['title']}" if example else str(s["title"]),
+        "lowers": [*s["lowers"], *([s["lowers_eid"]] if raises_extended_interval(payload) else [])],
+        "call": str(s["call_phone"]).format(phone=phone) if phone else str(s["call_no_phone"]),
     }

@@ -8,6 +8,7 @@ dates for reading, and records what was shown so "Save to chart" writes exactly 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from importlib import metadata
@@ -19,6 +20,7 @@ from ...fhir.note import note_text
 from ...risk.dates import months_between
 from ..services import Services
 from .assessment import LaunchAssessment
+from .handout import raises_extended_interval
 from .history import NOTE_OVERRIDE_MARK
 from .overrides import to_params
 
@@ -35,6 +37,32 @@ SECTIONS = (
 #: "high" is the EMA/PRAC "higher risk" groups (docs/clinical-basis.md, the result).
 QUALITATIVE = {"low": "Low risk", "moderate": "Moderate risk",
                "high": "High risk (EMA/PRAC higher-risk group)"}
+
+
+#: The monitoring advice names the MRI schedule's group "higher risk", which the headline
+#: reserves for the EMA/PRAC higher-risk groups: on the page the MRI line gives the reason only,
+#: so a "Moderate" headline never sits beside "(higher risk: …)".
+_MRI_GROUP = re.compile(r"\(higher risk: ([^)]*)\)")
+
+
+def mri_words(text: str) -> str:
+    """The MRI advice in the page's one vocabulary for risk groups."""
+    return _MRI_GROUP.sub(r"(\1)", text)
+
+
+def period_words(band: str) -> str:
+    """"for infusions 25–48 (about months 25–48 of treatment at 4-weekly dosing)": the band in
+    time. The source analyses count one infusion as about one month of treatment (Bloomgren et
+    al., N Engl J Med 2012), which holds at 4-weekly dosing only."""
+    span = band.removesuffix(" infusions").strip()
+    if span.endswith("+"):
+        low = span[:-1]
+        return (f"for infusion {low} onwards (about month {low} of treatment onwards at 4-weekly "
+                "dosing)")
+    low_text, _, high = span.partition("–")
+    low = str(max(int(low_text), 1)) if low_text.isdigit() else low_text
+    return (f"for infusions {low}–{high} (about months {low}–{high} of treatment at 4-weekly "
+            "dosing)")
 
 
 def section_of(code: str) -> str:
@@ -112,6 +140,18 @@ def said_elsewhere(sentence: str, fact: str | None) -> bool:
     return fact is not None and fact != "" and fact in sentence
 
 
+def conflict_rows(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Both sides of a discordant antibody result (every record the finding names), so the
+    input card shows what disagrees, not only the half the summary kept."""
+    ab = payload["inputs"]["antibody"]
+    if not ab.get("discordant"):
+        return []
+    named = {s for w in payload["warnings"] if w["code"] == "antibody-discordant"
+             for s in w.get("sources", [])}
+    rows = [r for r in ab.get("history", []) if r["source"] in named]
+    return rows or list(ab.get("history", []))
+
+
 def card_notes(findings: list[dict[str, Any]] | None) -> dict[str, list[dict[str, Any]]]:
     """An input card's findings: notes in full; warnings and missing inputs only as pointers to
     the headline, where the full sentence stands once."""
@@ -159,6 +199,12 @@ def context(svc: Services, la: LaunchAssessment) -> dict[str, Any]:
         "clock": lambda instant: clock(instant, timezone),
         "plural": plural,
         "card_notes": card_notes,
+        "period": period_words(result["cell"]["band"]) if result else None,
+        "mri_text": mri_words(str(monitoring["mri"])),
+        "raises_eid": raises_extended_interval(payload),
+        "extended_interval": bool(payload["inputs"]["exposure"].get("extendedInterval")),
+        "conflict": conflict_rows(payload),
+        "user_name": la.launch.user_name if la.launch.user_status == "verified" else None,
         "retest_due_row": not said_elsewhere(str(monitoring["antibodyRetest"]),
                                              monitoring["antibodyRetestDue"]),
         "chart_json": lambda chart: json.dumps(chart, separators=(",", ":")),

@@ -143,14 +143,19 @@ def results(launch_id: str) -> tuple[str, int]:
 
 @bp.get("/launches/<launch_id>/handout")
 def handout_page(launch_id: str) -> str:
-    """The patient handout: the same assessment (and what-if values) in plain words."""
+    """The patient handout: the chart's result (the one that is, or would be, saved) in plain
+    words. With what-if values in the query it is an example, marked so in its title and on
+    every printed page: entered values never reach a patient as their own results."""
     launch = _launch(launch_id)
     la = _assess(launch, request.args)
     payload = la.api_json()
+    tenant = services().settings.tenant_for(launch.iss)
     return render_template(
         "handout.html",
         **handout.context(payload, render.patient_name(la.patient),
-                          render.banner(la.patient)["birthDate"], render.app_version()),
+                          render.banner(la.patient)["birthDate"], render.app_version(),
+                          example=la.overrides.any(),
+                          phone=tenant.clinic_phone if tenant else ""),
         launch=launch,
         page_url=url_for("views.launch_page", launch_id=launch.id)
         + overrides.query(la.overrides),
