@@ -258,8 +258,12 @@ def test_a_patient_outside_the_group_is_not_listed(site: Site) -> None:
     site.faults["members"] = members
     site.faults["offered"] = ["Patient", "Observation", "MedicationAdministration",
                               "MedicationStatement", "MedicationRequest", "Medication", "Group"]
+    site.faults["members"] = [*members, "ghost"]  # a member the export forgot
     assert site.worklist() == 0
-    assert set(site.rows()) == set(members)
+    rows = site.rows()
+    assert set(rows) == {*members, "ghost"}
+    assert rows["ghost"]["status"] == "no estimate" and "no Patient resource" in \
+        rows["ghost"]["reason"]
     assert any("not members of the group" in n for n in site.summary()["notes"])
 
 
