@@ -191,6 +191,13 @@ def run(
                                  previous=previous, workers=workers,
                                  link=lambda pid: deep_link(settings, tenant, pid),
                                  max_resources=limits.patient_resources)
+            missing = sorted(report.members - set(staging.patient_ids())) \
+                if report.members is not None else []
+            # A member the export holds no Patient for is still on the list, without a figure.
+            rows.extend(unread_row(patient_id=pid, patient=None, at=at, previous_infusions=None,
+                                   reason="a member of the group, but the export holds no "
+                                   "Patient resource for this patient",
+                                   link=deep_link(settings, tenant, pid)) for pid in missing)
             rows = sorted([*rows, *report.carried], key=sort_key)
         listed = len(rows)
         report.extra["limits"] = {"line_bytes": limits.line_bytes,

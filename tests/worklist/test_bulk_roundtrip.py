@@ -374,3 +374,18 @@ def test_unknown_group_is_a_clear_failure(ehr: Ehr, capsys: pytest.CaptureFixtur
                  "no-such-group", "--out", str(ehr.out)])
     assert code == 1
     assert "no Group/no-such-group" in capsys.readouterr().err
+
+
+def test_oracle_export_types_are_decided_before_the_kick_off(ehr: Ehr) -> None:
+    """Oracle Health's ``_type`` list has no MedicationAdministration, MedicationStatement or
+    Medication: they are left out of the one kick-off and read per patient from the start."""
+    ehr.config.write_text(ehr.config.read_text(encoding="utf-8").replace(
+        'auth = "private_key_jwt"', 'vendor = "oracle"\nauth = "private_key_jwt"'),
+        encoding="utf-8")
+    assert ehr.worklist() == 0
+    [kickoff] = ehr.events("kickoff")  # no refusal needed to learn it
+    assert kickoff["types"] == ["Patient", "Observation", "MedicationRequest"]
+    assert_rows_equal_cli(ehr.rows())
+    searched = {r["path"].rsplit("/", 1)[1] for r in ehr.requests_log()
+                if r["path"].startswith("/sandbox/fhir/Medication")}
+    assert searched == {"MedicationAdministration", "MedicationStatement"}

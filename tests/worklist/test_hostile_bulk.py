@@ -258,8 +258,12 @@ def test_a_patient_outside_the_group_is_not_listed(site: Site) -> None:
     site.faults["members"] = members
     site.faults["offered"] = ["Patient", "Observation", "MedicationAdministration",
                               "MedicationStatement", "MedicationRequest", "Medication", "Group"]
+    site.faults["members"] = [*members, "ghost"]  # a member the export forgot
     assert site.worklist() == 0
-    assert set(site.rows()) == set(members)
+    rows = site.rows()
+    assert set(rows) == {*members, "ghost"}
+    assert rows["ghost"]["status"] == "no estimate" and "no Patient resource" in \
+        rows["ghost"]["reason"]
     assert any("not members of the group" in n for n in site.summary()["notes"])
 
 
@@ -403,3 +407,75 @@ def test_kick_off_refusals_are_bounded(site: Site, capsys: pytest.CaptureFixture
     assert site.worklist() == 1
     assert len(site.server.seen("kickoff")) == 3
     assert "refused the export (HTTP 400)" in capsys.readouterr().err
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A hospital-CA stand-in: a self-signed certificate for 127.0.0.1 and its key."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hospital test CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "ca.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_site(site: Site, tmp_path: Path) -> Iterator[Site]:
+    """The same server over https with a certificate only the configured ``ca_bundle`` trusts."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    cert, key = _self_signed(tmp_path)
+    server = make_server("127.0.0.1", 0, create_app(site.server), threaded=True,
+                         ssl_context=(str(cert), str(key)))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        site.server.base = f"https://127.0.0.1:{server.server_port}/fhir"
+        site.keys_file.with_name("ca.pem").write_bytes(cert.read_bytes())
+        yield site
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_tenants_ca_bundle_is_trusted(tls_site: Site,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    site = tls_site
+    site.write_config()
+    assert site.worklist() == 1  # the hospital's CA is not in the default store
+    assert "SSLError" in capsys.readouterr().err
+    site.write_config(top=f'ca_bundle = "{site.keys_file.with_name("ca.pem")}"\n')
+    assert site.worklist() == 0
+    assert len(site.rows()) == len(INDEX)
+
+
+def test_an_https_ehrs_files_over_http_are_refused(tls_site: Site,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    site = tls_site
+    site.write_config(top=f'ca_bundle = "{site.keys_file.with_name("ca.pem")}"\n')
+    site.faults["file_base"] = site.root + "/fhir"  # the plain-http listener of the same data
+    assert site.worklist() == 1
+    assert "offered over plain http by an https EHR" in capsys.readouterr().err
+    assert not [e for e in site.server.seen("request") if "/files/" in e["path"]]
