@@ -192,7 +192,12 @@ def test_saving_twice_and_again_after_a_relaunch_makes_exactly_one_note(
     # again in the chart by its type and the identifier line in its text.
     svc = stack.services
     svc.repo.store.delete("written", f"{stack.iss}|{tab.identifier}")
-    relaunched = Tab(stack, patient, encounter=ENCOUNTER).save().json()
+    relaunch = Tab(stack, patient, encounter=ENCOUNTER)
+    # The page finds the note again and says so before any click.
+    items = relaunch.assessment().json()["history"]["items"]
+    assert [(i["id"], i["current"]) for i in items] == [(first["id"], True)]
+    assert "already in the chart" in relaunch.html
+    relaunched = relaunch.save().json()
     assert again["id"] == relaunched["id"] == first["id"], relaunched
     assert again["created"] is False and relaunched["created"] is False
     creates = [r["status"] for r in stack.requests_log()
