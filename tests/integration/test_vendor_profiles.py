@@ -250,3 +250,16 @@ def test_without_an_encounter_the_note_rung_is_off_and_says_why(
     refused = tab.save({"identifier": tab.identifier})
     assert refused.status_code == 403 and refused.json()["saved"] is False
     assert _notes(stack, "ex05-index-1-51-25-infusions") == []
+
+
+def test_a_create_answered_with_nothing_is_confirmed_from_the_note_in_the_chart(
+        make_stack: StackFactory) -> None:
+    """201 with neither body nor Location: the note is found by its type and text."""
+    from .test_writeback import Tab
+
+    stack = vendor_stack(make_stack, "epic-like")
+    stack.overlay.no_location.add("/fhir/DocumentReference")
+    patient = "ex05-index-1-51-25-infusions"
+    answer = Tab(stack, patient, encounter=ENCOUNTER).save().json()
+    assert answer["saved"] is True and answer["created"] is True, answer
+    assert [n["id"] for n in _notes(stack, patient)] == [answer["id"]]
