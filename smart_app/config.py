@@ -111,7 +111,7 @@ class Tenant:
     writeback: str = "auto"
     note_type: str = DEFAULT_NOTE_TYPE  # "system|code" of the DocumentReference.type
     note_type_display: str = DEFAULT_NOTE_TYPE_DISPLAY  # also what the page calls the note
-    note_html: bool = False  # add a text/html rendering next to text/plain, where allowed
+    note_html: bool = False  # the note as one text/html attachment instead of text/plain
     #: The worklist's link per row: the EHR's chart URL with ``{patient}`` for the FHIR
     #: Patient id; "" = no link (a provider standalone launch gets no patient at Epic/Oracle).
     worklist_link: str = ""

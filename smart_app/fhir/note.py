@@ -298,3 +298,14 @@ def is_own_note(resource: Mapping[str, Any], identifier: str, note_type: str) ->
     text = note_text_of(resource)
     line = re.escape(f"{MARKER}{identifier}") + r"(?![0-9A-Za-z])"
     return text is not None and re.search(line, text) is not None
+
+
+_MARKED = re.compile(re.escape(MARKER) + r"([0-9A-Za-z][0-9A-Za-z._-]*)")
+
+
+def marker_identifier(resource: Mapping[str, Any]) -> str | None:
+    """The result identifier named in a note's text (the ``MARKER`` line), if any: how the app's
+    notes are listed on EHRs that keep no ``identifier``."""
+    text = note_text_of(resource)
+    found = _MARKED.search(text) if text else None
+    return found.group(1) if found else None

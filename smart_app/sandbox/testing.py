@@ -77,6 +77,8 @@ class Overlay:
     def __init__(self, app: Any) -> None:
         self.app = app
         self._routes: dict[str, tuple[int, bytes]] = {}
+        #: POST paths whose answer loses its ``Location`` (a create confirmed by nothing).
+        self.no_location: set[str] = set()
         self._lock = threading.Lock()
 
     def answer(self, path: str, body: str | bytes, status: int = 200) -> None:
@@ -91,6 +93,13 @@ class Overlay:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         with self._lock:
             canned = self._routes.get(environ.get("PATH_INFO", ""))
+        if (environ.get("REQUEST_METHOD") == "POST"
+                and environ.get("PATH_INFO", "") in self.no_location):
+            def without_location(status: str, headers: list[tuple[str, str]],
+                                 *rest: Any) -> Any:
+                kept = [(k, v) for k, v in headers if k.lower() != "location"]
+                return start_response(status, kept, *rest)
+            return self.app(environ, without_location)  # type: ignore[no-any-return]
         if canned is None or environ.get("REQUEST_METHOD") != "GET":
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         status, body = canned

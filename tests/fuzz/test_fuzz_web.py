@@ -86,17 +86,24 @@ def test_mutated_chart_through_a_launch(web: WebStack, case: Case,
     json_value,
     st.fixed_dictionaries({}, optional={"identifier": json_value, "overrides": json_value}),
     st.fixed_dictionaries({"overrides": overrides}, optional={"identifier": st.text(max_size=80)}),
-), raw=st.one_of(st.none(), st.binary(max_size=200)), csrf=st.booleans())
-def test_save_bodies(web: WebStack, body: Any, raw: bytes | None, csrf: bool) -> None:
+), raw=st.one_of(st.none(), st.binary(max_size=200)), csrf=st.booleans(),
+   chunked=st.booleans())
+def test_save_bodies(web: WebStack, body: Any, raw: bytes | None, csrf: bool,
+                     chunked: bool) -> None:
     count("web: save bodies")
     tab = web.tab(patient_of("ex05-index-1-51-25-infusions.json"))
     headers = {"X-CSRF-Token": tab.csrf if csrf else "x"}
-    if raw is not None:
+    if chunked:  # Transfer-Encoding: chunked, no Content-Length (a generator body)
+        headers["Content-Type"] = "application/json"
+        payload = raw if raw is not None else json.dumps(body).encode()
+        pieces = iter([payload[i:i + 16] for i in range(0, len(payload), 16)])
+        resp = timed(tab.browser.post, tab.page + "/assessment", data=pieces, headers=headers)
+    elif raw is not None:
         headers["Content-Type"] = "application/json"
         resp = timed(tab.browser.post, tab.page + "/assessment", data=raw, headers=headers)
     else:
         resp = timed(tab.browser.post, tab.page + "/assessment", json=body, headers=headers)
-    assert resp.status_code in (200, 400, 403, 409, 413, 422, 502, 504), resp.status_code
+    assert resp.status_code in (200, 400, 403, 409, 411, 413, 422, 502, 504), resp.status_code
     assert isinstance(resp.json(), dict)
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import requests
 from sandbox_helpers import SCOPE, Smart
 
 from smart_app.sandbox import SandboxConfig, create_sandbox
@@ -123,3 +124,55 @@ def test_profile_from_config_and_unknown_names(config: SandboxConfig) -> None:
 def test_every_profile_is_described() -> None:
     assert {"full", "notes-only", "no-conditional-create", "read-only"} <= set(PROFILES)
     assert all(p.description for p in PROFILES.values())
+
+
+ENCOUNTERS = [
+    {"resourceType": "Encounter", "id": "alice-enc", "status": "in-progress",
+     "class": {"code": "AMB"}, "subject": {"reference": "Patient/alice"}},
+    {"resourceType": "Encounter", "id": "bob-enc", "status": "in-progress",
+     "class": {"code": "AMB"}, "subject": {"reference": "Patient/bob"}},
+]
+
+
+def _filed(smart: Smart, token: str, body: dict[str, Any]) -> requests.Response:
+    return smart.post(token, "DocumentReference", body)
+
+
+@pytest.mark.parametrize("profile", ["epic-like", "oracle-like"])
+def test_vendor_notes_need_an_encounter_of_the_same_patient(smart: Smart, profile: str) -> None:
+    smart.control(ehr_profile=profile, put_resources=ENCOUNTERS)
+    token = smart.login(scope=NOTE_SCOPE)["access_token"]
+    note = {k: v for k, v in _note("n-9").items()
+            if profile == "epic-like" or k not in ("identifier", "date")}
+    note["content"] = [{"attachment": {"contentType": "text/plain;charset=utf-8",
+                                       "data": base64.b64encode(b"PML risk").decode()}}]
+    period = {"period": {"end": "2026-03-02T10:00:00Z"}}
+    for context in ({**period}, {**period, "encounter": [{"reference": "Encounter/bob-enc"}]}):
+        refused = _filed(smart, token, {**note, "context": context})
+        assert refused.status_code == 422 and "encounter" in refused.text, refused.text
+    ok = _filed(smart, token, {**note, "context": {
+        **period, "encounter": [{"reference": "Encounter/alice-enc"}]}})
+    assert ok.status_code == 201, ok.text
+    stored = smart.get(token, ok.headers["Location"].split("/_history")[0]).json()
+    assert "identifier" not in stored  # neither vendor keeps it
+
+
+def test_oracle_like_refuses_what_its_create_does_not_take(smart: Smart) -> None:
+    smart.control(ehr_profile="oracle-like", put_resources=ENCOUNTERS)
+    token = smart.login(scope=NOTE_SCOPE)["access_token"]
+    text = {"attachment": {"contentType": "text/plain;charset=utf-8",
+                           "data": base64.b64encode(b"PML risk").decode()}}
+    good = {"resourceType": "DocumentReference", "status": "current",
+            "subject": {"reference": "Patient/alice"}, "content": [text],
+            "context": {"encounter": [{"reference": "Encounter/alice-enc"}],
+                        "period": {"end": "2026-03-02T10:00:00Z"}}}
+    for field, value in (("identifier", [{"value": "x"}]), ("description", "PML risk"),
+                         ("date", "2026-03-02T10:00:00Z"), ("category", [{"text": "Note"}])):
+        refused = _filed(smart, token, {**good, field: value})
+        assert refused.status_code == 422, field
+        assert "Body contained unsupported fields" in refused.text
+    spaced = {"attachment": {**text["attachment"], "contentType": "text/plain; charset=utf-8"}}
+    for bad in ({**good, "content": [text, text]}, {**good, "content": [spaced]},
+                {**good, "context": {"encounter": good["context"]["encounter"]}}):
+        assert _filed(smart, token, bad).status_code == 422
+    assert _filed(smart, token, good).status_code == 201

@@ -42,6 +42,8 @@ from ...http.bounded import deadline_in
 from ...smart.context import is_fhir_id
 from ...smart.scopes import GrantedScopes
 from ..extract import unversioned
+from ..note import marker_identifier
+from ..riskassessment import IDENTIFIER_SYSTEM
 from .plan import REQUIRED_PARAMS, ReadPlan
 from .transport import FhirError, FhirTransport, ForeignResource, _Job, _Result
 
@@ -208,8 +210,12 @@ class ChartReads(FhirTransport):
         granted: GrantedScopes,
         plan: ReadPlan,
         history_system: str | None = None,
+        note_type: str | None = None,
     ) -> tuple[list[_Job], list[str], list[str]]:
-        """The first wave, the types withheld by the grant, and the types not offered."""
+        """The first wave, the types withheld by the grant, and the types not offered.
+
+        ``note_type`` ("system|code"): the EHR keeps no identifier on notes, so the app's notes
+        are searched by their type (and kept only when their text names a result)."""
         if not is_fhir_id(patient_id):  # "..": GET {base}/Patient/.. would read {base}/
             raise FhirError("the launch's patient id is not a FHIR id")
         jobs: list[_Job] = []
@@ -240,6 +246,9 @@ class ChartReads(FhirTransport):
             # In the same wave as the chart: the history costs no extra round trip.
             params = [("patient", patient_id), ("identifier", f"{history_system}|"),
                       ("_sort", "-date"), ("_count", str(HISTORY_COUNT))]
+            if rtype == NOTE_HISTORY and note_type:
+                params = [("patient", patient_id), ("type", note_type),
+                          ("_count", str(HISTORY_COUNT))]
             jobs.append(self._search_job(rtype, params, HISTORY_COUNT, False))
         return jobs, withheld, not_offered
 
@@ -257,12 +266,13 @@ class ChartReads(FhirTransport):
         granted: GrantedScopes,
         plan: ReadPlan | None = None,
         history_system: str | None = None,
+        note_type: str | None = None,
     ) -> ChartData:
         """The chart, plus (``history_system`` given) the app's earlier results."""
         started = datetime.now(UTC)
         plan = plan or ReadPlan()
         jobs, withheld, not_offered = self.initial_jobs(patient_id, granted, plan,
-                                                        history_system)
+                                                        history_system, note_type)
         got = _Collected(withheld=withheld, not_offered=not_offered)
         for rtype in HISTORY_TYPES if history_system else ():
             got.history_status[rtype] = (
@@ -379,6 +389,8 @@ class ChartReads(FhirTransport):
                 raise ForeignResource(
                     "the EHR returned data of another patient; nothing is shown for safety"
                 )
+            if rtype == NOTE_HISTORY and not _app_note(resource):
+                continue  # another note of the same type (searched by type): not kept
             got.history.append(resource)
 
     def _keep(self, resource: dict[str, Any], patient_id: str, got: _Collected) -> None:
@@ -676,6 +688,13 @@ def _fingerprint(resource: Mapping[str, Any]) -> str:
 
 def _fingerprints(resources: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
     return {(str(r.get("resourceType")), str(r.get("id"))): _fingerprint(r) for r in resources}
+
+
+def _app_note(resource: Mapping[str, Any]) -> bool:
+    """A note the app wrote: its identifier system, or its text naming a result."""
+    return marker_identifier(resource) is not None or any(
+        isinstance(i, dict) and i.get("system") == IDENTIFIER_SYSTEM
+        for i in resource.get("identifier", []) or [])
 
 
 def _history_status(statuses: Mapping[str, str]) -> str:

@@ -178,8 +178,11 @@ def read_chart(svc: Services, launch: Launch) -> tuple[Parsed, Launch]:
     granted = launch.granted()
     plan = read_plan(svc, launch)
     try:
+        tenant = launch_tenant(svc, launch)
+        keeps = note_profile(tenant.vendor).keeps_identifier
         data = lc.client.read_chart(launch.context.patient, granted, plan,
-                                    history_system=IDENTIFIER_SYSTEM)
+                                    history_system=IDENTIFIER_SYSTEM,
+                                    note_type=None if keeps else tenant.note_type)
     except TokenExpired as exc:
         raise session_ended() from exc
     except FhirError as exc:

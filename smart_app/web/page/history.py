@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ...fhir.note import marker_identifier
 from ...fhir.riskassessment import IDENTIFIER_SYSTEM
 
 OVERRIDE_PREFIX = "Clinician override"
@@ -33,9 +34,12 @@ def _per_1000(prediction: Mapping[str, Any]) -> str | None:
 
 
 def identifier_of(resource: Mapping[str, Any]) -> str | None:
+    """The result's identifier; for a note on an EHR that keeps none, the one its text names."""
     for ident in resource.get("identifier", []) or []:
         if isinstance(ident, dict) and ident.get("system") == IDENTIFIER_SYSTEM:
             return _str(ident.get("value"))
+    if resource.get("resourceType") == "DocumentReference":
+        return marker_identifier(resource)
     return None
 
 

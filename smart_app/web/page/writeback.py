@@ -380,13 +380,19 @@ def _remember_in_history(svc: Services, launch: Launch, written: dict[str, Any])
 
 
 def _find_id(svc: Services, launch: Launch, rtype: str, ident: str) -> str | None:
-    """A 2xx without body or Location: look the resource up by its identifier."""
+    """A 2xx without body or Location: look the resource up by its identifier (a note on an EHR
+    that keeps none: by its type and the identifier line in its text)."""
+    tenant = launch_tenant(svc, launch)
+    by_text = rtype == capability.NOTE and not note_profile(tenant.vendor).keeps_identifier
+    params = [("patient", launch.context.patient),
+              ("type", tenant.note_type) if by_text
+              else ("identifier", f"{IDENTIFIER_SYSTEM}|{ident}")]
     try:
-        found = launch_client(svc, launch).client.search_one(
-            rtype, [("patient", launch.context.patient),
-                    ("identifier", f"{IDENTIFIER_SYSTEM}|{ident}")])
+        found = launch_client(svc, launch).client.search_one(rtype, params)
     except (FhirError, TokenExpired):
         return None
+    if by_text:
+        found = [r for r in found if is_own_note(r, ident, tenant.note_type)]
     rid = found[0].get("id") if len(found) == 1 else None
     return rid if isinstance(rid, str) else None
 
