@@ -349,6 +349,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label:<22}{len(values):>7}{len(values) / wall:>8.1f}{pct(values, .5):>9.0f}"
               f"{pct(values, .99):>9.0f}{max(values, default=float('nan')):>9.0f}")
     print(f"errors: {errors}" + (f" {results.errors}" if errors else ""))
+    server_errors = sum(n for kind, n in results.errors.items() if " HTTP 5" in kind)
+    print(f"server errors (5xx, e.g. 502 from the proxy): {server_errors}")
     if a:
         print(f"mean assessment {statistics.fmean(a):.0f} ms")
         cycles = len(a) + len(la)
