@@ -12,6 +12,13 @@ launch page redirect) and then fetches the assessment JSON ``--reads`` times, wi
 spread over ``--ramp`` seconds, then all stay active until done. The number of
 requests is bounded, and so is the time (``--max-seconds``).
 
+By default the app sits behind nginx as docs/deploy.md §4 documents it (``--proxy nginx``:
+loopback bind, request buffering, client timeouts, the public JWKS served from the file
+``pml-risk serve --public-jwks`` writes), and the sandbox EHR fetches the app's JWKS by URL on
+every token request (``--jwks uri``), as EHRs that do not cache it do: the case where a burst
+of launches used to end in 502s while every app thread waited on a token exchange that waited
+on the JWKS. ``--proxy none --jwks inline`` is the old set-up (no proxy, keys registered inline).
+
 Reported: assessments per second over the measured run, p50/p99 latency of the assessment
 JSON and of the launch sequence, and errors (any non-2xx/3xx, or exception). Everything shares
 this machine's cores, the load generator included, so the figures are a floor.
@@ -63,9 +70,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> N
         if proc.poll() is not None:
             raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up, or slow on a busy host
             time.sleep(0.1)
     raise SystemExit(f"{url} did not answer")
 
@@ -73,7 +80,8 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> N
 # -- the sandbox process -------------------------------------------------------------------
 
 
-def serve_sandbox(port: int, app_base: str, keys_file: str, use_gunicorn: bool) -> None:
+def serve_sandbox(port: int, app_base: str, keys_file: str, use_gunicorn: bool,
+                  jwks_by_url: bool) -> None:
     """The EHR: the sandbox mounted at /sandbox, in one process (gunicorn, 32 threads; or
     werkzeug's threaded development server)."""
     import logging
@@ -88,8 +96,10 @@ def serve_sandbox(port: int, app_base: str, keys_file: str, use_gunicorn: bool) 
     public = keys.load(keys_file).public_jwks()
     sandbox = create_sandbox(SandboxConfig(
         fixtures_dir=ROOT / "fhir_fixtures",
-        clients=(SandboxClient(client_id=CLIENT_ID, auth="private_key_jwt",
-                               redirect_uris=(f"{app_base}/callback",), jwks=public),),
+        clients=(SandboxClient(
+            client_id=CLIENT_ID, auth="private_key_jwt", redirect_uris=(f"{app_base}/callback",),
+            jwks=None if jwks_by_url else public,
+            jwks_uri=f"{app_base}/.well-known/jwks.json" if jwks_by_url else None),),
         launch_url=f"{app_base}/launch",
         token_lifetime=3600,
     ))
@@ -113,13 +123,64 @@ class Deployment:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
+NGINX = """
+worker_processes 1;
+user root root;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    upstream pml_risk {{
+        server 127.0.0.1:{app_port} max_fails=3 fail_timeout=10s;
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 64k;
+        client_header_timeout 10s;
+        client_body_timeout 10s;
+        send_timeout 30s;
+        proxy_request_buffering on;
+        proxy_buffering on;
+        location = /.well-known/jwks.json {{
+            alias {jwks};
+            default_type application/json;
+            add_header Cache-Control "public, max-age=3600" always;
+        }}
+        location / {{
+            proxy_pass http://pml_risk;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host              $http_host;
+            proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host  $http_host;
+            proxy_connect_timeout 5s;
+            proxy_read_timeout 65s;
+        }}
+    }}
+}}
+"""
+"""The parts of deploy/nginx.conf that matter on loopback (no TLS, no rate limit: one load
+generator address would be throttled as a clinic behind NAT would not)."""
+
+
 @contextmanager
 def deployment(args: argparse.Namespace, workdir: Path) -> Iterator[Deployment]:
     from smart_app.smart import keys
 
     redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
     redis_port, app_port, ehr_port = free_port(), free_port(), free_port()
-    app_base, ehr_base = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{ehr_port}"
+    proxied = args.proxy == "nginx"
+    proxy_port = free_port() if proxied else app_port
+    app_base, ehr_base = f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{ehr_port}"
+    jwks_file = workdir / "public" / "jwks.json"
     keys_file = workdir / "jwks-private.json"
     keys.save(keys.generate(), keys_file)
     config = workdir / "pml-risk.toml"
@@ -127,6 +188,12 @@ def deployment(args: argparse.Namespace, workdir: Path) -> Iterator[Deployment]:
         f'base_url = "{app_base}"\nsecret_key = "{"b" * 48}"\n'
         f'session_store = "redis://127.0.0.1:{redis_port}/0"\nkeys_file = "{keys_file}"\n'
         f'[audit]\npath = "{workdir / "audit.jsonl"}"\n'
+        # Every simulated clinician comes from 127.0.0.1: the per-address cap on sign-ins
+        # (a guard against one address flooding, default 300 per 10 min) would count them as
+        # one clinic behind NAT; a site with such a clinic raises it the same way.
+        '[limits]\npending_per_address = 20000\n'
+        + ('[proxy]\ntrusted_hops = 1\ntrusted_addresses = ["127.0.0.1"]\n' if proxied else "")
+        +
         f'[[tenants]]\nname = "Sandbox"\niss = "{ehr_base}/sandbox/fhir"\n'
         f'client_id = "{CLIENT_ID}"\nauth = "private_key_jwt"\nsigning_alg = "ES384"\n',
         encoding="utf-8",
@@ -139,16 +206,26 @@ def deployment(args: argparse.Namespace, workdir: Path) -> Iterator[Deployment]:
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([sys.executable, __file__, "--serve-sandbox", str(ehr_port),
                           "--app-base", app_base, "--keys-file", str(keys_file),
-                          "--sandbox-server", args.sandbox_server],
+                          "--sandbox-server", args.sandbox_server, "--jwks", args.jwks],
                          env=env, stdout=subprocess.DEVNULL, stderr=logs),
         subprocess.Popen([sys.executable, "-m", "smart_app.cli", "serve", "--config",
                           str(config), "--port", str(app_port), "--workers",
-                          str(args.workers), "--threads", str(args.threads)],
+                          str(args.workers), "--threads", str(args.threads),
+                          "--public-jwks", str(jwks_file)],
                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=logs),
     ]
+    if proxied:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        conf = workdir / "nginx.conf"
+        conf.write_text(NGINX.format(work=workdir, app_port=app_port, port=proxy_port,
+                                     jwks=jwks_file), encoding="utf-8")
+        procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(workdir), "-e",
+                                       str(workdir / "nginx-error.log"), "-g",
+                                       "daemon off;"], stdout=subprocess.DEVNULL, stderr=logs))
     try:
         wait_http(f"{ehr_base}/sandbox/fhir/metadata", procs[1])
-        wait_http(f"{app_base}/readyz", procs[2])
+        wait_http(f"http://127.0.0.1:{app_port}/readyz", procs[2])
+        wait_http(f"{app_base}/readyz", procs[-1])
         yield Deployment(app=app_base, ehr=ehr_base, procs=procs)
     finally:
         for proc in reversed(procs):
@@ -262,7 +339,8 @@ def run(args: argparse.Namespace) -> int:
     a, la = results.assessment_ms, results.launch_ms
     errors = sum(results.errors.values())
     print(f"gunicorn {args.workers} workers x {args.threads} threads, Redis sessions, sandbox "
-          f"EHR in its own process; {os.cpu_count()} CPU(s)")
+          f"EHR in its own process; proxy: {args.proxy}; app JWKS registered {args.jwks}; "
+          f"{os.cpu_count()} CPU(s)")
     print(f"{args.clinicians} concurrent clinicians x {args.launches} launches x {args.reads} "
           f"assessment reads, think time {args.think:g} s, arrivals over {args.ramp:g} s; "
           f"wall {wall:.1f} s")
@@ -271,6 +349,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label:<22}{len(values):>7}{len(values) / wall:>8.1f}{pct(values, .5):>9.0f}"
               f"{pct(values, .99):>9.0f}{max(values, default=float('nan')):>9.0f}")
     print(f"errors: {errors}" + (f" {results.errors}" if errors else ""))
+    server_errors = sum(n for kind, n in results.errors.items() if " HTTP 5" in kind)
+    print(f"server errors (5xx, e.g. 502 from the proxy): {server_errors}")
     if a:
         print(f"mean assessment {statistics.fmean(a):.0f} ms")
         cycles = len(a) + len(la)
@@ -296,13 +376,18 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument("--sandbox-server", choices=("gunicorn", "werkzeug"),
                         default="gunicorn", help="what serves the sandbox EHR")
+    parser.add_argument("--proxy", choices=("nginx", "none"), default="nginx",
+                        help="nginx in front as docs/deploy.md documents it (default), or none")
+    parser.add_argument("--jwks", choices=("uri", "inline"), default="uri",
+                        help="the sandbox fetches the app's JWKS by URL on every token request "
+                        "(default), or has it registered inline")
     parser.add_argument("--serve-sandbox", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--app-base", default="", help=argparse.SUPPRESS)
     parser.add_argument("--keys-file", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sandbox is not None:
         serve_sandbox(args.serve_sandbox, args.app_base, args.keys_file,
-                      args.sandbox_server == "gunicorn")
+                      args.sandbox_server == "gunicorn", args.jwks == "uri")
         return 0
     return run(args)
 

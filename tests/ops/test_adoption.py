@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -204,3 +206,128 @@ def test_the_sbom_lists_every_runtime_dependency_at_its_installed_version(
     wrong = {name: (version, listed.get(name)) for name, version in wanted.items()
              if listed.get(name) != version}
     assert wrong == {}, "dependency: (installed, in the SBOM)"
+
+
+# -- slow clients behind the documented proxy -------------------------------------------------
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SLOW_CLIENT_DIRECTIVES = ("client_header_timeout", "client_body_timeout", "send_timeout",
+                          "proxy_request_buffering", "proxy_buffering")
+
+
+def _documented_slow_client_settings() -> str:
+    """The slow-client lines of deploy/nginx.conf, as written there."""
+    lines = [line.split("#")[0].strip()
+             for line in (ROOT / "deploy" / "nginx.conf").read_text().splitlines()]
+    chosen = [line for line in lines if line.split(" ")[0] in SLOW_CLIENT_DIRECTIVES]
+    assert {line.split(" ")[0] for line in chosen} == set(SLOW_CLIENT_DIRECTIVES)
+    return "\n        ".join(chosen)
+
+
+def _nginx(tmp_path: Path, listen: int, upstream: int) -> subprocess.Popen[bytes]:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+user root root;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp_path}/nginx-body;
+    proxy_temp_path {tmp_path}/nginx-proxy;
+    fastcgi_temp_path {tmp_path}/nginx-fastcgi;
+    uwsgi_temp_path {tmp_path}/nginx-uwsgi;
+    scgi_temp_path {tmp_path}/nginx-scgi;
+    server {{
+        listen 127.0.0.1:{listen};
+        {_documented_slow_client_settings()}
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_read_timeout 65s;
+        }}
+    }}
+}}
+""", encoding="utf-8")
+    return subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path), "-e",
+                             str(tmp_path / "nginx-error.log"), "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_header_dripping_sockets_do_not_starve_healthz_behind_the_documented_proxy(
+    tmp_path: Path,
+) -> None:
+    """50 sockets sending one header line a second hold nginx connections, not the app's
+    gunicorn threads (2 workers x 8 threads, the defaults): /healthz keeps answering."""
+    if not Path(NGINX).exists():
+        pytest.skip("nginx is not installed (bash .ci/run installs it)")
+    app_port, proxy_port = free_port(), free_port()
+    config = write_config(
+        tmp_path / "c.toml", base_url=f"http://127.0.0.1:{proxy_port}", secret_key=SECRET_KEY,
+        session_store=f"sqlite:///{tmp_path / 's.sqlite3'}", server={"port": app_port},
+        tenants=[{**TENANT, "auth": "public"}])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PML_RISK_CONFIG": str(config)}
+    app = subprocess.Popen([sys.executable, "-m", "smart_app.cli", "serve"], cwd=tmp_path,
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy = _nginx(tmp_path, proxy_port, app_port)
+    drippers: list[socket.socket] = []
+    try:
+        base = f"http://127.0.0.1:{proxy_port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert app.poll() is None and proxy.poll() is None, "serve or nginx exited"
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "serve behind nginx did not start"
+            time.sleep(0.2)
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: app\r\n")
+            drippers.append(sock)
+        answers = []
+        for second in range(7):
+            for sock in drippers:
+                sock.sendall(f"X-Drip-{second}: 1\r\n".encode())
+            started = time.monotonic()
+            try:
+                status = requests.get(f"{base}/healthz", timeout=3).status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            answers.append(status)
+            time.sleep(max(0.0, 1 - (time.monotonic() - started)))
+        assert answers == [200] * 7
+    finally:
+        for sock in drippers:
+            sock.close()
+        for proc in (proxy, app):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+# -- smart_app.wsgi --------------------------------------------------------------------------
+
+
+def test_the_wsgi_module_runs_serves_checks_and_gives_the_app(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.toml", base_url="https://app.example", secret_key=SECRET_KEY,
+        session_store=f"sqlite:///{tmp_path / 's.sqlite3'}",
+        tenants=[{**TENANT, "auth": "public"}])
+    probe = ("from smart_app.wsgi import app; c = app.test_client(); "
+             "print(c.get('/healthz').status_code)")
+
+    def run(**env: str) -> subprocess.CompletedProcess[str]:
+        full = {k: v for k, v in os.environ.items() if k != "PML_RISK_CONFIG"}
+        return subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, text=True,
+                              capture_output=True, timeout=120, check=False,
+                              env={**full, "PYTHONPATH": str(ROOT), **env})
+
+    ok = run(PML_RISK_CONFIG=str(config))
+    assert (ok.returncode, ok.stdout) == (0, "200\n"), ok.stderr
+    missing = run()
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("pml-risk: no configuration given")

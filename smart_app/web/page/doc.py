@@ -62,6 +62,9 @@ def _drop_unsafe_links(tokens: Sequence[Token]) -> None:
 
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    # Every link is parsed as a link (markdown-it would leave a javascript: one as raw text);
+    # _drop_unsafe_links then keeps the words of any target that is not http(s) or an anchor.
+    md.validateLink = lambda url: True  # type: ignore[method-assign]
 
     def table_open(renderer: Any, tokens: Sequence[Token], idx: int, options: Any,
                    env: Any) -> str:
