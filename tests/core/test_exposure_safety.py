@@ -315,3 +315,19 @@ def test_the_cli_gives_exit_3_naming_the_records(tmp_path: Path) -> None:
             "infusions" in runs["orders"].stdout)
     assert "MedicationAdministration/" in runs["unidentified"].stdout
     assert "Medication/nat" in runs["medication-copies"].stdout
+
+
+# --- the CDS prefetch shape: search Bundles without the Medications they name ------------------
+
+def test_a_prefetch_without_the_named_medications_gives_no_lower_figure() -> None:
+    """A CDS prefetch holds search results only (no ``_include``d Medication, no fullUrls to
+    resolve): the engine gives no estimate rather than 1.2 from "0 infusions"."""
+    data = by_reference(load(EX05))
+    searchsets = {kind: {"resourceType": "Bundle", "type": "searchset",
+                         "entry": [{"resource": e["resource"]} for e in entries(data, kind)]}
+                  for kind in ("Observation", "MedicationAdministration", "MedicationStatement")}
+    resources = [entries(data, "Patient")[0]["resource"],
+                 *(e["resource"] for bundle in searchsets.values() for e in bundle["entry"])]
+    chart = assess_chart(resources, pid_of(data), at=AT, settings=Settings(), resource=False)
+    assert chart.assessment.per_1000 is None
+    assert codes(chart.assessment)["exposure-unidentified"] == "missing"
