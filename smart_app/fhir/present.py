@@ -92,8 +92,8 @@ def assessment_json(a: Assessment) -> dict[str, Any]:
                 "index": _num(ab.index),
                 # An earlier test's index (a repeat positive without one) names its own date.
                 "indexText": (f"{ab.index_text} (test of {_day(ab.index_from)})"
-                              if ab.index_from else ab.index_text or None),
-                "indexFrom": _day(ab.index_from),
+                              if ab.index_from else f"{ab.index_text} (entered by the clinician)"
+                              if a.overrides.index is not None else ab.index_text or None),
                 "discordant": ab.discordant,
                 "testedOn": _day(ab.tested_on),
                 "sources": list(ab.sources),
@@ -164,6 +164,12 @@ def text_summary(a: Assessment) -> str:
     tested = f" (tested {_day(ab.tested_on)}" + (
         f"; {', '.join(ab.sources)})" if ab.sources else ")"
     ) if ab.tested_on else ""
+    if not ab.index_from and a.overrides.index is not None:
+        # The clinician's index, not the lab result of the chart's latest test.
+        index += " (entered by the clinician)"
+        tested = f"; the chart's latest test {_day(ab.tested_on)}" + (
+            f" ({', '.join(ab.sources)})" if ab.sources else ""
+        ) if ab.tested_on else ""
     first_last = (
         f" (first {_day(ex.first)}, last {_day(ex.last)})" if ex.first and ex.last else ""
     )

@@ -230,8 +230,11 @@ def _earlier_index(
             Code.INDEX_MISSING,
             Severity.WARNING,
             said + "is used: its row is higher than 'index not available', and an index is "
-            "stable or rises in most patients. Request the index of the latest test from the "
-            "laboratory.",
+            "stable or rises in most patients. "
+            + ("It is near the 1.5 cut-off; the band can change on retest. "
+               if not earlier.comparator
+               and abs(earlier.index - HIGH_RISK_INDEX) <= antibody_rules.NEAR_CUTOFF else "")
+            + "Request the index of the latest test from the laboratory.",
             (*ab.sources, *earlier.sources),
         )
     return ab, Finding(

@@ -198,6 +198,14 @@ def test_a_repeat_positive_uses_the_most_recent_earlier_index() -> None:
     assert b.antibody.index is None and b.per_1000 == Decimal("3")
 
 
+def test_an_earlier_index_near_the_cut_off_says_so() -> None:
+    older = antibody_test(Antibody.POSITIVE, "1.55", on=date(2026, 3, 1))
+    latest = antibody_test(Antibody.POSITIVE, None, on=date(2026, 9, 1))
+    a = run(inputs([*older, *latest], infusions(30)))
+    assert a.per_1000 == Decimal("8.8")
+    assert "near the 1.5 cut-off" in finding(a, "index-missing").message
+
+
 def test_an_earlier_index_with_a_lower_row_is_not_used_but_named() -> None:
     older = antibody_test(Antibody.POSITIVE, "0.8", on=date(2026, 3, 1))
     latest = antibody_test(Antibody.POSITIVE, None, on=date(2026, 9, 1))

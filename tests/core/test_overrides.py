@@ -191,3 +191,14 @@ def test_an_entered_call_other_than_the_charts_does_not_keep_the_charts_index() 
     a = chart(Overrides(antibody=Antibody.NEGATIVE), labs=RESULT_OF_SEPT)
     assert a.antibody.status is Antibody.NEGATIVE and a.antibody.index is None
     assert a.per_1000 == Decimal("0.2")
+
+
+def test_an_entered_index_is_shown_as_the_clinicians_in_the_summary_and_json() -> None:
+    from smart_app.fhir.present import assessment_json, text_summary
+
+    a = chart(Overrides(index=Decimal("2.0"), reason="reference lab"), labs=RESULT_OF_SEPT)
+    assert assessment_json(a)["inputs"]["antibody"]["indexText"] == "2 (entered by the clinician)"
+    assert "index 2 (entered by the clinician); the chart's latest test 2026-09-15 (" \
+        in text_summary(a)
+    plain = chart(labs=RESULT_OF_SEPT)
+    assert assessment_json(plain)["inputs"]["antibody"]["indexText"] == "1.51"
