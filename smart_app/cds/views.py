@@ -423,10 +423,12 @@ def _answer(service: Service, hook: str, context: dict[str, Any], body: dict[str
                          if got.types[k] not in fetched.not_offered})
         statuses.update({k: f"not offered ({statuses[k]})" for k in got.missing
                          if got.types[k] in fetched.not_offered})
-        still = fallback.unresolved_medications(resources, tenant.iss)
-        if still:
-            _medications(svc, access, tenant, patient_id, resources, today,
-                         "Medications the records name")  # raises: fetch read what it could
+        if fallback.unresolved_medications(resources, tenant.iss):
+            # The fetch read what it was allowed to; one more try names what is missing (412).
+            more = _medications(svc, access, tenant, patient_id, resources, today,
+                                "Medications the records name")
+            resources.extend(more.resources)
+            round_trips += more.round_trips
     if not order and mode != "always" and not decided and relevance.in_care(
             resources, settings.codes, today, cds.care_window_months) is None:
         audit.event("cds.call", **who, prefetch=statuses, round_trips=round_trips, cards=0,
