@@ -8,9 +8,15 @@
 
 Discovery is public (it holds no patient data and the EHR's registration tools read it); every
 other route needs the EHR's signed JWT (``trust.py``) and answers a bare 401 without it. Errors
-are OperationOutcomes (the CDS Hooks 3.0 shape): 400 for a malformed call, 412 when data the
-estimate needs is neither prefetched nor readable. CORS is open because browser-based CDS
-clients exist and no cookie is ever involved: the JWT is the only credential.
+are OperationOutcomes (the CDS Hooks 3.0 shape), on every CDS path: 400 for a malformed call
+(bodies are parsed only when their nesting is bounded), 404, 405, 415, 412 when data the
+estimate needs is neither prefetched nor readable (Medications named by reference included),
+503 when the session store does not answer. CORS is open because browser-based CDS clients
+exist and no cookie is ever involved: the JWT is the only credential.
+
+A call is answered in the cheapest order: the order filter (order hooks), then whether
+natalizumab is in the patient's care (``relevance.py``, ``patient-view``), and only then the
+FHIR fallback and the assessment.
 """
 
 from __future__ import annotations
