@@ -6,10 +6,12 @@
   replay store);
 * ``prefetch.py`` and ``fallback.py``: where the chart comes from (prefetch, else FHIR with the
   EHR's token on the tenant's own server only, else 412);
-* ``orders.py``: whether an order is natalizumab; ``cards.py``: the card.
+* ``relevance.py``: whether natalizumab is in the patient's care (else ``patient-view`` answers
+  no card); ``orders.py``: whether an order is natalizumab; ``cards.py``: the card.
 
-The estimate itself comes from ``smart_app.service.assess_chart``, the seam the app's page uses,
-so a card's figure is the app's.
+The estimate itself comes from ``smart_app.service`` (``chart_inputs``/``assess_inputs``), the
+seam the app's page uses, so a card's figure is the app's (the order card adds the infusion
+being ordered to the chart's records, and says so).
 """
 
 from __future__ import annotations

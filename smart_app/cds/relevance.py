@@ -63,6 +63,34 @@ def is_natalizumab(concept: Mapping[str, Any] | None, vocab: Vocabulary) -> bool
     return any(name in text for name in NATALIZUMAB_NAMES)
 
 
+def _could_count(resource: Mapping[str, Any], since: date) -> bool:
+    """Would this record put natalizumab in care if it named natalizumab? (Status and date
+    only: no medication is resolved, so older records never cost a read.)"""
+    kind = resource.get("resourceType")
+    if kind not in NOT_USE:
+        return False
+    status = resource.get("status")
+    status = status if isinstance(status, str) else None
+    if status in NOT_USE[kind]:
+        return False
+    if kind == "MedicationRequest" and status in OPEN_ORDER:
+        return True
+    period = resource.get("effectivePeriod")
+    ended = isinstance(period, Mapping) and period.get("end") is not None
+    if kind != "MedicationRequest" and status in ONGOING and not ended:
+        return True
+    last = _last_day(resource)
+    return last is None or last >= since
+
+
+def candidates(resources: Iterable[Mapping[str, Any]], today: date,
+               window_months: int) -> list[Mapping[str, Any]]:
+    """The medication records whose drug decides relevance: their Medication references are
+    the only ones worth reading before the decision."""
+    since = add_months(today, -window_months)
+    return [r for r in resources if _could_count(r, since)]
+
+
 def in_care(resources: Iterable[Mapping[str, Any]], codes: CodeSets, today: date,
             window_months: int) -> str | None:
     """The reference of a record that puts natalizumab in the patient's care, or None.
@@ -71,24 +99,7 @@ def in_care(resources: Iterable[Mapping[str, Any]], codes: CodeSets, today: date
     resources = list(resources)
     by_ref = medications_by_reference(resources)
     vocab = Vocabulary.from_config(codes)
-    since = add_months(today, -window_months)
-    for resource in resources:
-        kind = resource.get("resourceType")
-        if kind not in NOT_USE:
-            continue
-        status = resource.get("status")
-        status = status if isinstance(status, str) else None
-        if status in NOT_USE[kind]:
-            continue
-        if not is_natalizumab(medication_concept(resource, by_ref), vocab):
-            continue
-        if kind == "MedicationRequest" and status in OPEN_ORDER:
-            return f"{kind}/{resource.get('id')}"
-        period = resource.get("effectivePeriod")
-        ended = isinstance(period, Mapping) and period.get("end") is not None
-        if kind != "MedicationRequest" and status in ONGOING and not ended:
-            return f"{kind}/{resource.get('id')}"
-        last = _last_day(resource)
-        if last is None or last >= since:
-            return f"{kind}/{resource.get('id')}"
+    for resource in candidates(resources, today, window_months):
+        if is_natalizumab(medication_concept(resource, by_ref), vocab):
+            return f"{resource.get('resourceType')}/{resource.get('id')}"
     return None

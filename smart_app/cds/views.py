@@ -8,9 +8,15 @@
 
 Discovery is public (it holds no patient data and the EHR's registration tools read it); every
 other route needs the EHR's signed JWT (``trust.py``) and answers a bare 401 without it. Errors
-are OperationOutcomes (the CDS Hooks 3.0 shape): 400 for a malformed call, 412 when data the
-estimate needs is neither prefetched nor readable. CORS is open because browser-based CDS
-clients exist and no cookie is ever involved: the JWT is the only credential.
+are OperationOutcomes (the CDS Hooks 3.0 shape), on every CDS path: 400 for a malformed call
+(bodies are parsed only when their nesting is bounded), 404, 405, 415, 412 when data the
+estimate needs is neither prefetched nor readable (Medications named by reference included),
+503 when the session store does not answer. CORS is open because browser-based CDS clients
+exist and no cookie is ever involved: the JWT is the only credential.
+
+A call is answered in the cheapest order: the order filter (order hooks), then whether
+natalizumab is in the patient's care (``relevance.py``, ``patient-view``), and only then the
+FHIR fallback and the assessment.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -314,7 +320,7 @@ def _named(ids: list[str]) -> str:
 
 
 def _medications(svc: Services, access: fallback.FhirAccess | fallback.CannotFetch,
-                 tenant: Tenant, patient_id: str, have: list[dict[str, Any]], today: Any,
+                 tenant: Tenant, patient_id: str, have: Sequence[Mapping[str, Any]], today: Any,
                  what: str) -> fallback.Fetched:
     """Read the Medications ``have`` references and nobody sent (one search), or refuse:
     an unidentified medication is unknown, and a card from a lower band is never shown."""
@@ -374,20 +380,29 @@ def _answer(service: Service, hook: str, context: dict[str, Any], body: dict[str
         ordered = drafts.natalizumab
     meds_ready = all(statuses[k] in ("provided", "empty") for k, t in got.types.items()
                      if t in MEDICATION_TYPES)
-    unresolved = fallback.unresolved_medications(resources, tenant.iss)
-    if unresolved and not got.missing:
+    mode = cds.patient_view
+    decided = False
+    if not order and mode != "always" and meds_ready:
+        # Relevance first, from the prefetch alone; only the Medications of records recent
+        # enough to count are read for it (one search), never a whole chart.
+        window = cds.care_window_months
+        pool = [*relevance.candidates(resources, today, window),
+                *(r for r in resources if r.get("resourceType") == "Medication")]
+        if fallback.unresolved_medications(pool, tenant.iss):
+            fetched = _medications(svc, access, tenant, patient_id, pool, today,
+                                   "Medications the records name")
+            resources.extend(fetched.resources)
+            round_trips += fetched.round_trips
+        decided = True
+        if relevance.in_care(resources, settings.codes, today, window) is None:
+            audit.event("cds.call", **who, prefetch=statuses, round_trips=round_trips,
+                        cards=0, status="not-in-care")
+            return jsonify({"cards": []})
+    if not got.missing and fallback.unresolved_medications(resources, tenant.iss):
         fetched = _medications(svc, access, tenant, patient_id, resources, today,
                                "Medications the records name")
         resources.extend(fetched.resources)
         round_trips += fetched.round_trips
-        unresolved = []
-    mode = cds.patient_view
-    decided = False
-    if not order and mode != "always" and meds_ready and not unresolved:
-        decided = True
-        if relevance.in_care(resources, settings.codes, today, cds.care_window_months) is None:
-            audit.event("cds.call", **who, prefetch=statuses, cards=0, status="not-in-care")
-            return jsonify({"cards": []})
     unread: tuple[str, ...] = ()
     not_offered_here: tuple[str, ...] = ()
     if got.missing:
@@ -414,10 +429,12 @@ def _answer(service: Service, hook: str, context: dict[str, Any], body: dict[str
                          if got.types[k] not in fetched.not_offered})
         statuses.update({k: f"not offered ({statuses[k]})" for k in got.missing
                          if got.types[k] in fetched.not_offered})
-        still = fallback.unresolved_medications(resources, tenant.iss)
-        if still:
-            _medications(svc, access, tenant, patient_id, resources, today,
-                         "Medications the records name")  # raises: fetch read what it could
+        if fallback.unresolved_medications(resources, tenant.iss):
+            # The fetch read what it was allowed to; one more try names what is missing (412).
+            more = _medications(svc, access, tenant, patient_id, resources, today,
+                                "Medications the records name")
+            resources.extend(more.resources)
+            round_trips += more.round_trips
     if not order and mode != "always" and not decided and relevance.in_care(
             resources, settings.codes, today, cds.care_window_months) is None:
         audit.event("cds.call", **who, prefetch=statuses, round_trips=round_trips, cards=0,

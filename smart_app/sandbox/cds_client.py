@@ -23,7 +23,8 @@ misbehave the ways real EHRs and attackers do:
   ``Medication`` in the same ``draftOrders`` Bundle) | ``display`` (only
   ``medicationReference.display``, as some EHRs send an order they have not coded);
 * ``scope``: how ``fhirAuthorization.scope`` is written: ``smart`` (SMART scopes) | ``epic``
-  (Epic's API names, "Observation.Read (Labs) (R4) …"; the token allows the same reads).
+  (Epic's API names, "Observation.Read (Labs) (R4) …"; the token allows the same reads). The
+  ``epic-like`` profile always writes it the Epic way.
 
 ``POST /_cds`` (only with ``allow_control``) fires one hook, or sends feedback, and returns the
 service's status and body plus how many FHIR resource requests (not discovery or
@@ -303,7 +304,8 @@ def fire(hook: str, patient: str, knobs: Knobs, base: str | None = None) -> Hook
         body["fhirAuthorization"] = {
             "access_token": _mint(SERVICE_CLIENT, SERVICE_SCOPES, patient),
             "token_type": "Bearer", "expires_in": 300,
-            "scope": EPIC_SCOPES if knobs.scope == "epic" else SERVICE_SCOPES,
+            "scope": EPIC_SCOPES if knobs.scope == "epic" or (
+                sandbox_state().config.ehr_profile == "epic-like") else SERVICE_SCOPES,
             "subject": SERVICE_CLIENT, "patient": patient,
         }
     filled = _prefetch(templates, patient, user, knobs.prefetch)

@@ -185,6 +185,7 @@ def test_unresolvable_medication_references_never_give_a_lower_figure(ehr: Ehr) 
     assert "Medication" in issue["diagnostics"] and "fhirAuthorization" in issue["diagnostics"]
     # With it, the figure is the chart's.
     ok = ehr.call(ehr.token(), ex05_by_reference(include_medication=True))
+    assert ok.status_code == 200, ok.text
     assert ok.json()["cards"][0]["summary"] == (
         "PML risk 8.8 per 1,000 (anti-JCV index 1.51, 25 infusions)")
 
@@ -220,3 +221,19 @@ def test_conflicting_prefetch_copies_follow_the_copy_rule(ehr: Ehr) -> None:
         (card,) = ehr.call(ehr.token(), call).json()["cards"]
         assert card["summary"].startswith("No PML estimate"), card["summary"]
         assert card["indicator"] == "warning"
+
+
+def test_only_recent_records_medications_are_needed_to_stay_silent(ehr: Ehr) -> None:
+    today = date.today()
+    old = med("MedicationAdministration", "old1", METFORMIN, add_months(today, -9))
+    old.pop("medicationCodeableConcept")
+    old["medicationReference"] = {"reference": "Medication/unknown-old"}
+    # A record too old to matter names a Medication nobody sent: no read, no card.
+    resp = ehr.call(ehr.token(), chart(old))
+    assert resp.status_code == 200 and resp.json() == {"cards": []}
+    # A recent one could be natalizumab: it must be read, and cannot be here (412).
+    recent = {**old, "id": "recent1", "effectiveDateTime": today.isoformat(),
+              "medicationReference": {"reference": "Medication/unknown-new"}}
+    resp = ehr.call(ehr.token(), chart(old, recent))
+    assert resp.status_code == 412, resp.text
+    assert "Medication/unknown-new" in resp.json()["issue"][0]["diagnostics"]
