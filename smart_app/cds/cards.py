@@ -31,7 +31,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from ..fhir.present import assessment_json
 from ..risk.monitoring import MRI_HIGHER_RISK
 from ..risk.records import Antibody
-from ..risk.result import Assessment, Severity
+from ..risk.result import Assessment, MriState, Severity
 
 SUMMARY_MAX = 139  # the spec's "<140 characters"
 OVERRIDE_SYSTEM = "http://cds-hooks.hl7.org/CodeSystem/non-adherence-reason"
@@ -76,6 +76,12 @@ def retest_overdue(a: Assessment) -> bool:
     return due is not None and due < a.assessed_on
 
 
+def mri_overdue(a: Assessment) -> bool:
+    """The last brain MRI is older than the monitoring interval allows: actionable."""
+    sched = a.monitoring.mri_schedule
+    return sched is not None and sched.state is MriState.OVERDUE
+
+
 def summary(a: Assessment) -> str:
     """The card's one line; the figure is the app's (``assessment_json``'s ``per1000``)."""
     data = assessment_json(a)
@@ -103,11 +109,14 @@ def summary(a: Assessment) -> str:
     extra = "; anti-JCV retest overdue"
     if retest_overdue(a) and len(text + extra) <= SUMMARY_MAX:
         text += extra
+    extra = "; brain MRI overdue"
+    if mri_overdue(a) and len(text + extra) <= SUMMARY_MAX:
+        text += extra
     return text
 
 
 def indicator(a: Assessment) -> str:
-    if not a.complete or a.qualitative == "high" or retest_overdue(a):
+    if not a.complete or a.qualitative == "high" or retest_overdue(a) or mri_overdue(a):
         return "warning"
     return "info"
 
@@ -123,6 +132,8 @@ def detail(a: Assessment) -> str:
                      f"period; risk category {r['qualitative']}.")
         lines.append(f"Table cell: {_md(r['cell']['words'])} (table {_md(a.table_id)}, "
                      f"version {_md(a.table_version)}).")
+        if a.next_band is not None:
+            lines.append(f"**{_md(a.next_band.text)}**")
     else:
         lines.append("**No estimate.** " + _md("; ".join(f.message for f in a.missing)))
     index = f", index {data['inputs']['antibody']['index']}" if ab.index is not None else ""
@@ -150,6 +161,12 @@ def detail(a: Assessment) -> str:
         f"- {_md(a.monitoring.mri)}",
         f"- {_md(a.monitoring.antibody_retest)}",
     ]
+    mri = data["monitoring"]["mriLine"]
+    if mri:
+        lines.append(f"- {_md(mri)}")
+    if a.advice:
+        lines += ["", "**Higher-risk group: what the prescriber is asked to do**", ""]
+        lines += [f"- {_md(x.text)} ({_md('; '.join(x.sources))})" for x in a.advice]
     shown = [f for f in a.findings if f.severity is not Severity.INFO or not a.complete]
     if shown:
         lines += ["", "**Warnings**", ""]

@@ -195,7 +195,10 @@ def _row_html(row: Row) -> str:
         _cell(infusions, row.infusions, "num"),
         _cell(antibody, row.antibody_date),
         _cell(retest, row.retest_due or "9999"),
-        _cell(e(row.mri_interval), row.mri_interval),
+        _cell(e(row.mri_interval) + (
+            f'<br><span class="{"overdue" if row.mri == OVERDUE else "small"}">brain MRI '
+            f"{e(row.mri_due or row.mri)}{' (' + e(row.mri) + ')' if row.mri_due else ''}"
+            "</span>" if row.mri else ""), row.mri_due or row.mri_interval),
         _cell(notes, len(row.missing_or_stale)),
         _cell(link, ""),
     ]
@@ -222,11 +225,12 @@ def html_text(rows: Sequence[Row], run: Mapping[str, Any]) -> str:
 <body>
 <h1>Natalizumab worklist — PML risk and what is due</h1>
 <p class=meta>As of {e(str(run.get("at", "")))}{" · " + where if where else ""} ·
-{len(rows)} patients · {due} with an anti-JCV retest due this month or overdue ·
+{len(rows)} patients · {due} with an anti-JCV retest or a brain MRI due this month or overdue ·
 risk table {e(str(run.get("table", "")))}</p>
 {f"<ul class=meta>{notes}</ul>" if notes else ""}
 <div class=controls>
-<label><input type=checkbox id=due> Due this month (anti-JCV retest due or overdue)</label>
+<label><input type=checkbox id=due> Due this month
+(anti-JCV retest or brain MRI due or overdue)</label>
 <span id=shown aria-live=polite></span>
 </div>
 <table id=worklist>

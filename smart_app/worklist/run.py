@@ -189,7 +189,8 @@ def from_ndjson(directory: Path, **kwargs: Any) -> RunResult:
 # -- from the EHR: Backend Services + Bulk export ------------------------------------------------
 
 EXPORT_TYPES = ("Patient", "Observation", "MedicationAdministration", "MedicationStatement",
-                "MedicationRequest", "Medication")
+                "MedicationRequest", "Medication",
+                "DiagnosticReport", "ImagingStudy", "Procedure")  # brain MRIs: the MRI due date
 
 
 def observation_filter(settings: Settings, how: str) -> dict[str, list[list[tuple[str, str]]]]:
