@@ -32,6 +32,7 @@ from ..config import Settings, Tenant
 from ..fhir.capability import metadata_headers
 from ..fhir.extract import ForeignResourceError
 from ..ops import audit
+from ..risk.records import MRI_SOURCES
 from ..risk.tables import load_table
 from ..service import assess_chart
 from ..web.page import doc
@@ -295,7 +296,9 @@ def _call(service_id: str, slug: str | None) -> Response | tuple[Response, int]:
         chart = assess_chart(resources, patient_id, at=today, settings=settings,
                              table=load_table(settings.risk_table), resource=False,
                              unread=unread,
-                             not_offered=[t for t in prefetch.CHART_TYPES if t not in offered])
+                             # The prefetch carries no imaging: the MRI history is unknown.
+                             not_offered=[*(t for t in prefetch.CHART_TYPES if t not in offered),
+                                          *MRI_SOURCES])
     except ForeignResourceError:
         audit.event("cds.call", **who, error="foreign-resource", http_status=400)
         return outcome(400, "invalid", "The data holds resources of another patient; nothing "
