@@ -11,6 +11,8 @@ from smart_app.risk import Antibody
 from smart_app.risk.records import BrainMri
 from tests.core.builders import antibody_test, infusions, inputs, run
 
+from .conftest import Stack
+
 NEGATIVE = inputs(antibody_test(Antibody.NEGATIVE), infusions(30))
 
 
@@ -45,3 +47,10 @@ def test_higher_risk_card_lists_the_prescriber_advice_with_sources() -> None:
     detail = cards.detail(a)
     assert "Re-assess the benefit and risk" in detail
     assert "Summary of Product Characteristics" in detail
+
+
+def test_a_card_from_the_prefetch_says_the_mri_history_is_unknown(stack: Stack) -> None:
+    """The prefetch carries no imaging: the card never claims "no brain MRI on record"."""
+    card = stack.card("patient-view", "ex05-index-1-51-25-infusions")
+    assert "Brain MRI history unknown" in card["detail"]
+    assert "No brain MRI on record" not in card["detail"]
