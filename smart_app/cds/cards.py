@@ -35,7 +35,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from ..fhir.present import assessment_json
 from ..risk.monitoring import MRI_HIGHER_RISK
 from ..risk.records import Antibody
-from ..risk.result import Assessment
+from ..risk.result import Assessment, MriState
 
 SUMMARY_MAX = 139  # the spec's "<140 characters"
 OVERRIDE_SYSTEM = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
@@ -89,6 +89,12 @@ def retest_overdue(a: Assessment) -> bool:
     return due is not None and due < a.assessed_on
 
 
+def mri_overdue(a: Assessment) -> bool:
+    """The last brain MRI is older than the monitoring interval allows: actionable."""
+    sched = a.monitoring.mri_schedule
+    return sched is not None and sched.state is MriState.OVERDUE
+
+
 def summary(a: Assessment, *, ordered: bool = False) -> str:
     """The card's one line; the figure is the app's (``assessment_json``'s ``per1000``).
     ``ordered``: the count includes the infusion being ordered (the order card)."""
@@ -118,6 +124,9 @@ def summary(a: Assessment, *, ordered: bool = False) -> str:
     extra = "; anti-JCV retest overdue"
     if retest_overdue(a) and len(text + extra) <= SUMMARY_MAX:
         text += extra
+    extra = "; brain MRI overdue"
+    if mri_overdue(a) and len(text + extra) <= SUMMARY_MAX:
+        text += extra
     return text
 
 
@@ -126,6 +135,7 @@ WARNINGS: tuple[Callable[[Assessment], bool], ...] = (
     lambda a: not a.complete,
     lambda a: a.qualitative == "high",
     retest_overdue,
+    mri_overdue,
 )
 #: What makes a card worth showing with ``patient_view = "actionable"``: something is due,
 #: missing or overdue, or the patient is in a higher-risk group.
@@ -151,6 +161,8 @@ def detail(a: Assessment, *, ordered: bool = False) -> str:
                      f"period; risk category {r['qualitative']}.")
         lines.append(f"Table cell: {_md(r['cell']['words'])} (table {_md(a.table_id)}, "
                      f"version {_md(a.table_version)}).")
+        if a.next_band is not None:
+            lines.append(f"**{_md(a.next_band.text)}**")
     else:
         lines.append("**No estimate.** " + _md("; ".join(f.message for f in a.missing)))
     index = f", index {index_shown(a)}" if ab.index is not None else ""
@@ -181,6 +193,12 @@ def detail(a: Assessment, *, ordered: bool = False) -> str:
         f"- {_md(a.monitoring.mri)}",
         f"- {_md(a.monitoring.antibody_retest)}",
     ]
+    mri = data["monitoring"]["mriLine"]
+    if mri:
+        lines.append(f"- {_md(mri)}")
+    if a.advice:
+        lines += ["", "**Higher-risk group: what the prescriber is asked to do**", ""]
+        lines += [f"- {_md(x.text)} ({_md('; '.join(x.sources))})" for x in a.advice]
     if a.findings:  # every one, with its severity, in the words of the page and the CLI
         lines += ["", "**Warnings**", ""]
         lines += [f"- \\[{f.severity.value}\\] {_md(f.message)}" for f in a.findings]

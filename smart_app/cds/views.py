@@ -40,7 +40,7 @@ from ..fhir.extract import ForeignResourceError
 from ..fhir.shape import MalformedResource, check_resources
 from ..http import jsondepth
 from ..ops import audit
-from ..risk.records import Antibody, Infusion, Inputs
+from ..risk.records import MRI_SOURCES, Antibody, Infusion, Inputs
 from ..risk.tables import load_table
 from ..service import ChartAssessment, assess_inputs, chart_inputs
 from ..smart.store import StoreUnavailable
@@ -441,7 +441,8 @@ def _answer(service: Service, hook: str, context: dict[str, Any], body: dict[str
                     status="not-in-care")
         return jsonify({"cards": []})
     offered = [t for t in prefetch.chart_types(tenant) if t not in not_offered_here]
-    not_offered = [t for t in prefetch.CHART_TYPES if t not in offered]
+    # The prefetch carries no imaging: the MRI history is unknown.
+    not_offered = [*(t for t in prefetch.CHART_TYPES if t not in offered), *MRI_SOURCES]
 
     def assess(extra: list[dict[str, Any]]) -> ChartAssessment:
         try:

@@ -16,6 +16,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from ..ops import build
 from ..risk.result import Assessment
 from .codes import SNOMED
+from .present import mri_line
 
 IDENTIFIER_SYSTEM = "https://pml-risk.app/fhir/sid/risk-assessment"
 METHOD_SYSTEM = "https://pml-risk.app/fhir/CodeSystem/risk-table"
@@ -130,6 +131,8 @@ def build_risk_assessment(
         raise ValueError("no estimate: a RiskAssessment is written only when one was made")
     percent = a.cell.per_1000 / 10
     notes = [f.message for f in a.findings]
+    if a.next_band is not None:
+        notes.insert(0, a.next_band.text)  # the infusion being planned may change the figure
     notes.append(
         f"Risk table {a.table_id} ({a.table_title}, version {a.table_version}); made by "
         f"pml-risk {build.describe()}. Estimates are "
@@ -164,7 +167,9 @@ def build_risk_assessment(
                 "rationale": rationale(a),
             }
         ],
-        "mitigation": f"{a.monitoring.mri} {a.monitoring.antibody_retest}",
+        "mitigation": " ".join(filter(None, (
+            a.monitoring.mri, a.monitoring.antibody_retest,
+            mri_line(a.monitoring.mri_schedule), *(x.text for x in a.advice)))),
         "note": [{"text": text} for text in notes],
     }
     if encounter:

@@ -62,7 +62,7 @@ def schedule(
             if unread_types:
                 why = f"{sources_in_words(list(unread_types))} could not be read"
             elif none_offered:
-                why = "this EHR does not offer imaging records to apps"
+                why = "no imaging records were available to the app"
             else:
                 why = "the brain MRI on record has no date"
             return MriSchedule(MriState.UNKNOWN, f"brain MRI history unknown: {why}",

@@ -156,14 +156,17 @@ PROFILES: Mapping[str, EhrProfile] = {
         EhrProfile(
             "oracle-like",
             "Oracle Health Millennium R4 as published: no MedicationStatement, standalone "
-            "Medication or RiskAssessment, medications contained, no _include, pages of at "
-            "most 200, notes without conditional create (201, empty body), id_tokens from a "
-            "tenant path on the authorization host, 570 s tokens, non-rotating refresh "
-            "tokens, SMART v1 scopes",
+            "Medication, ImagingStudy or RiskAssessment, medications contained, no _include, "
+            "pages of at most 200, notes without conditional create (201, empty body), "
+            "id_tokens from a tenant path on the authorization host, 570 s tokens, "
+            "non-rotating refresh tokens, SMART v1 scopes",
             frozenset({DOCUMENT_REFERENCE}),
             conditional_create=False,
             create_answer="empty",
-            not_offered=frozenset({MEDICATION_STATEMENT, "Medication", RISK_ASSESSMENT}),
+            # Imaging is read as radiology reports (DiagnosticReport) and procedures; the R4
+            # catalog lists no ImagingStudy.
+            not_offered=frozenset({MEDICATION_STATEMENT, "Medication", RISK_ASSESSMENT,
+                                   "ImagingStudy"}),
             medication_includes=frozenset(),
             contained_medications=True,
             max_count=200,

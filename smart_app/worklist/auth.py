@@ -25,7 +25,7 @@ from .errors import WorklistError
 
 #: What the worklist reads. ``Group`` is not needed: the export addresses the group by id.
 SYSTEM_TYPES = ("Patient", "Observation", "MedicationAdministration", "MedicationStatement",
-                "MedicationRequest", "Medication")
+                "MedicationRequest", "Medication", "DiagnosticReport", "ImagingStudy", "Procedure")
 DEFAULT_LIFETIME = 300  # seconds, when a token response has no expires_in
 MARGIN = 30  # re-authenticate this long before the token expires
 

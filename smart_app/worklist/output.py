@@ -169,12 +169,14 @@ _TEMPLATE = """<!doctype html>
 <body>
 <h1>Natalizumab worklist — PML risk and what is due</h1>
 <p class=meta>As of {{ run.at }}{% for v in where %} · {{ v }}{% endfor %} ·
-{{ rows|length }} patients · {{ due }} with an anti-JCV retest due this month or overdue ·
+{{ rows|length }} patients · {{ due }} with an anti-JCV retest or a brain MRI due this month
+or overdue ·
 risk table {{ run.table }}</p>
 {% if notes %}<ul class=meta>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 {% if not links %}<p class=meta id=links>{{ no_links }}</p>{% endif %}
 <div class=controls>
-<label><input type=checkbox id=due> Due this month (anti-JCV retest due or overdue)</label>
+<label><input type=checkbox id=due> Due this month
+(anti-JCV retest or brain MRI due or overdue)</label>
 <span id=shown aria-live=polite></span>
 </div>
 <table id=worklist>
@@ -201,7 +203,9 @@ risk table {{ run.table }}</p>
 <td data-sort="{{ r.retest_due or '9999' }}">{% if r.retest_due %}<span
  class="{{ 'overdue' if r.retest == overdue else ('due' if r.due_this_month else '') }}">
 {{- r.retest_due }}</span><br>{% endif %}<span class=small>{{ r.retest }}</span></td>
-<td data-sort="{{ r.mri_interval }}">{{ r.mri_interval }}</td>
+<td data-sort="{{ r.mri_due or r.mri_interval }}">{{ r.mri_interval }}
+{%- if r.mri %}<br><span class="{{ 'overdue' if r.mri == overdue else 'small' }}">brain MRI
+{{ r.mri_due or r.mri }}{% if r.mri_due %} ({{ r.mri }}){% endif %}</span>{% endif %}</td>
 <td data-sort="{{ r.missing_or_stale|length }}">
 {%- for code, message in r.findings if code in r.missing_or_stale %}
 {%- if not loop.first %}<br>{% endif %}<span title="{{ message }}">{{ code }}</span>{% endfor %}

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..risk import monitoring
-from ..risk.result import Assessment, Code, Severity
+from ..risk.result import Assessment, Code, MriState, Severity
 
 #: Table band edge the REMS materials and the EMA "higher risk" groups use: more than 24.
 INFUSION_THRESHOLD = 24
@@ -46,7 +46,7 @@ COLUMNS = (
     "patient", "status", "per_1000", "category", "infusions", "retest_due", "mri_interval",
     "name", "mrn", "reason", "one_in", "crossed_24", "previous_infusions", "antibody",
     "antibody_index", "antibody_date", "retest", "missing_or_stale", "warnings", "data_notes",
-    "link",
+    "link", "mri_last", "mri_due", "mri",
 )
 
 
@@ -75,10 +75,14 @@ class Row:
     findings: tuple[tuple[str, str], ...]  # (code, message) of both lists above, for the HTML
     data_notes: str  # how the data was obtained, when not simply from the export
     link: str  # launches the app for this patient ("" without a tenant)
+    mri_last: str = ""  # ISO date of the last brain MRI on record
+    mri_due: str = ""  # ISO date the next brain MRI is due
+    mri: str = ""  # OVERDUE | DUE_THIS_MONTH | SCHEDULED | "no brain MRI on record" | "unknown"
 
     @property
     def due_this_month(self) -> bool:
-        return self.retest in (OVERDUE, DUE_THIS_MONTH)
+        """An anti-JCV retest or a brain MRI is due this month or overdue."""
+        return self.retest in (OVERDUE, DUE_THIS_MONTH) or self.mri in (OVERDUE, DUE_THIS_MONTH)
 
     def csv_values(self) -> list[str]:
         data = self.as_json()
@@ -147,6 +151,21 @@ def retest_status(due: date | None, at: date) -> str:
     return DUE_THIS_MONTH if due <= month_end else SCHEDULED
 
 
+def mri_status(a: Assessment, at: date) -> tuple[str, str, str]:
+    """(last, due, status) of the brain MRI; an unreadable history is "unknown", never "none"."""
+    sched = a.monitoring.mri_schedule
+    if sched is None or sched.state is MriState.UNKNOWN:
+        return "", "", "unknown"
+    if sched.state is MriState.NONE_ON_RECORD:
+        return "", "", "no brain MRI on record"
+    last = sched.last.isoformat() if sched.last else ""
+    if sched.due is None:
+        return last, "", NOT_NEEDED
+    status = OVERDUE if sched.state is MriState.OVERDUE else (
+        DUE_THIS_MONTH if sched.state is MriState.DUE else retest_status(sched.due, at))
+    return last, sched.due.isoformat(), status
+
+
 def crossed(previous: int | None, now: int | None) -> str:
     """Whether the count went past 24 since the last run; never claimed from an unknown."""
     if now is None:
@@ -179,6 +198,7 @@ def row_for(
     # A count of administrations the app could not read is unknown, not 0 (nor a low count).
     unread_exposure = any(f.code is Code.EXPOSURE_UNREAD for f in a.findings)
     infusions = None if unread_exposure else a.exposure.infusions
+    mri_last, mri_due, mri = mri_status(a, at)
     return Row(
         patient=patient_id,
         name=display_name(patient),
@@ -204,6 +224,9 @@ def row_for(
         findings=tuple((f.code.value, f.message) for f in findings),
         data_notes=data_notes,
         link=link,
+        mri_last=mri_last,
+        mri_due=mri_due,
+        mri=mri,
     )
 
 
@@ -225,7 +248,7 @@ def unread_row(
         antibody_index="", antibody_date="",
         retest_due="", retest=NOT_NEEDED, mri_interval=NO_MRI_INTERVAL,
         missing_or_stale=("chart-unread",), warnings=(), findings=(("chart-unread", reason),),
-        data_notes=reason, link=link,
+        data_notes=reason, link=link, mri="unknown",
     )
 
 
@@ -252,7 +275,16 @@ def previous_infusions(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 def carried_row(data: Mapping[str, Any], *, at: date, since_run: str) -> Row:
     """A previous run's row for a patient whose chart has not changed since: the assessment
     stands, the retest status is judged again against ``at``. ``ValueError`` if malformed."""
-    fields = {f: data[f] for f in Row.__dataclass_fields__}
+    mri_fields = ("mri_last", "mri_due", "mri")  # absent from runs before MRIs were read
+    fields: dict[str, Any] = {f: data[f] if f not in mri_fields else str(data.get(f, ""))
+                              for f in Row.__dataclass_fields__}
+    mri_due = str(fields["mri_due"])
+    if not fields["mri"]:
+        fields["mri"] = "unknown"
+    elif fields["mri"] == SCHEDULED and mri_due:
+        # Due since the last run; "overdue" waits for a re-read of the chart.
+        fields["mri"] = retest_status(date.fromisoformat(mri_due), at).replace(
+            OVERDUE, DUE_THIS_MONTH)
     due = date.fromisoformat(fields["retest_due"]) if fields["retest_due"] else None
     infusions = None if fields["infusions"] is None else int(fields["infusions"])
     fields.update(

@@ -263,7 +263,8 @@ def from_ndjson(directory: Path, **kwargs: Any) -> RunResult:
 # -- from the EHR: Backend Services + Bulk export ------------------------------------------------
 
 EXPORT_TYPES = ("Patient", "Observation", "MedicationAdministration", "MedicationStatement",
-                "MedicationRequest", "Medication")
+                "MedicationRequest", "Medication",
+                "DiagnosticReport", "ImagingStudy", "Procedure")  # brain MRIs: the MRI due date
 #: Types a vendor's Bulk export does not include although its FHIR API serves them (Oracle
 #: Health Millennium's ``_type`` list is the USCDI v1 set: no MedicationAdministration,
 #: MedicationStatement or Medication); they are read per patient from the start.

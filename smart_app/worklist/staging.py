@@ -25,6 +25,7 @@ BATCH = 5_000
 #: Compartment types the assessment reads; anything else in a file is counted and skipped.
 CHART_TYPES = frozenset({
     "Observation", "MedicationAdministration", "MedicationStatement", "MedicationRequest",
+    "DiagnosticReport", "ImagingStudy", "Procedure",  # brain MRIs
 })
 #: Shared (non-compartment) types a chart needs: resolved through ``medicationReference``.
 SHARED_TYPES = frozenset({"Medication"})

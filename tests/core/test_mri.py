@@ -87,7 +87,7 @@ def test_some_sources_not_offered_is_not_unknown() -> None:
 
 def test_no_imaging_source_offered_is_unknown() -> None:
     s = schedule(HIGHER, not_offered=("DiagnosticReport", "ImagingStudy", "Procedure"))
-    assert s.state is MriState.UNKNOWN and "does not offer imaging" in s.text
+    assert s.state is MriState.UNKNOWN and "no imaging records were available" in s.text
 
 
 def test_found_mri_with_an_unread_source_says_a_later_one_may_be_missing() -> None:

@@ -44,8 +44,8 @@ def test_heavy_chart_in_one_round_trip(stack: Stack, expected: dict[str, Any]) -
     fhir = data_requests(stack)
     # Patient + five searches (Observation twice: by code, and by category within a date
     # window for text matches) + the app's saved results (RiskAssessments and notes), all in
-    # parallel.
-    assert len(fhir) == 8
+    # parallel; and three searches for brain MRIs (reports, imaging studies, procedures).
+    assert len(fhir) == 11
     observations = sorted(
         sorted(r["args"]) for r in fhir if r["path"].endswith("/Observation"))
     assert observations == [["_count", "category", "date", "patient"],
@@ -81,7 +81,9 @@ def test_medication_reference_resolved_without_one_request_per_infusion(stack: S
     data = resp.json()
     assert data["status"] == "ok"
     assert data["inputs"]["exposure"]["infusions"] == 20
-    assert len(data_requests(stack)) == 8  # seven searches and the Patient read, in parallel
+    # Ten searches (seven for the estimate, three for brain MRIs) and the Patient read, in
+    # parallel.
+    assert len(data_requests(stack)) == 11
     assert not any(r["path"].startswith("/sandbox/fhir/Medication/") for r in stack.fhir_requests())
 
 
@@ -100,8 +102,8 @@ def test_429_with_retry_after_is_retried(stack: Stack) -> None:
     resp = browser.get(page + "/assessment", timeout=60)
     assert resp.status_code == 200
     statuses = sorted(r["status"] for r in data_requests(stack))
-    assert statuses == [200] * 8 + [429]
-    assert resp.json()["fhir"] == {"roundTrips": 1, "requests": 9}
+    assert statuses == [200] * 11 + [429]
+    assert resp.json()["fhir"] == {"roundTrips": 1, "requests": 12}
 
 
 def test_503_is_retried(stack: Stack) -> None:

@@ -126,7 +126,7 @@ def test_oracle_like_sign_in_and_reads(make_stack: StackFactory) -> None:
     stack.clear_log()
     data = browser.get(page + "/assessment", timeout=30).json()
     assert data["status"] == "ok" and data["inputs"]["exposure"]["infusions"] == 20
-    assert set(data["access"]["notOffered"]) == {"MedicationStatement"}
+    assert set(data["access"]["notOffered"]) == {"MedicationStatement", "ImagingStudy"}
     requests = stack.fhir_requests()
     assert not any("_include" in r["args"] for r in requests)
     assert all(r["args"].get("_count", ["200"]) == ["200"] for r in requests

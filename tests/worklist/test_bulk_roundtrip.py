@@ -141,7 +141,8 @@ def test_round_trip_token_export_worklist(ehr: Ehr) -> None:
     assert len(tokens) == 1 and tokens[0]["status"] == 200
     [kickoff] = ehr.events("kickoff")
     assert kickoff["types"] == ["Patient", "Observation", "MedicationAdministration",
-                                "MedicationStatement", "MedicationRequest", "Medication"]
+                                "MedicationStatement", "MedicationRequest", "Medication",
+                                "DiagnosticReport", "ImagingStudy", "Procedure"]
     assert kickoff["type_filter"] == {"Observation": [{"category": "laboratory"}]}
     assert [e["job"] for e in ehr.events("delete")] == [kickoff["job"]]
     assert ehr.bulk()["jobs"] == []  # deleted on the server too
