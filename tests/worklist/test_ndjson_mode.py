@@ -181,3 +181,14 @@ def test_worker_processes_give_the_same_rows(tmp_path: Path) -> None:
     one = json.loads((tmp_path / "out-1" / "worklist.json").read_text(encoding="utf-8"))["rows"]
     two = json.loads((tmp_path / "out-2" / "worklist.json").read_text(encoding="utf-8"))["rows"]
     assert one == two and len(one) == len(INDEX)
+
+
+def test_a_chart_link_must_be_an_https_template_with_the_patient(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "pml-risk.toml"
+    conf.write_text('[[tenants]]\nname = "T"\niss = "https://ehr.test/fhir"\nclient_id = "c"\n'
+                    'worklist_link = "http://ehr.test/chart"\n', encoding="utf-8")
+    (tmp_path / "in").mkdir()
+    assert worklist("--config", str(conf), "--from-ndjson", str(tmp_path / "in"), "--out",
+                    str(tmp_path / "out")) == 2
+    assert 'worklist_link: expected an https URL with "{patient}"' in capsys.readouterr().err
