@@ -110,7 +110,9 @@ def test_note_in_html_where_the_tenant_allows(make_stack: StackFactory) -> None:
     stack = make_stack(sandbox={"ehr_profile": "notes-only"}, tenant={"note_html": True})
     tab = Tab(stack)
     assert tab.save().json()["resourceType"] == "DocumentReference"
-    page = text_of(saved(stack, tab, "DocumentReference")[0], "text/html")
+    [note] = saved(stack, tab, "DocumentReference")
+    assert len(note["content"]) == 1  # one attachment: Epic files only the first, Oracle one
+    page = text_of(note, "text/html")
     assert page.startswith("<!DOCTYPE html>") and "<h2>Monitoring</h2>" in page
     assert "<li>Anti-JCV antibody: positive, index 0.9" in page
 
