@@ -23,6 +23,7 @@ from .errors import fail as _fail
 
 log = logging.getLogger(__name__)
 
+
 class StartupError(Exception):
     """Why the app will not start, as one-line messages (no traceback for a wrong layout)."""
 
