@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 #: prometheus_client reads it when first imported (ops/metrics.py), so it is named here too.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+
 class StartupError(Exception):
     """Why the app will not start, as one-line messages (no traceback for a wrong layout)."""
 
