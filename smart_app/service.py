@@ -48,6 +48,7 @@ class ChartAssessment:
             "value": estimate.infusions,
             "label": estimate.label,
             "firstOrder": estimate.first_order.isoformat(),
+            "since": estimate.since,
             "intervalDays": estimate.interval_days,
             "orders": list(estimate.orders),
             "reason": estimate.reason,

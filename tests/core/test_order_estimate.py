@@ -63,3 +63,19 @@ def test_dosing_interval_from_timing_repeat() -> None:
                 {"period": 4, "periodUnit": "wk", "frequency": 0}, "every 4 weeks"):
         assert dosing_interval_days(request(bad)) is None
     assert dosing_interval_days({"resourceType": "MedicationRequest"}) is None
+
+
+def test_statements_count_from_their_start_to_their_end_and_orders_to_the_assessment_date(
+) -> None:
+    from dataclasses import replace
+
+    from smart_app.risk.orders import estimate_from_history
+
+    use = replace(order("MedicationStatement/s", date(2026, 1, 1)), ended=date(2026, 3, 1))
+    ended = estimate_from_history([use], AT)
+    assert ended is not None and ended.infusions == 59 // 28 + 1 == 3
+    assert ended.since == "natalizumab recorded in use since 2026-01-01"
+    with_order = estimate_from_history([use, order("MedicationRequest/a", date(2026, 2, 1))], AT)
+    assert with_order is not None and with_order.infusions == 329 // 28 + 1  # open order: to AT
+    assert estimate_from_history([order("MedicationRequest/p", date(2026, 1, 1),
+                                        excluded="order intent plan")], AT) is None

@@ -62,6 +62,9 @@ def test_every_fixture_patient_gives_the_full_profiles_figure(
             assert "exposure-orders-higher" in {w["code"] for w in data["warnings"]}, item["id"]
             assert data["suggestions"]["infusions"]["value"] >= want["infusions"], item["id"]
             assert data["save"]["enabled"] is False, item["id"]
+            if item["id"] == "ex05-index-1-51-25-infusions":  # the page, as the clinician sees it
+                html = browser.get(page, timeout=60).text
+                assert 'id="wi-infusions-estimate"' in html and "estimated from orders" in html
             data = browser.get(page + "/assessment", timeout=60, params={
                 "infusions": str(want["infusions"]), "reason": "infusion log"}).json()
             got_figure = data["result"]["per1000"] if data["result"] else None
