@@ -72,7 +72,8 @@ def test_sort_filter_print_offline(page: Page, worklist_file: tuple[Path, dict[s
     infusions = [int(v) for v in _column(page, 4)]
     assert infusions == sorted(infusions)
 
-    due = [r for r in data["rows"] if r["retest"] in ("overdue", "due this month")]
+    due = [r for r in data["rows"] if r["retest"] in ("overdue", "due this month")
+           or r["mri"] in ("overdue", "due this month")]
     page.get_by_label("Due this month").check()
     assert page.locator("#worklist tbody tr:not([hidden])").count() == len(due) > 0
     assert page.locator("#shown").inner_text() == f"{len(due)} of {len(INDEX) + 1} patients shown"
