@@ -11,8 +11,10 @@ or tokens.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -65,6 +67,31 @@ def _tenant(settings: config.Settings, wanted: str) -> config.Tenant | None:
 
 
 def worklist_command(args: argparse.Namespace) -> int:
+    """The run, and its figures for the node_exporter textfile collector (``--metrics-file``)."""
+    started = time.monotonic()
+    outcome: dict[str, Any] = {}
+    code = _worklist(args, outcome)
+    if args.metrics_file:
+        from ..ops.metrics import Metrics
+
+        metrics = Metrics(multiprocess=False)  # this run's figures only, in this file
+        metrics.observe_worklist(status="ok" if code == EXIT_OK else "failed",
+                                 patients=outcome.get("patients"),
+                                 estimates=outcome.get("estimates"),
+                                 seconds=time.monotonic() - started)
+        target = Path(args.metrics_file)
+        try:
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(metrics.render())
+            tmp.chmod(0o644)  # counts only: node_exporter's user reads them
+            os.replace(tmp, target)
+        except OSError as exc:
+            print(f"pml-risk worklist: --metrics-file: cannot write {target}: {exc.strerror}",
+                  file=sys.stderr)
+    return code
+
+
+def _worklist(args: argparse.Namespace, outcome: dict[str, Any]) -> int:
     from ..worklist.errors import WorklistError
     from ..worklist.ndjson import NdjsonError
     from ..worklist.run import from_ndjson
@@ -127,6 +154,7 @@ def worklist_command(args: argparse.Namespace) -> int:
         return _fail("interrupted; the temporary files were removed and the previous worklist "
                      "files are unchanged", EXIT_INTERRUPTED)
     counts = result.summary["counts"]
+    outcome.update(patients=counts["patients"], estimates=counts["estimates"])
     print(f"wrote {len(result.files)} files to {out}: {counts['patients']} patients, "
           f"{counts['estimates']} with an estimate, {counts['no_estimate']} without, "
           f"{counts['retest_due_this_month']} with a retest due this month or overdue")
@@ -168,6 +196,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "0 written, 2 bad input or configuration, 1 the EHR side failed.",
     )
     cmd.add_argument("--config", default=None, help="configuration TOML (tenants, keys, codes)")
+    cmd.add_argument("--metrics-file", default=None, metavar="FILE",
+                     help="write the run's metrics (Prometheus text format) here, for "
+                     "node_exporter's textfile collector")
     cmd.add_argument("--tenant", help="tenant name (or iss) to export from and to link to")
     cmd.add_argument("--group", help="Group id to export (the cohort registry)")
     cmd.add_argument("--from-ndjson", metavar="DIR",

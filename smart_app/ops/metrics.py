@@ -85,8 +85,9 @@ def status_class(status: int | None) -> str:
 class Metrics:
     """The app's metric families; one instance per app (never a module-level registry)."""
 
-    def __init__(self) -> None:
-        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+    def __init__(self, multiprocess: bool | None = None) -> None:
+        self.multiprocess = (bool(os.environ.get(MULTIPROC_ENV)) if multiprocess is None
+                             else multiprocess)
         # In multi-process mode samples go to the shared folder, and a scrape reads them all
         # through a fresh collector; registering the families too would count them twice.
         self._registry = CollectorRegistry()

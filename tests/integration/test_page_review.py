@@ -99,3 +99,21 @@ def test_discordant_card_shows_both_results_of_the_conflict(stack: Stack) -> Non
     assert "the results disagree" in card
     assert "2 lab results that disagree:" in card
     assert "negative · 2026-10-01" in card and "index 2 · 2026-10-03" in card
+
+
+def test_the_next_infusions_band_and_the_higher_risk_advice_stand_by_the_figure(
+        stack: Stack) -> None:
+    """ex04 has had 24 infusions: the one about to be given, the 25th, is in the next band
+    (1.1 per 1,000, or 8.8 if the index retests above 1.5); ex05 is in an EMA higher-risk group:
+    what the prescriber is asked to do, with its sources, beside the monitoring."""
+    browser, url = _page(stack, "ex04-index-1-50-24-infusions")
+    page = browser.get(url, timeout=30).text
+    assert ("The next infusion, the 25th, begins the 25–48 band: 1.1 per 1,000; 8.8 if the "
+            "index retests above 1.5.") in text_of(page, "next-band")
+    assert "what the prescriber is asked to do" not in text_of(page, "monitoring")
+    browser, url = _page(stack, EX05)
+    page = browser.get(url, timeout=30).text
+    assert "next-band" not in page  # 25 infusions: the next one stays in the 25–48 band
+    monitoring = text_of(page, "monitoring")
+    assert "Higher-risk group: what the prescriber is asked to do" in monitoring
+    assert "Summary of Product Characteristics, section 4.4" in monitoring

@@ -192,3 +192,33 @@ def test_a_chart_link_must_be_an_https_template_with_the_patient(
     assert worklist("--config", str(conf), "--from-ndjson", str(tmp_path / "in"), "--out",
                     str(tmp_path / "out")) == 2
     assert 'worklist_link: expected an https URL with "{patient}"' in capsys.readouterr().err
+
+
+def _prometheus(text: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_the_run_writes_its_figures_for_the_textfile_collector(tmp_path: Path) -> None:
+    """Operations see each nightly run (patients, estimates, duration, outcome) in their
+    dashboards without reading the worklist itself: counts only, no patient in the file."""
+    write_ndjson(tmp_path / "in")
+    metrics = tmp_path / "pml_risk_worklist.prom"
+    assert worklist("--from-ndjson", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                    "--at", AT, "--metrics-file", str(metrics)) == 0
+    text = metrics.read_text(encoding="utf-8")
+    figures = _prometheus(text)
+    rows = rows_by_patient(tmp_path / "out")
+    assert figures['pml_risk_worklist_runs_total{status="ok"}'] == 1
+    assert figures["pml_risk_worklist_patients"] == len(rows) == len(INDEX)
+    estimates = sum(1 for r in rows.values() if r["status"] != "no estimate")
+    assert figures["pml_risk_worklist_estimates"] == estimates
+    assert figures["pml_risk_worklist_run_seconds"] > 0
+    for entry in INDEX:
+        assert fixture_patient(entry) not in text
+
+    (tmp_path / "empty").mkdir()
+    assert worklist("--from-ndjson", str(tmp_path / "empty"), "--out", str(tmp_path / "out"),
+                    "--at", AT, "--metrics-file", str(metrics)) == 2
+    assert _prometheus(metrics.read_text(encoding="utf-8"))[
+        'pml_risk_worklist_runs_total{status="failed"}'] == 1
