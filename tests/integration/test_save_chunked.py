@@ -64,3 +64,23 @@ def test_a_chunked_save_keeps_its_what_if_and_its_identifier(make_stack: StackFa
     assert resource["identifier"][0]["value"] == ident
     assert resource["prediction"][0]["probabilityDecimal"] == pytest.approx(
         float(shown["result"]["per1000"]) / 10)  # in percent
+
+
+def test_a_deeply_nested_save_body_is_a_clear_400_and_writes_nothing(
+        make_stack: StackFactory) -> None:
+    """``[`` x 3,000 makes Python's JSON parser recurse past its limit: refused before parsing,
+    never a 500, whether sent with a Content-Length or chunked."""
+    stack = make_stack(sandbox={"ehr_profile": "full"})
+    tab = Tab(stack, PATIENT)
+    deep = "[" * 3000 + "]" * 3000
+    resp = tab.browser.post(tab.url + "/assessment", data=deep, timeout=30, headers={
+        "Content-Type": "application/json", "X-CSRF-Token": tab.csrf})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["saved"] is False
+    nested = {"identifier": tab.identifier, "overrides": {"x": json.loads("[" * 50 + "]" * 50)}}
+    nested_text = json.dumps(nested).replace('"x": [', '"x": ' + "[" * 2000, 1)
+    nested_text = nested_text.replace("]}}", "]" * 2000 + "}}", 1)
+    resp = tab.browser.post(tab.url + "/assessment", data=nested_text, timeout=30, headers={
+        "Content-Type": "application/json", "X-CSRF-Token": tab.csrf})
+    assert resp.status_code == 400, resp.text
+    assert saved(stack) == []

@@ -36,6 +36,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
+from ...http import jsondepth
 from ...ops import audit
 from ...risk.records import Overrides
 from ...smart.launches import Launch
@@ -285,9 +286,15 @@ def _json_body() -> Any:
         return {}
     if chunked and "wsgi.input_terminated" not in request.environ:
         return _UNREADABLE
-    if not request.get_data(cache=True) and chunked:
+    data = request.get_data(cache=True)
+    if not data and chunked:
         return {}
-    return request.get_json(silent=True)
+    if not request.is_json:
+        return None
+    try:  # bounded nesting first: "[" x 3,000 is a 400, never a RecursionError's 500
+        return jsondepth.loads(data)
+    except ValueError:
+        return None
 
 
 def _bad_request(message: str) -> tuple[Response, int]:
