@@ -243,15 +243,16 @@ def build_note(
     return resource
 
 
-def note_summary(resource: dict[str, Any]) -> str | None:
-    """The text/plain content of a note, decoded (``None`` when there is none readable)."""
+def _attachment_text(resource: Mapping[str, Any], kinds: str) -> str | None:
+    """The decoded data of the first inline attachment whose contentType starts with
+    ``kinds`` (``None`` when there is none readable)."""
     for content in resource.get("content", []) or []:
         attachment = content.get("attachment") if isinstance(content, dict) else None
         if not isinstance(attachment, dict):
             continue
         kind = attachment.get("contentType")
         data = attachment.get("data")
-        if isinstance(kind, str) and kind.startswith("text/plain") and isinstance(data, str):
+        if isinstance(kind, str) and kind.startswith(kinds) and isinstance(data, str):
             try:
                 return base64.b64decode(data, validate=True).decode("utf-8")
             except (ValueError, UnicodeDecodeError):
@@ -259,19 +260,15 @@ def note_summary(resource: dict[str, Any]) -> str | None:
     return None
 
 
+def note_summary(resource: dict[str, Any]) -> str | None:
+    """The text/plain content of a note, decoded (``None`` when there is none readable)."""
+    return _attachment_text(resource, "text/plain")
+
+
 def note_text_of(resource: Mapping[str, Any]) -> str | None:
     """The text of a note's first inline text attachment (HTML as its escaped source)."""
-    for content in resource.get("content", []) or []:
-        attachment = content.get("attachment") if isinstance(content, dict) else None
-        if not isinstance(attachment, dict):
-            continue
-        kind = attachment.get("contentType")
-        data = attachment.get("data")
-        if isinstance(kind, str) and kind.startswith("text/") and isinstance(data, str):
-            try:
-                return html.unescape(base64.b64decode(data, validate=True).decode("utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                return None
+    text = _attachment_text(resource, "text/")
+    return None if text is None else html.unescape(text)
     return None
 
 
