@@ -70,11 +70,16 @@ def serve_command(args: argparse.Namespace) -> int:
     never boots with a configuration nobody checked: changing it means a (rolling) restart.
     Rotated keys need none (``keys.KeyRing``).
     """
-    metrics_dir = _metrics_folder()  # before prometheus_client is first imported
+    metrics_dir = _metrics_folder()
+    master = os.getpid()
     try:
         return _serve(args)
     finally:
-        if metrics_dir is not None:
+        # Made here: removed, and the environment as it was. Only by this process: a gunicorn
+        # worker leaves through these frames too (it was forked inside them) while the master
+        # and the other workers still write their samples there.
+        if metrics_dir is not None and os.getpid() == master:
+            os.environ.pop(MULTIPROC_ENV, None)
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
@@ -123,6 +128,7 @@ def _metrics_folder() -> str | None:
     ``PROMETHEUS_MULTIPROC_DIR`` is used as it is (and left in place): its owner empties it
     before each start. Returns the folder to remove at exit, if this process made it."""
     if os.environ.get(MULTIPROC_ENV):
+        os.makedirs(os.environ[MULTIPROC_ENV], mode=0o700, exist_ok=True)
         return None
     folder = tempfile.mkdtemp(prefix="pml-risk-metrics-")
     os.environ[MULTIPROC_ENV] = folder

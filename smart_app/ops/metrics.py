@@ -33,6 +33,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
+from prometheus_client import values as _values
 
 EXTENSION = "pml_risk.metrics"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -91,6 +92,11 @@ class Metrics:
         # In multi-process mode samples go to the shared folder, and a scrape reads them all
         # through a fresh collector; registering the families too would count them twice.
         self._registry = CollectorRegistry()
+        # prometheus_client picks how samples are stored once, when first imported, from the
+        # environment; a process that imported it before (or after) the variable was set would
+        # keep the wrong kind. The choice is made here, for the families made just below.
+        _values.ValueClass = (_values.MultiProcessValue()  # type: ignore[no-untyped-call]
+                              if self.multiprocess else _values.MutexValue)
         reg = None if self.multiprocess else self._registry
         self.launches = Counter("pml_risk_launches", "SMART launches by outcome",
                                 ["outcome"], registry=reg)
