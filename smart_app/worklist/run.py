@@ -267,9 +267,9 @@ EXPORT_TYPES = ("Patient", "Observation", "MedicationAdministration", "Medicatio
                 "DiagnosticReport", "ImagingStudy", "Procedure")  # brain MRIs: the MRI due date
 #: Types a vendor's Bulk export does not include although its FHIR API serves them (Oracle
 #: Health Millennium's ``_type`` list is the USCDI v1 set: no MedicationAdministration,
-#: MedicationStatement or Medication); they are read per patient from the start.
+#: MedicationStatement, Medication or ImagingStudy); they are read per patient from the start.
 NOT_EXPORTED = {"oracle": frozenset({"MedicationAdministration", "MedicationStatement",
-                                     "Medication"})}
+                                     "Medication", "ImagingStudy"})}
 MAX_REFUSALS = 2  # kick-off refusals worked around: one for types, one for _typeFilter
 
 

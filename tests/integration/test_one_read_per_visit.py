@@ -51,10 +51,11 @@ def test_save_is_one_freshness_round_and_one_write(stack: Stack) -> None:
     assert body["saved"] is True and body["created"] is True
     sent = fhir_requests(stack)
     checks = [r for r in sent if r["method"] == "GET"]
-    # The read's own searches (anti-JCV by code, labs by category and date), changes only.
+    # The read's own searches (anti-JCV by code, labs by category and date, the brain-MRI
+    # sources), changes only.
     assert sorted(r["path"].rsplit("/", 1)[1] for r in checks) == [
-        "MedicationAdministration", "MedicationRequest", "MedicationStatement", "Observation",
-        "Observation"]
+        "DiagnosticReport", "ImagingStudy", "MedicationAdministration", "MedicationRequest",
+        "MedicationStatement", "Observation", "Observation", "Procedure"]
     assert all(r["args"]["_lastUpdated"][0].startswith("ge") for r in checks)
     assert [(r["method"], r["path"]) for r in sent if r["method"] == "POST"] == [
         ("POST", "/sandbox/fhir/RiskAssessment")]

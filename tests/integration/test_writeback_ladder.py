@@ -172,7 +172,7 @@ def test_read_only_refuses_cleanly_and_says_why(make_stack: StackFactory) -> Non
     resp = tab.save()
     assert resp.status_code == 403
     body = resp.json()
-    assert body["error"] == "read-only" and "CapabilityStatement" in body["message"]
+    assert body["error"] == "read-only" and "does not accept" in body["message"]
     assert body["summary"].startswith("PML risk (natalizumab)")
     assert posts(stack, "RiskAssessment") == [] and posts(stack, "DocumentReference") == []
 

@@ -385,7 +385,8 @@ def test_oracle_export_types_are_decided_before_the_kick_off(ehr: Ehr) -> None:
         encoding="utf-8")
     assert ehr.worklist() == 0
     [kickoff] = ehr.events("kickoff")  # no refusal needed to learn it
-    assert kickoff["types"] == ["Patient", "Observation", "MedicationRequest"]
+    assert kickoff["types"] == ["Patient", "Observation", "MedicationRequest",
+                                "DiagnosticReport", "Procedure"]
     assert_rows_equal_cli(ehr.rows())
     searched = {r["path"].rsplit("/", 1)[1] for r in ehr.requests_log()
                 if r["path"].startswith("/sandbox/fhir/Medication")}
