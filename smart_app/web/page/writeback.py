@@ -275,12 +275,19 @@ def _locked_write(svc: Services, client: FhirClient, launch: Launch, resource: d
         time.sleep(0.05)  # another tab is saving the same result: its outcome decides
     try:
         rtype = str(resource["resourceType"])
-        if ledger:
+        # The search-first path's search ran before the lock: a save that finished in between
+        # is known only to the ledger, so it is consulted there too.
+        if ledger or existing is not None:
             written = svc.repo.get_written(launch.iss, ident)
             if written is not None and written.get("resourceType") == rtype:
                 return WriteResult(200, None, f"{rtype}/{written.get('id')}", 0)
-        return _write(client, resource, token if if_none_exist else None,
-                      conditional=conditional, existing=existing)
+        result = _write(client, resource, token if if_none_exist else None,
+                        conditional=conditional, existing=existing)
+        if result.ok and result.resource_id is not None:
+            # Recorded before the lock is released, so the next writer of this result sees it.
+            svc.repo.put_written(launch.iss, ident, {"resourceType": rtype,
+                                                     "id": result.resource_id})
+        return result
     finally:
         svc.repo.store.unlock(lock)
 
