@@ -331,17 +331,24 @@ def _proxy(data: Mapping[str, Any]) -> ProxySettings:
     hops = table.get("trusted_hops", 0)
     if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 5:
         raise ConfigError("proxy.trusted_hops: expected an integer from 0 (no proxy) to 5")
-    addresses = table.get("trusted_addresses", list(ProxySettings().trusted_addresses))
-    if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
-        raise ConfigError("proxy.trusted_addresses: expected a list of IP addresses or networks")
-    for address in addresses:
+    addresses = _networks(table, "trusted_addresses", ProxySettings().trusted_addresses,
+                          "proxy.")
+    return ProxySettings(trusted_hops=hops, trusted_addresses=addresses)
+
+
+def _networks(table: Mapping[str, Any], key: str, default: tuple[str, ...],
+              where: str) -> tuple[str, ...]:
+    """A list of IP addresses or networks, each checked at start, not at the first request."""
+    value = table.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise ConfigError(f"{where}{key}: expected a list of IP addresses or networks")
+    for address in value:
         try:
             ipaddress.ip_network(address, strict=False)
         except ValueError as exc:
             raise ConfigError(
-                f"proxy.trusted_addresses: {address!r} is not an IP address or network"
-            ) from exc
-    return ProxySettings(trusted_hops=hops, trusted_addresses=tuple(addresses))
+                f"{where}{key}: {address!r} is not an IP address or network") from exc
+    return tuple(value)
 
 
 def _audit(data: Mapping[str, Any]) -> AuditSettings:
@@ -357,16 +364,8 @@ def _metrics(data: Mapping[str, Any]) -> MetricsSettings:
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError("metrics.enabled: expected true or false")
-    allow = table.get("allow", list(MetricsSettings().allow))
-    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
-        raise ConfigError("metrics.allow: expected a list of IP addresses or networks")
-    for address in allow:
-        try:
-            ipaddress.ip_network(address, strict=False)
-        except ValueError as exc:
-            raise ConfigError(
-                f"metrics.allow: {address!r} is not an IP address or network") from exc
-    return MetricsSettings(enabled=enabled, allow=tuple(allow))
+    allow = _networks(table, "allow", MetricsSettings().allow, "metrics.")
+    return MetricsSettings(enabled=enabled, allow=allow)
 
 
 def _limits(data: Mapping[str, Any]) -> LimitSettings:
