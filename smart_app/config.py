@@ -692,6 +692,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
             data = tomllib.load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"config file not found: {path}") from exc
+    except OSError as exc:  # e.g. mode 0600 for root while the app runs as its own user
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     return from_mapping(data)

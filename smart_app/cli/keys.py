@@ -25,13 +25,32 @@ def keys_generate_command(args: argparse.Namespace) -> int:
         target = _keys_path(args)
     except config.ConfigError as exc:
         return _fail(f"configuration: {exc}")
-    if target.exists() and not args.force:
-        return _fail(f"keys_file: {target} exists; use `pml-risk keys rotate` to replace the "
-                     "current keys while keeping them published (or --force to discard them)")
+    try:
+        if target.exists() and not args.force:
+            return _fail(f"keys_file: {target} exists; use `pml-risk keys rotate` to replace "
+                         "the current keys while keeping them published (or --force to discard "
+                         "them)")
+    except OSError as exc:  # a folder on the way the user may not enter
+        return _unwritable(target, exc)
     generated = keys.generate()
-    keys.save(generated, target)
+    if (failed := _save(generated, target)) is not None:
+        return failed
     print(f"wrote {target} (RS384 kid {generated.rsa.kid}, ES384 kid {generated.ec.kid})")
     return EXIT_OK
+
+
+def _unwritable(target: Path, exc: OSError) -> int:
+    return _fail(f"keys_file: {target} cannot be written: {exc.strerror}")
+
+
+def _save(signing: keys.SigningKeys, target: Path) -> int | None:
+    """Write the key file; on failure the one-line message's exit code (e.g. a keys folder
+    owned by root while the app runs as its own user), never a traceback."""
+    try:
+        keys.save(signing, target)
+    except OSError as exc:
+        return _unwritable(target, exc)
+    return None
 
 
 def _load_for_change(args: argparse.Namespace) -> tuple[Path, keys.SigningKeys] | int:
@@ -53,7 +72,8 @@ def keys_rotate_command(args: argparse.Namespace) -> int:
                          f"({', '.join(str(k.kid) for k in old.next)}); `pml-risk keys rotate` "
                          "promotes it")
         staged = old.staged()
-        keys.save(staged, target)
+        if (failed := _save(staged, target)) is not None:
+            return failed
         print(f"staged in {target}: RS384 kid {staged.next[0].kid}, ES384 kid "
               f"{staged.next[1].kid} are published but do not sign yet; run `pml-risk keys "
               "rotate` once EHRs have fetched them")
@@ -64,7 +84,8 @@ def keys_rotate_command(args: argparse.Namespace) -> int:
                      "retire` once EHRs have fetched the current ones, or pass --force to "
                      "drop them now")
     new = old.rotated()
-    keys.save(new, target)
+    if (failed := _save(new, target)) is not None:
+        return failed
     print(f"rotated {target}: now signing with RS384 kid {new.rsa.kid}, ES384 kid "
           f"{new.ec.kid}; previous kids {old.rsa.kid}, {old.ec.kid} stay published until "
           "`pml-risk keys retire`")
@@ -79,7 +100,8 @@ def keys_retire_command(args: argparse.Namespace) -> int:
     if not old.previous:
         print(f"{target}: no previous keys to retire")
         return EXIT_OK
-    keys.save(old.retired(), target)
+    if (failed := _save(old.retired(), target)) is not None:
+        return failed
     print(f"retired {', '.join(str(k.kid) for k in old.previous)} from {target}")
     return EXIT_OK
 

@@ -30,6 +30,19 @@ CLIENT_ID = "pml-risk-ops"
 SECRET_KEY = "ops-test-secret-" + "k" * 40
 
 
+#: One EHR; private_key_jwt (the default auth), so the app needs its key file to start.
+TENANT = {"iss": "https://ehr.example/fhir", "client_id": "c"}
+
+
+def one_line_refusal(done: subprocess.CompletedProcess[str], words: str) -> None:
+    """What an operator must see when the app will not start: exit 2, ``words`` said, every
+    line of standard error one of the app's own (``pml-risk: …``), never a traceback."""
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert words in done.stderr, done.stderr
+    assert all(line.startswith("pml-risk: ") for line in done.stderr.splitlines()), done.stderr
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

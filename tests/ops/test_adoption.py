@@ -23,11 +23,9 @@ import pytest
 import requests
 from packaging.requirements import Requirement
 
-from .harness import ROOT, SECRET_KEY, free_port, write_config
+from .harness import ROOT, SECRET_KEY, TENANT, free_port, one_line_refusal, write_config
 
 pytestmark = pytest.mark.integration
-
-TENANT = {"iss": "https://ehr.example/fhir", "client_id": "c"}  # private_key_jwt: needs keys
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -37,18 +35,11 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def _one_line_refusal(done: subprocess.CompletedProcess[str], words: str) -> None:
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    assert "Traceback" not in done.stderr, done.stderr
-    assert words in done.stderr, done.stderr
-    assert all(line.startswith("pml-risk: ") for line in done.stderr.splitlines()), done.stderr
-
-
 # -- serve's start-up checks ---------------------------------------------------------------
 
 
 def test_serve_without_a_configuration_says_so(tmp_path: Path) -> None:
-    _one_line_refusal(_run(["serve"], tmp_path), "no configuration given")
+    one_line_refusal(_run(["serve"], tmp_path), "no configuration given")
 
 
 def test_serve_with_a_missing_audit_folder_exits_with_check_configs_message(
@@ -62,7 +53,7 @@ def test_serve_with_a_missing_audit_folder_exits_with_check_configs_message(
         session_store=f"sqlite:///{state / 'sessions.sqlite3'}",
         keys_file=str(state / "jwks.json"), audit={"path": str(tmp_path / "no" / "audit.jsonl")},
         tenants=[TENANT])
-    _one_line_refusal(_run(["serve", "--config", str(config)], tmp_path),
+    one_line_refusal(_run(["serve", "--config", str(config)], tmp_path),
                       f"audit.path: {tmp_path / 'no' / 'audit.jsonl'} cannot be written")
 
 
@@ -75,7 +66,7 @@ def test_serve_with_an_unusable_state_folder_or_key_file_names_both(tmp_path: Pa
         session_store=f"sqlite:///{blocker / 'sessions.sqlite3'}",
         keys_file=str(tmp_path / "keys"), tenants=[TENANT])
     done = _run(["serve", "--config", str(config)], tmp_path)
-    _one_line_refusal(done, "keys_file:")
+    one_line_refusal(done, "keys_file:")
     assert "is not a readable JWK Set" in done.stderr
     offline = _run(["check-config", str(config), "--offline"], tmp_path)
     assert "keys_file:" in offline.stdout  # the same words check-config gives

@@ -153,6 +153,8 @@ def test_invalid_toml_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert "not valid TOML" in capsys.readouterr().out
     assert main(["check-config", str(tmp_path / "nope.toml")]) == 2
     assert "config file not found" in capsys.readouterr().out
+    assert main(["check-config", str(tmp_path)]) == 2  # unreadable: said, not a traceback
+    assert f"config file {tmp_path} cannot be read: Is a directory" in capsys.readouterr().out
 
 
 def test_offline_skips_the_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

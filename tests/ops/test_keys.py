@@ -159,6 +159,10 @@ def test_keys_commands_need_a_key_file(tmp_path: Any, capsys: pytest.CaptureFixt
     other = str(tmp_path / "prod.json")
     assert _cli("keys", "generate", "--keys-file", other) == 0
     assert keys.load(other).ec.kid != keys.load(missing).ec.kid
+    # A key file that cannot be written is one line naming it, never a traceback.
+    blocked = str(tmp_path / "none.json" / "jwks.json")
+    assert _cli("keys", "generate", "--keys-file", blocked) == 2
+    assert f"keys_file: {blocked} cannot be written" in capsys.readouterr().err
 
 
 def test_refused_client_assertion_is_audited_as_a_failed_exchange(deployment: Deployment) -> None:
