@@ -12,8 +12,10 @@ from .records import Antibody
 from .result import AntibodySummary, Monitoring
 
 HIGHER_RISK_FROM_INFUSIONS = 18
-MRI_HIGHER_RISK = "Brain MRI every 3–4 months with FLAIR and DWI (higher risk: antibody positive " \
-    "and 18 or more infusions)."
+#: The schedule's reason, not a risk group: "higher risk" is what the headline calls the
+#: EMA/PRAC higher-risk groups, so a "Moderate" result never reads "higher risk" beside its MRI.
+MRI_HIGHER_RISK = ("Brain MRI every 3–4 months with FLAIR and DWI (antibody positive and 18 or "
+                   "more infusions).")
 MRI_NEGATIVE = "Brain MRI every 12 months (antibody negative)."
 MRI_POSITIVE_EARLY = (
     "Brain MRI every 12 months; from 18 infusions, every 3–4 months with FLAIR and DWI."
@@ -27,7 +29,7 @@ UNTIL_COUNT = "until the infusion count is known"
 
 
 def mri_months(mri: str) -> tuple[int, int]:
-    """The due/overdue months for a monitoring line: frequent only in the higher-risk group."""
+    """The due/overdue months for a monitoring line: every 3–4 months, else every 12."""
     return MONTHS_FREQUENT if mri.startswith("Brain MRI every 3–4 months") else MONTHS_YEARLY
 
 
@@ -38,7 +40,7 @@ def _cautious(infusions: int, exposure_known: bool, until: str) -> str:
         why = ("the antibody could be positive" if until == UNTIL_ANTIBODY
                else "the count could be 18 or more")
         return (f"Brain MRI every 3–4 months with FLAIR and DWI {until} ({why}: the "
-                "higher-risk interval).")
+                "more frequent interval).")
     return (f"Brain MRI every 12 months {until}; every 3–4 months with FLAIR and DWI from 18 "
             "infusions if the antibody is positive.")
 

@@ -166,3 +166,19 @@ def compare(fixture_id: str, body: dict[str, Any]) -> None:
         f"{fixture_id} reads differently from tests/core/golden/{fixture_id}.json; if the change "
         "is intended, rewrite it with PML_RISK_UPDATE_GOLDEN=1 and review the diff"
     )
+
+
+def test_only_a_higher_risk_group_is_called_higher_risk() -> None:
+    """"Higher risk" is the EMA/PRAC group the headline names: the monitoring advice of a low or
+    moderate result (or of none) gives the MRI schedule's reason instead, so the note, the page
+    and the printout never put "higher risk" beside a "Moderate" headline."""
+    read = 0
+    for path in sorted(GOLDEN.glob("*.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        result = body.get("result") or {}
+        if result.get("qualitative") == "high":
+            continue
+        read += 1
+        said = json.dumps(body["monitoring"], ensure_ascii=False).lower()
+        assert "higher risk" not in said and "higher-risk" not in said, path.name
+    assert read > 20

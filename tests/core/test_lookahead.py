@@ -91,7 +91,9 @@ def test_discordant_results_get_the_cautious_interval() -> None:
     a = run(inputs(labs, infusions(30)))
     assert a.antibody.discordant and not a.complete
     assert a.monitoring.mri_months == (3, 4)
-    assert "until the antibody result is resolved" in a.monitoring.mri
+    assert a.monitoring.mri == (
+        "Brain MRI every 3–4 months with FLAIR and DWI until the antibody result is resolved "
+        "(the antibody could be positive: the more frequent interval).")
 
 
 def test_unresolved_antibody_before_18_infusions_is_yearly_until_18() -> None:
@@ -101,19 +103,24 @@ def test_unresolved_antibody_before_18_infusions_is_yearly_until_18() -> None:
     assert "from 18 infusions" in a.monitoring.mri
 
 
-def test_unread_antibody_and_unread_infusions_take_the_higher_risk_interval() -> None:
+def test_unread_antibody_and_unread_infusions_take_the_3_to_4_monthly_interval() -> None:
     data = Inputs(patient="Patient/p1", unread=("Observation", "MedicationAdministration"))
     a = run(data)
     assert a.monitoring.mri_months == (3, 4)
-    assert "until the antibody result is resolved" in a.monitoring.mri
+    assert a.monitoring.mri == (
+        "Brain MRI every 3–4 months with FLAIR and DWI until the antibody result is resolved "
+        "(the antibody could be positive: the more frequent interval).")
 
 
-def test_positive_with_unknown_count_takes_the_higher_risk_interval() -> None:
+def test_positive_with_unknown_count_takes_the_3_to_4_monthly_interval() -> None:
     data = Inputs(patient="Patient/p1", lab_results=antibody_test(Antibody.POSITIVE, "1.0"),
                   unread=("MedicationAdministration",))
     a = run(data)
     assert a.monitoring.mri_months == (3, 4)
     assert a.monitoring.provisional == "until the infusion count is known"
+    assert a.monitoring.mri == (
+        "Brain MRI every 3–4 months with FLAIR and DWI until the infusion count is known "
+        "(the count could be 18 or more: the more frequent interval).")
 
 
 def test_resolved_results_carry_no_provisional_label() -> None:

@@ -72,13 +72,11 @@ def test_retest_date_is_not_repeated_when_the_advice_names_it() -> None:
     assert render.plural(1, "result") == "1 result" and render.plural(2, "result") == "2 results"
 
 
-def test_period_in_time_and_one_word_for_risk_groups() -> None:
+def test_period_in_time() -> None:
     assert render.period_words("25–48 infusions") == (
         "for infusions 25–48 (about months 25–48 of treatment at 4-weekly dosing)")
     assert render.period_words("0–24 infusions").startswith("for infusions 1–24 (about months 1–24")
     assert render.period_words("25+ infusions").startswith("for infusion 25 onwards")
-    assert render.mri_words("Brain MRI every 3–4 months (higher risk: antibody positive).") == (
-        "Brain MRI every 3–4 months (antibody positive).")
 
 
 def test_patient_text_reads_a_bound_in_words() -> None:

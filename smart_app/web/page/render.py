@@ -8,7 +8,6 @@ dates for reading, and records what was shown so "Save to chart" writes exactly 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from importlib import metadata
@@ -37,17 +36,6 @@ SECTIONS = (
 #: "high" is the EMA/PRAC "higher risk" groups (docs/clinical-basis.md, the result).
 QUALITATIVE = {"low": "Low risk", "moderate": "Moderate risk",
                "high": "High risk (EMA/PRAC higher-risk group)"}
-
-
-#: The monitoring advice names the MRI schedule's group "higher risk", which the headline
-#: reserves for the EMA/PRAC higher-risk groups: on the page the MRI line gives the reason only,
-#: so a "Moderate" headline never sits beside "(higher risk: …)".
-_MRI_GROUP = re.compile(r"\(higher risk: ([^)]*)\)")
-
-
-def mri_words(text: str) -> str:
-    """The MRI advice in the page's one vocabulary for risk groups."""
-    return _MRI_GROUP.sub(r"(\1)", text)
 
 
 def period_words(band: str) -> str:
@@ -200,7 +188,7 @@ def context(svc: Services, la: LaunchAssessment) -> dict[str, Any]:
         "plural": plural,
         "card_notes": card_notes,
         "period": period_words(result["cell"]["band"]) if result else None,
-        "mri_text": mri_words(str(monitoring["mri"])),
+        "mri_text": str(monitoring["mri"]),
         "raises_eid": raises_extended_interval(payload),
         "extended_interval": bool(payload["inputs"]["exposure"].get("extendedInterval")),
         "conflict": conflict_rows(payload),
