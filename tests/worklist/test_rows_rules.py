@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from smart_app.risk import Antibody
+from smart_app.risk.records import BrainMri
 from smart_app.worklist import rows
 from smart_app.worklist.rows import carried_row, row_for
 from tests.core.builders import AT, antibody_test, infusions, inputs, run
@@ -150,3 +151,119 @@ def test_a_malformed_carried_row_is_refused() -> None:
         carried_row(previous(retest_due="soon"), at=AT, since_run="r")
     with pytest.raises((ValueError, KeyError)):
         carried_row({"patient": "p1"}, at=AT, since_run="r")
+
+
+def test_a_chart_that_could_not_be_read_is_listed_with_everything_unknown() -> None:
+    patient = {"name": [{"text": "Ann Lee"}],
+               "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "M-7"}]}
+    row = rows.unread_row(patient_id="p9", patient=patient, at=AT, reason="the EHR answered 500",
+                          previous_infusions=20, link="https://app.example/launch?p=p9")
+    assert row.as_json() == {
+        "patient": "p9", "name": "Ann Lee", "mrn": "M-7", "status": "no estimate",
+        "reason": "the EHR answered 500", "per_1000": "", "one_in": None, "category": "",
+        "infusions": None, "previous_infusions": 20, "crossed_24": "unknown",
+        "antibody": "unknown", "antibody_index": "", "antibody_date": "", "retest_due": "",
+        "retest": "not needed", "mri_interval": "depends on the antibody result",
+        "missing_or_stale": ["chart-unread"], "warnings": [],
+        "findings": [{"code": "chart-unread", "message": "the EHR answered 500"}],
+        "data_notes": "the EHR answered 500", "link": "https://app.example/launch?p=p9",
+        "mri_last": "", "mri_due": "", "mri": "unknown",
+    }
+    assert rows.unread_row(patient_id="p9", patient=None, at=AT, reason="r").link == ""
+    assert rows.unread_row(patient_id="p9", patient=None, at=AT,
+                           reason="r").previous_infusions is None
+
+
+def test_the_csv_has_every_column_in_order_with_lists_as_words() -> None:
+    row = replace(rows.unread_row(patient_id="p9", patient=None, at=AT, reason="r"),
+                  missing_or_stale=("antibody-stale", "index-missing"), infusions=0)
+    values = dict(zip(rows.COLUMNS, row.csv_values(), strict=True))
+    assert values["missing_or_stale"] == "antibody-stale index-missing"
+    assert values["warnings"] == "" and values["one_in"] == "" and values["infusions"] == "0"
+    assert set(row.as_json()) == {*rows.COLUMNS, "findings"}
+
+
+def test_rows_of_equal_standing_without_names_are_ordered_by_patient_id() -> None:
+    def row(pid: str) -> rows.Row:
+        return replace(rows.unread_row(patient_id=pid, patient=None, at=AT, reason="r"),
+                       status="estimate", per_1000="1.1")
+    assert [r.patient for r in sorted([row("p2"), row("p3"), row("p1")],
+                                      key=rows.sort_key)] == ["p1", "p2", "p3"]
+
+
+def test_a_carried_row_keeps_its_gaps_warnings_and_findings_as_they_were() -> None:
+    data = previous(missing_or_stale=["antibody-stale"], warnings=["index-near-cutoff"],
+                    findings=[{"code": "antibody-stale", "message": "Result older than 1 year"},
+                              {"code": "index-near-cutoff", "message": "Index near 1.5"}])
+    carried = carried_row(data, at=AT, since_run="r")
+    assert carried.missing_or_stale == ("antibody-stale",)
+    assert carried.warnings == ("index-near-cutoff",)
+    assert carried.findings == (("antibody-stale", "Result older than 1 year"),
+                                ("index-near-cutoff", "Index near 1.5"))
+    assert carried.csv_values()[rows.COLUMNS.index("infusions")] == "30"
+
+
+def test_a_carried_overdue_mri_stays_overdue() -> None:
+    carried = carried_row(previous(mri="overdue", mri_due="2026-08-01", mri_last="2025-08-01"),
+                          at=AT, since_run="r")
+    assert carried.mri == "overdue" and carried.due_this_month
+    unknown = carried_row(previous(mri="unknown", mri_due=""), at=AT, since_run="r")
+    assert unknown.mri == "unknown"
+
+
+# -- the row of an assessed chart ------------------------------------------------------------
+
+def test_an_estimate_row_carries_the_figure_the_index_as_reported_and_its_date() -> None:
+    a = run(inputs(antibody_test(Antibody.POSITIVE, "1.2"), infusions(30)))
+    row = row_for(a, patient_id="p1", patient=None, at=AT)
+    assert (row.status, row.reason, row.per_1000, row.one_in, row.category) == (
+        "estimate", "", "1.1", a.one_in, "moderate")
+    assert a.one_in is not None
+    assert (row.antibody, row.antibody_index, row.antibody_date) == (
+        "positive", "1.2", "2026-09-15")
+    assert (row.data_notes, row.link) == ("", "")
+
+
+def test_stale_results_are_to_chase_warnings_are_listed_and_context_is_left_out() -> None:
+    a = run(inputs(antibody_test(Antibody.POSITIVE, "1.2", on=date(2024, 1, 1)),
+                   infusions(30)))
+    assert {(f.code.value, f.severity.value) for f in a.findings} == {
+        ("antibody-stale", "warning"), ("prior-is-none-on-record", "info")}
+    row = row_for(a, patient_id="p1", patient=None, at=AT)
+    assert (row.missing_or_stale, row.warnings) == (("antibody-stale",), ())
+    assert [code for code, _ in row.findings] == ["antibody-stale"]
+    near = run(inputs(antibody_test(Antibody.POSITIVE, "1.45"), infusions(30)))
+    listed = row_for(near, patient_id="p1", patient=None, at=AT)
+    assert "index-near-cutoff" in listed.warnings
+    assert "index-near-cutoff" not in listed.missing_or_stale
+
+
+def test_a_row_without_an_estimate_says_why_in_the_engines_words() -> None:
+    a = run(inputs((), infusions(30)))
+    row = row_for(a, patient_id="p1", patient=None, at=AT)
+    assert row.status == "no estimate" and row.reason == a.missing[0].message
+    assert row.reason.startswith("No final anti-JCV antibody result on record")
+    assert row.missing_or_stale == ("antibody-missing",)
+    assert row.mri_interval == "depends on the antibody result"
+
+
+@pytest.mark.parametrize(("last", "due", "status"), [
+    (date(2026, 11, 1), "2027-02-01", "scheduled"),
+    (date(2026, 8, 10), "2026-11-10", "due this month"),  # past 3 months, not yet 4
+    (date(2026, 7, 1), "2026-10-01", "overdue"),           # past 4 months
+])
+def test_the_mri_columns_follow_the_3_to_4_monthly_interval(last: date, due: str,
+                                                            status: str) -> None:
+    a = run(replace(inputs(antibody_test(Antibody.POSITIVE, "1.2"), infusions(30)),
+                    mris=(BrainMri("Procedure/m1", last, "procedure"),)))
+    row = row_for(a, patient_id="p1", patient=None, at=AT)
+    assert (row.mri_last, row.mri_due, row.mri) == (last.isoformat(), due, status)
+
+
+def test_no_or_unreadable_mri_history_leaves_the_dates_empty() -> None:
+    quiet = inputs(antibody_test(Antibody.NEGATIVE), infusions(30))
+    none = row_for(run(quiet), patient_id="p1", patient=None, at=AT)
+    assert (none.mri_last, none.mri_due, none.mri) == ("", "", "no brain MRI on record")
+    unread = row_for(run(replace(quiet, unread=("DiagnosticReport",))), patient_id="p1",
+                     patient=None, at=AT)
+    assert (unread.mri_last, unread.mri_due, unread.mri) == ("", "", "unknown")
