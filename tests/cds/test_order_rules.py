@@ -167,3 +167,39 @@ def test_the_drug_of_an_order_comes_from_its_own_concept_first() -> None:
                                      {"Medication/nat": nat}) is None
     missing = order("o6", contained="not a list", **by_ref("#m"))
     assert orders.medication_concept(missing, {}) is None
+
+
+def test_a_resource_of_another_kind_never_stops_the_search() -> None:
+    result = found({"resourceType": "ServiceRequest", "id": "s1"},
+                   order("o1", medicationCodeableConcept=NATALIZUMAB))
+    assert result.natalizumab == ("MedicationRequest/o1",)
+
+
+def test_draft_orders_that_are_not_a_bundle_name_no_order() -> None:
+    for odd in ([order("o1", medicationCodeableConcept=NATALIZUMAB)], "Bundle", None):
+        assert orders.natalizumab_orders({"draftOrders": odd}, "order-sign", NO_CODES) == (
+            orders.DraftOrders((), ()))
+
+
+def test_a_medication_named_by_its_full_url_is_that_entrys_whatever_its_id() -> None:
+    url = "https://ehr.example/fhir/Medication/m9"
+    nat = found(order("o1", **by_ref(url)), medication("zz", NATALIZUMAB), urls=("", url))
+    assert nat == orders.DraftOrders(("MedicationRequest/o1",), ())
+    other = found(order("o1", **by_ref(url)), medication("zz", ASPIRIN), urls=("", url))
+    assert other == orders.DraftOrders((), ())  # named by the bundle: nothing left to read
+
+
+def test_only_a_medication_answers_for_a_medication_reference() -> None:
+    # FHIR ids are unique per type: an order with id "m9" is not Medication/m9.
+    result = found(order("o1", **by_ref("Medication/m9")),
+                   order("m9", medicationCodeableConcept=ASPIRIN))
+    assert result.unresolved == ("Medication/m9",)
+
+
+def test_a_contained_medication_is_found_by_its_id_among_others() -> None:
+    contained = [medication("a", ASPIRIN), "junk", medication("m", NATALIZUMAB)]
+    assert found(order("o1", contained=contained, **by_ref("#m"))).natalizumab == (
+        "MedicationRequest/o1",)
+    absent = order("o2", contained=[medication("a", NATALIZUMAB)], **by_ref("#m"))
+    assert orders.medication_concept(absent, {}) is None
+    assert orders.medication_reference(by_ref("#x/Medication/m1")) is None
