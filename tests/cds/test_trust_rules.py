@@ -37,9 +37,10 @@ def verify(ehr: Ehr) -> Iterator[Any]:
     with requests.Session() as http:
         trust = CdsTrust(ehr.settings, CdsJwks(http), claim, clock=lambda: float(NOW))
 
-        def check(endpoint: str | None = None, **claims: Any) -> TrustedClient:
+        def check(endpoint: str | None = None, scheme: str = "Bearer ",
+                  **claims: Any) -> TrustedClient:
             token = ehr.token(**claims)
-            return trust.verify(f"Bearer {token}", endpoint or ehr.endpoint())
+            return trust.verify(f"{scheme}{token}", endpoint or ehr.endpoint())
 
         yield check
 
@@ -90,3 +91,12 @@ def test_the_audience_is_this_endpoint_with_or_without_a_trailing_slash(
     verify(endpoint=endpoint + "/", aud=endpoint, iat=NOW, exp=NOW + 300)
     verify(endpoint=endpoint, aud=endpoint + "/", iat=NOW, exp=NOW + 300)
     refused(verify, "aud", aud=endpoint + "x", iat=NOW, exp=NOW + 300)
+
+
+def test_the_issuer_may_carry_a_trailing_slash_and_the_scheme_any_case_and_spacing(
+        verify: Any) -> None:
+    assert verify(iss=ISSUER + "/", iat=NOW, exp=NOW + 300).issuer == ISSUER
+    verify(scheme="bearer  ", iat=NOW, exp=NOW + 300)
+    with pytest.raises(Untrusted) as caught:
+        verify(scheme="Basic ", iat=NOW, exp=NOW + 300)
+    assert caught.value.reason == "no-bearer"
