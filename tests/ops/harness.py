@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,26 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"nothing listens on port {port}")
+
+
+def wait_healthy(base: str, failed: Callable[[], str | None], *, timeout: float = 60,
+                 http: requests.Session | None = None, what: str = "serve") -> None:
+    """Poll ``base``/healthz until it answers 200; ``failed`` says why the server can no longer
+    start (it exited), or None while it may still come up."""
+    get = http.get if http is not None else requests.get
+    deadline = time.monotonic() + timeout
+    while True:
+        why = failed()
+        if why is not None:
+            raise AssertionError(why)
+        try:
+            if get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:  # not up, or slow to answer
+            pass
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} did not answer /healthz")
+        time.sleep(0.1)
 
 
 @dataclass
@@ -153,18 +174,10 @@ class AppProcess:
                  "--threads", str(self.threads)],
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}: "
-                                     f"{self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):  # not up, or slow to answer
-                pass
-            time.sleep(0.1)
-        raise AssertionError("serve did not answer /healthz")
+        proc = self.proc
+        wait_healthy(self.base, lambda: None if proc.poll() is None else (
+            f"serve exited with {proc.returncode}: {self.log.read_text()[-2000:]}"),
+            timeout=timeout)
 
     def terminate(self, timeout: float = 20) -> int:
         """SIGTERM and wait: the exit code."""

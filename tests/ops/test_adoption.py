@@ -23,7 +23,15 @@ import pytest
 import requests
 from packaging.requirements import Requirement
 
-from .harness import ROOT, SECRET_KEY, TENANT, free_port, one_line_refusal, write_config
+from .harness import (
+    ROOT,
+    SECRET_KEY,
+    TENANT,
+    free_port,
+    one_line_refusal,
+    wait_healthy,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -93,16 +101,8 @@ def test_serve_in_the_documented_state_folder_starts_on_loopback_and_publishes_i
                             env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.2)
+        wait_healthy(base, lambda: None if proc.poll() is None else (
+            tmp_path / "serve.log").read_text())
         assert _listening_addresses(port) == {"127.0.0.1"}  # never every interface by default
         served = requests.get(f"{base}/.well-known/jwks.json", timeout=5).json()
         assert json.loads(public.read_text(encoding="utf-8")) == served
@@ -266,16 +266,8 @@ def test_header_dripping_sockets_do_not_starve_healthz_behind_the_documented_pro
     drippers: list[socket.socket] = []
     try:
         base = f"http://127.0.0.1:{proxy_port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert app.poll() is None and proxy.poll() is None, "serve or nginx exited"
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "serve behind nginx did not start"
-            time.sleep(0.2)
+        wait_healthy(base, lambda: None if app.poll() is None and proxy.poll() is None
+                     else "serve or nginx exited", what="serve behind nginx")
         for _ in range(50):
             sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=5)
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: app\r\n")

@@ -30,15 +30,22 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
-from .harness import ROOT, SECRET_KEY, TENANT, browser, free_port, one_line_refusal, write_config
+from .harness import (
+    ROOT,
+    SECRET_KEY,
+    TENANT,
+    browser,
+    free_port,
+    one_line_refusal,
+    wait_healthy,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -224,16 +231,8 @@ def test_in_the_documented_layout_the_key_is_generated_and_serve_runs_as_10001(
     try:
         http = browser()
         base = f"http://127.0.0.1:{site.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")
-            try:
-                if http.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "serve did not answer /healthz"
-            time.sleep(0.2)
+        wait_healthy(base, lambda: None if proc.poll() is None else log.read_text(
+            errors="replace"), http=http)
 
         served = http.get(f"{base}/.well-known/jwks.json", timeout=5).json()
         assert len(served["keys"]) == 2
